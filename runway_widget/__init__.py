@@ -1,0 +1,65 @@
+"""Generate Runway videos from a Jupyter notebook.
+
+Importing the package is light: the client, tracker, panel and demo backend load
+on first use, and nothing starts a thread or a server until asked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApiframeClient",
+    "DemoServer",
+    "GenerationRequest",
+    "JobStore",
+    "RunwayPanel",
+    "Task",
+    "TaskTracker",
+    "WebhookReceiver",
+    "__version__",
+]
+
+_LAZY = {
+    "ApiframeClient": "runway_widget.client",
+    "GenerationRequest": "runway_widget.models",
+    "Task": "runway_widget.models",
+    "TaskTracker": "runway_widget.tracker",
+    "JobStore": "runway_widget.store",
+    "WebhookReceiver": "runway_widget.webhooks",
+    "RunwayPanel": "runway_widget.widget",
+    "DemoServer": "runway_widget.demo",
+}
+
+if TYPE_CHECKING:
+    from .client import ApiframeClient
+    from .demo import DemoServer
+    from .models import GenerationRequest, Task
+    from .store import JobStore
+    from .tracker import TaskTracker
+    from .webhooks import WebhookReceiver
+    from .widget import RunwayPanel
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'runway_widget' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+logger = logging.getLogger("runway_widget")
+logger.addHandler(logging.NullHandler())
+if os.environ.get("RUNWAY_WIDGET_LOG"):
+    logging.basicConfig()
+    logger.setLevel(os.environ["RUNWAY_WIDGET_LOG"].upper())

@@ -1,0 +1,189 @@
+"""What is sent (`GenerationRequest`) and what comes back (`Task`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from .errors import ApiframeError, ValidationError
+
+GENERATION_TYPES = ("text2video", "image2video", "video2video")
+ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
+MODELS = ("gen3", "gen3a_turbo")
+DURATIONS = (5, 10)
+TERMINAL_STATUSES = ("finished", "failed")
+
+_ONLY_FOR = {
+    "image_url": "image2video",
+    "end_image_url": "image2video",
+    "video_url": "video2video",
+    "aspect_ratio": "text2video",
+}
+_URL_FIELDS = ("image_url", "end_image_url", "video_url", "webhook_url")
+
+
+class Problem(NamedTuple):
+    """One thing wrong with a request, tied to the field it concerns (None: the whole request)."""
+
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def is_http_url(value: object) -> bool:
+    """True for an absolute http(s) URL with a host: the only kind we send or show as a link."""
+    if not isinstance(value, str) or any(c.isspace() for c in value.strip("\n")):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+@dataclass
+class GenerationRequest:
+    """The body of ``POST /runway-imagine``. ``None`` means "not set" and is left out."""
+
+    prompt: str
+    generation_type: str = "text2video"
+    image_url: str | None = None
+    end_image_url: str | None = None
+    video_url: str | None = None
+    aspect_ratio: str | None = None
+    model: str | None = None
+    duration: int | None = None
+    flip: bool | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> GenerationRequest:
+        """Build from a JSON body; unknown keys are ignored, missing ones stay unset."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in payload.items() if k in names}
+        values.setdefault("prompt", None)
+        values.setdefault("generation_type", None)
+        return cls(**values)
+
+    def problems(self) -> list[Problem]:
+        """Every problem with this request, in form order; empty when it is valid."""
+        found: list[Problem] = []
+        add = lambda name, msg: found.append(Problem(name, msg))  # noqa: E731
+
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            add("prompt", "prompt is required")
+        kind = self.generation_type
+        if kind not in GENERATION_TYPES:
+            add("generation_type", f"generation_type must be one of {', '.join(GENERATION_TYPES)}")
+            kind = None
+        if kind == "image2video" and not self.image_url:
+            add("image_url", "image_url is required for image2video")
+        if kind == "video2video" and not self.video_url:
+            add("video_url", "video_url is required for video2video")
+        for name, only in _ONLY_FOR.items():
+            if kind and kind != only and getattr(self, name) is not None:
+                add(name, f"{name} is only for {only}, not {kind}")
+        for name in _URL_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not is_http_url(value):
+                add(name, f"{name} must be an http(s) URL")
+        if self.aspect_ratio is not None and self.aspect_ratio not in ASPECT_RATIOS:
+            add("aspect_ratio", f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}")
+        if self.model is not None and self.model not in MODELS:
+            add("model", f"model must be one of {', '.join(MODELS)}")
+        if self.duration is not None and (
+            isinstance(self.duration, bool) or self.duration not in DURATIONS
+        ):
+            add("duration", "duration must be the integer 5 or 10")
+        if self.flip is not None and not isinstance(self.flip, bool):
+            add("flip", "flip must be true or false")
+        if self.webhook_secret is not None and not isinstance(self.webhook_secret, str):
+            add("webhook_secret", "webhook_secret must be a string")
+        return found
+
+    def validate(self) -> GenerationRequest:
+        """Raise one `ValidationError` naming every problem; return self when valid."""
+        found = self.problems()
+        if found:
+            raise ValidationError(found)
+        return self
+
+    def to_payload(self) -> dict[str, Any]:
+        """The exact JSON body: set fields only, in the documented order."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+    def public_payload(self) -> dict[str, Any]:
+        """The body without the webhook secret: what may be shown, logged or journalled."""
+        payload = self.to_payload()
+        payload.pop("webhook_secret", None)
+        return payload
+
+
+def _parse_percentage(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(str(value).strip().rstrip("%"))
+    except ValueError:
+        return None
+    if number != number:  # NaN
+        return None
+    return max(0, min(100, round(number)))
+
+
+@dataclass(frozen=True)
+class Task:
+    """A normalised view of one fetch result; ``raw`` keeps the reply as it came."""
+
+    task_id: str
+    status: str
+    percentage: int | None = None
+    video_url: str | None = None
+    message: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Task:
+        """Parse a reply; a wrong shape is an `ApiframeError`, never a KeyError."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("task_id"), str):
+            raise ApiframeError(f"unexpected task shape from the server: {str(data)[:200]!r}")
+        status = data.get("status")
+        message = data.get("message") or data.get("error")
+        video_url = data.get("video_url")
+        return cls(
+            task_id=data["task_id"],
+            status=str(status) if status is not None else "unknown",
+            percentage=_parse_percentage(data.get("percentage")),
+            video_url=video_url if isinstance(video_url, str) and video_url else None,
+            message=str(message) if message else None,
+            raw=dict(data),
+        )
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def is_done(self) -> bool:
+        """Terminal: finished or failed. Any other status, known or new, means still running."""
+        return self.status in TERMINAL_STATUSES
+
+    def same_progress(self, other: Task | None) -> bool:
+        """True when nothing a user can see changed (status, percentage, video, message)."""
+        return other is not None and (
+            self.status,
+            self.percentage,
+            self.video_url,
+            self.message,
+        ) == (other.status, other.percentage, other.video_url, other.message)
