@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -187,3 +188,11 @@ class Task:
             self.video_url,
             self.message,
         ) == (other.status, other.percentage, other.video_url, other.message)
+
+
+def video_filename(prompt: str | None, task_id: str | None = None) -> str:
+    """A safe, readable file name for a clip: ``a-lighthouse-in-a-storm-1a2b3c4d.mp4``."""
+    words = re.findall(r"[a-z0-9]+", (prompt or "").lower())
+    stem = "-".join(words)[:48].strip("-") or "runway-video"
+    suffix = re.sub(r"[^A-Za-z0-9]", "", task_id or "")[:8]
+    return f"{stem}-{suffix}.mp4" if suffix else f"{stem}.mp4"
