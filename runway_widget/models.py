@@ -96,7 +96,9 @@ class GenerationRequest:
         if self.model is not None and self.model not in MODELS:
             add("model", f"model must be one of {', '.join(MODELS)}")
         if self.duration is not None and (
-            isinstance(self.duration, bool) or self.duration not in DURATIONS
+            not isinstance(self.duration, int)
+            or isinstance(self.duration, bool)
+            or self.duration not in DURATIONS
         ):
             add("duration", "duration must be the integer 5 or 10")
         if self.flip is not None and not isinstance(self.flip, bool):

@@ -1,0 +1,406 @@
+"""The ``runway-widget`` command: in-process through ``main()``, and once as a real process."""
+
+from __future__ import annotations
+
+import _thread
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from api_server import TEST_API_KEY, ApiServer, Reply, error
+
+from runway_widget.cli import DEMO_NOTICE, main
+from runway_widget.models import GenerationRequest, video_filename
+from runway_widget.store import JobStore
+
+VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 400
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch) -> Path:
+    """A fresh history folder, and the working directory for default output names."""
+    folder = tmp_path / "home"
+    monkeypatch.setenv("RUNWAY_WIDGET_HOME", str(folder))
+    monkeypatch.chdir(tmp_path)
+    return folder
+
+
+@pytest.fixture
+def api(home, monkeypatch) -> Iterator[ApiServer]:
+    with ApiServer() as server:
+        monkeypatch.setenv("APIFRAME_BASE_URL", server.base_url)
+        monkeypatch.setenv("APIFRAME_API_KEY", TEST_API_KEY)
+        monkeypatch.setenv("RUNWAY_WIDGET_POLL_INTERVAL", "0.01")
+        yield server
+
+
+def script_job(api: ApiServer, task_id: str = "cli-1", *, fail: str | None = None) -> None:
+    """The next submission gets ``task_id``, which runs briefly then finishes (or fails)."""
+    api.script("/runway-imagine", Reply(json={"task_id": task_id}))
+    end = (
+        {"status": "failed", "message": fail}
+        if fail
+        else {
+            "status": "finished",
+            "percentage": "100",
+            "video_url": f"{api.base_url}/videos/{task_id}.mp4",
+        }
+    )
+    api.add_task(
+        task_id,
+        {"status": "staged"},
+        {"status": "processing", "percentage": "30"},
+        {"status": "processing", "percentage": "70"},
+        end,
+    )
+    api.files[f"/videos/{task_id}.mp4"] = VIDEO
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1] if text.strip() else ""
+
+
+def assert_one_clear_error(err: str, *needles: str) -> None:
+    assert "Traceback" not in err
+    line = last_line(err)
+    assert line.startswith("error: ")
+    for needle in needles:
+        assert needle in line
+
+
+# -- generate -------------------------------------------------------------------------------
+
+
+def test_generate_submits_every_option_waits_and_saves(api, home, tmp_path, capsys):
+    script_job(api)
+    out = tmp_path / "videos" / "storm.mp4"
+    code = main(
+        [
+            "generate",
+            "a lighthouse in a storm",
+            "--type", "image2video",
+            "--image-url", "https://example.com/a.png",
+            "--end-image-url", "https://example.com/b.png",
+            "--model", "gen3",
+            "--duration", "10",
+            "--flip",
+            "--webhook-url", "https://hooks.example.com/runway",
+            "--webhook-secret", "whsec-cli-Secret",
+            "--out", str(out),
+            "--timeout", "30",
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.strip() == str(out)
+    assert out.read_bytes() == VIDEO
+    assert "Submitted task cli-1" in captured.err
+    assert "100%" in captured.err
+    assert api.requests("/runway-imagine")[0].json == {
+        "prompt": "a lighthouse in a storm",
+        "generation_type": "image2video",
+        "image_url": "https://example.com/a.png",
+        "end_image_url": "https://example.com/b.png",
+        "model": "gen3",
+        "duration": 10,
+        "flip": True,
+        "webhook_url": "https://hooks.example.com/runway",
+        "webhook_secret": "whsec-cli-Secret",
+    }
+    job = JobStore().get("cli-1")
+    assert job.status == "finished" and job.local_path == str(out.resolve())
+    assert job.backend == api.base_url
+    journal = (home / "jobs.jsonl").read_text()
+    assert "whsec-cli-Secret" not in journal and TEST_API_KEY not in journal
+
+
+def test_generate_text2video_options_and_default_file_name(api, tmp_path, capsys):
+    script_job(api, "29e983ca-aaaa")
+    code = main(["generate", "Waves at dusk", "--aspect-ratio", "9:16", "--duration", "5"])
+    assert code == 0
+    expected = tmp_path / video_filename("Waves at dusk", "29e983ca-aaaa")
+    assert expected.name == "waves-at-dusk-29e983ca.mp4"
+    assert capsys.readouterr().out.strip() == expected.name
+    assert expected.read_bytes() == VIDEO
+    assert api.requests("/runway-imagine")[0].json == {
+        "prompt": "Waves at dusk",
+        "generation_type": "text2video",
+        "aspect_ratio": "9:16",
+        "duration": 5,
+    }
+
+
+def test_generate_prints_the_task_id_before_waiting(api, capsys):
+    script_job(api, fail="the prompt was refused by moderation")
+    code = main(["generate", "forbidden thing"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.index("Submitted task cli-1") < err.index("error:")
+    assert_one_clear_error(err, "task cli-1 failed", "refused by moderation")
+    job = JobStore().get("cli-1")
+    assert job.status == "failed" and job.message == "the prompt was refused by moderation"
+
+
+def test_generate_timeout_keeps_the_job_and_says_how_to_follow_it(api, capsys):
+    api.script("/runway-imagine", Reply(json={"task_id": "slow-1"}))
+    api.add_task("slow-1", {"status": "processing", "percentage": "5"})
+    code = main(["generate", "slow", "--timeout", "0.2"])
+    assert code == 1
+    assert_one_clear_error(capsys.readouterr().err, "slow-1", "runway-widget fetch slow-1")
+    assert JobStore().get("slow-1").status == "processing"
+
+
+def test_ctrl_c_while_waiting_exits_130_and_names_the_task(api, capsys):
+    api.script("/runway-imagine", Reply(json={"task_id": "long-1"}))
+    api.add_task("long-1", {"status": "processing", "percentage": "5"})
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    try:
+        code = main(["generate", "long", "--timeout", "30"])
+    finally:
+        timer.cancel()
+    err = capsys.readouterr().err
+    assert code == 130
+    assert "Traceback" not in err
+    assert "long-1 goes on" in last_line(err) and "runway-widget fetch long-1" in last_line(err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["generate", "x", "--duration", "7"], ["duration must be the integer 5 or 10"]),
+        (["generate", "", "--type", "image2video"], ["prompt is required", "image_url"]),
+        (["generate", "x", "--aspect-ratio", "5:4", "--model", "gen9"], ["aspect_ratio", "model"]),
+        (["generate", "x", "--image-url", "ftp://x/a.png"], ["image_url is only for image2video"]),
+    ],
+)
+def test_invalid_requests_exit_2_before_sending(api, capsys, argv, needles):
+    assert main(argv) == 2
+    assert_one_clear_error(capsys.readouterr().err, "invalid request", *needles)
+    assert api.count() == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["generate"], ["generate", "x", "--duration", "five"], ["fetch"], ["nope"]],
+)
+def test_usage_errors_exit_2(api, capsys, argv):
+    assert main(argv) == 2
+    assert "usage: runway-widget" in capsys.readouterr().err
+    assert api.count() == 0
+
+
+def test_help_exits_0(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("generate", "fetch", "account", "history", "demo-server"):
+        assert command in out
+    assert main(["generate", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--type", "--image-url", "--end-image-url", "--video-url", "--aspect-ratio",
+                 "--model", "--duration", "--flip", "--webhook-url", "--webhook-secret",
+                 "--demo", "--out", "--timeout"):  # fmt: skip
+        assert flag in out
+
+
+def test_missing_key_points_to_the_demo(home, monkeypatch, capsys):
+    monkeypatch.delenv("APIFRAME_API_KEY", raising=False)
+    assert main(["account"]) == 1
+    assert_one_clear_error(capsys.readouterr().err, "APIFRAME_API_KEY", "--demo")
+
+
+def test_refused_key_is_one_line_without_the_key(api, monkeypatch, capsys):
+    monkeypatch.setenv("APIFRAME_API_KEY", "sk-cli-wrong-key-9876")
+    assert main(["generate", "x"]) == 1
+    captured = capsys.readouterr()
+    assert_one_clear_error(captured.err, "was refused", "check APIFRAME_API_KEY", "…9876")
+    assert "sk-cli-wrong-key" not in captured.err + captured.out
+
+
+def test_unknown_submission_outcome_is_reported(api, capsys):
+    api.script("/runway-imagine", Reply(drop=True))
+    assert main(["generate", "x"]) == 1
+    assert_one_clear_error(
+        capsys.readouterr().err, "check `runway-widget history` before resubmitting"
+    )
+
+
+# -- fetch, account ----------------------------------------------------------------------------
+
+
+def test_fetch_prints_and_journals_the_task(api, capsys):
+    api.add_task("t-9", {"status": "processing", "percentage": "45"})
+    assert main(["fetch", "t-9"]) == 0
+    assert capsys.readouterr().out.strip() == "t-9: processing 45%"
+    job = JobStore().get("t-9")
+    assert (job.status, job.percentage, job.backend) == ("processing", 45, api.base_url)
+
+
+def test_fetch_finished_and_failed_and_json(api, capsys):
+    url = f"{api.base_url}/videos/t-1.mp4"
+    api.add_task("t-1", {"status": "finished", "percentage": "100", "video_url": url})
+    api.add_task("t-2", {"status": "failed", "error": "out of credits"})
+    assert main(["fetch", "t-1"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["t-1: finished", f"video: {url}"]
+    assert main(["fetch", "t-2"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["t-2: failed", "message: out of credits"]
+    assert main(["fetch", "t-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "task_id": "t-1",
+        "task_type": "runway",
+        "status": "finished",
+        "percentage": "100",
+        "video_url": url,
+    }
+
+
+def test_fetch_unknown_task(api, capsys):
+    assert main(["fetch", "ghost"]) == 1
+    assert_one_clear_error(capsys.readouterr().err, "ghost", "unknown to the server")
+
+
+def test_account(api, capsys):
+    assert main(["account"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "email: someone@example.com",
+        "plan: basic",
+        "credits: 420",
+        "total_images: 7",
+    ]
+    assert main(["account", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == api.account_info
+
+
+def test_server_errors_are_one_line(api, capsys):
+    api.script("/account", error(503, "maintenance", **{"Retry-After": "600"}))
+    assert main(["account"]) == 1
+    assert_one_clear_error(capsys.readouterr().err, "HTTP 503", "maintenance")
+    assert api.count("/account") == 1
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+def test_history_newest_first_recent_then_all_then_json(home, capsys):
+    store = JobStore()
+    for i in range(25):
+        store.record_submission(f"job-{i:02d}", GenerationRequest(prompt=f"prompt {i}"), "b")
+    assert main(["history"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 20
+    assert "job-24" in lines[0] and "prompt 24" in lines[0] and "submitted" in lines[0]
+    assert "job-05" in lines[-1]
+    assert "5 older job(s) not shown" in captured.err
+    assert main(["history", "--all"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 25
+    assert main(["history", "--all", "--json"]) == 0
+    jobs = json.loads(capsys.readouterr().out)
+    assert [job["task_id"] for job in jobs][:2] == ["job-24", "job-23"]
+    assert jobs[0]["request"] == {"prompt": "prompt 24", "generation_type": "text2video"}
+
+
+def test_history_reports_skipped_lines_and_empty_history(home, capsys):
+    assert main(["history"]) == 0
+    assert "No jobs yet" in capsys.readouterr().err
+    store = JobStore()
+    store.record_submission("ok-1", GenerationRequest(prompt="kept"), "b")
+    with open(store.path, "a", encoding="utf-8") as journal:
+        journal.write("this is not json\n")
+    assert main(["history"]) == 0
+    captured = capsys.readouterr()
+    assert "ok-1" in captured.out
+    assert "1 line(s)" in captured.err and "could not be read" in captured.err
+
+
+# -- as a real process ------------------------------------------------------------------------
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runway_widget.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_as_a_subprocess_against_a_local_server(api, home, tmp_path):
+    script_job(api, "proc-1")
+    env = {**os.environ}
+    result = run_cli("generate", "a lighthouse", "--duration", "5", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    saved = tmp_path / result.stdout.strip()
+    assert saved.name == "a-lighthouse-proc1.mp4"
+    assert saved.read_bytes() == VIDEO
+    assert "Submitted task proc-1" in result.stderr
+    failed = run_cli("fetch", "ghost", env=env, cwd=tmp_path)
+    assert failed.returncode == 1
+    assert failed.stdout == ""
+    assert_one_clear_error(failed.stderr, "ghost")
+    history = run_cli("history", "--json", env=env, cwd=tmp_path)
+    assert json.loads(history.stdout)[0]["local_path"] == str(saved.resolve())
+
+
+# -- the demo backend -------------------------------------------------------------------------
+
+
+def test_generate_on_the_demo_backend(home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNWAY_WIDGET_POLL_INTERVAL", "0.2")
+    monkeypatch.setenv("RUNWAY_WIDGET_DEMO_SECONDS", "1.5")
+    code = main(["generate", "a lighthouse in a storm", "--demo", "--out", "demo.mp4"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.err.splitlines()[0] == DEMO_NOTICE
+    assert (tmp_path / "demo.mp4").read_bytes()[4:8] == b"ftyp"
+    assert JobStore().jobs()[0].status == "finished"
+
+
+def test_missing_demo_extra_is_one_clear_line(home, tmp_path):
+    blocked = "import sys; sys.modules['av'] = None; "
+    code = "from runway_widget.cli import main; sys.exit(main(['generate', 'x', '--demo']))"
+    result = subprocess.run(
+        [sys.executable, "-c", blocked + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert_one_clear_error(result.stderr, 'pip install "runway_widget[demo]"')
+
+
+def test_demo_server_runs_until_ctrl_c(home, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runway_widget.cli", "demo-server", "--job-seconds", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("Demo backend running at http://127.0.0.1:")
+        base_url = first.rsplit(" ", 1)[-1].strip()
+        assert f"APIFRAME_BASE_URL={base_url}" in process.stdout.readline()
+        assert "APIFRAME_API_KEY=runway-widget-demo-key" in process.stdout.readline()
+        env = {**os.environ, "APIFRAME_BASE_URL": base_url}
+        env["APIFRAME_API_KEY"] = "runway-widget-demo-key"
+        account = run_cli("account", "--json", env=env, cwd=tmp_path)
+        assert account.returncode == 0, account.stderr
+        assert "credits" in json.loads(account.stdout)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,47 @@
+"""The package imports light and exposes the public names of the contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+PROBE = """
+import json, sys, threading
+before = threading.active_count()
+import runway_widget
+heavy = [m for m in ("requests", "ipywidgets", "av", "numpy", "PIL", "tqdm",
+                     "runway_widget.demo", "runway_widget.widget", "runway_widget.client")
+         if m in sys.modules]
+print(json.dumps({"heavy": heavy, "threads": threading.active_count() - before}))
+"""
+
+
+def test_import_is_light_and_starts_nothing():
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
+    ).stdout
+    result = json.loads(out)
+    assert result == {"heavy": [], "threads": 0}
+
+
+def test_public_names_resolve():
+    import runway_widget
+    from runway_widget import errors
+
+    for name in ("ApiframeClient", "GenerationRequest", "Task", "TaskTracker", "RunwayPanel",
+                 "DemoServer", "JobStore", "WebhookReceiver"):
+        assert getattr(runway_widget, name).__name__ == name
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.ApiframeError)
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    import runway_widget
+
+    try:
+        runway_widget.NoSuchThing  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")

@@ -1,0 +1,431 @@
+"""The job history: durable, tolerant of damage, safe for threads and processes, secret-free."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+from runway_widget.models import GenerationRequest, Task
+from runway_widget.store import JobStore
+
+BACKEND = "http://127.0.0.1:9"
+REAL = "https://api.apiframe.pro"
+
+
+def request(prompt: str = "a lighthouse in a storm", **fields) -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, aspect_ratio="16:9", duration=5, **fields)
+
+
+def raw_lines(store: JobStore) -> list[dict]:
+    return [json.loads(line) for line in store.path.read_text("utf-8").splitlines() if line]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    return JobStore(tmp_path / "history" / "jobs.jsonl")
+
+
+# -- location --------------------------------------------------------------------------------
+
+
+def test_default_path_follows_runway_widget_home_and_is_created_on_first_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "not-yet"
+    monkeypatch.setenv("RUNWAY_WIDGET_HOME", str(home))
+    store = JobStore()
+    assert store.path == home / "jobs.jsonl"
+    assert not home.exists(), "constructing a store must not touch the disk"
+    assert store.load().jobs == []
+    assert not home.exists(), "reading an absent history must not create it"
+
+    store.record_submission("t-1", request(), BACKEND)
+    assert store.path.is_file()
+    assert [job.task_id for job in JobStore().jobs()] == ["t-1"]
+
+
+def test_default_path_without_override_is_the_user_data_dir(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RUNWAY_WIDGET_HOME", raising=False)
+    expected = Path(platformdirs.user_data_dir("runway_widget")) / "jobs.jsonl"
+    assert JobStore().path == expected
+
+
+# -- records and folding ---------------------------------------------------------------------
+
+
+def test_submission_status_and_download_fold_into_one_record(
+    store: JobStore, tmp_path: Path
+) -> None:
+    store.record_submission("t-1", request(), BACKEND)
+    store.record_task(Task("t-1", "processing", 40), backend=BACKEND)
+    store.record_task(Task("t-1", "finished", 100, video_url=f"{BACKEND}/videos/t-1.mp4"))
+    store.record_download("t-1", tmp_path / "clip.mp4")
+
+    job = JobStore(store.path).get("t-1")
+    assert job is not None
+    assert job.backend == BACKEND
+    assert job.request == request().public_payload()
+    assert job.prompt == "a lighthouse in a storm"
+    assert (job.status, job.percentage) == ("finished", 100)
+    assert job.video_url == f"{BACKEND}/videos/t-1.mp4"
+    assert job.local_path == str((tmp_path / "clip.mp4").resolve())
+    assert job.is_done
+    assert job.updated_at >= job.submitted_at > 0
+
+    kinds = [(line["v"], line["kind"]) for line in raw_lines(store)]
+    assert kinds == [(1, "submitted"), (1, "status"), (1, "status"), (1, "download")]
+
+
+def test_a_new_job_is_submitted_until_its_first_update(store: JobStore) -> None:
+    store.record_submission("t-1", request(), BACKEND)
+    job = store.get("t-1")
+    assert job is not None
+    assert (job.status, job.percentage, job.is_done) == ("submitted", None, False)
+    assert store.get("nope") is None
+
+
+def test_jobs_are_newest_first_and_filter_by_backend(store: JobStore) -> None:
+    for task_id, backend in [("a", BACKEND), ("b", REAL), ("c", BACKEND + "/")]:
+        store.record_submission(task_id, request(task_id), backend)
+        time.sleep(0.01)
+    assert [job.task_id for job in store.jobs()] == ["c", "b", "a"]
+    assert [job.task_id for job in store.jobs(backend=BACKEND)] == ["c", "a"]
+    assert [job.task_id for job in store.jobs(backend=REAL)] == ["b"]
+
+
+def test_status_records_are_compact_and_unchanged_polls_write_nothing(store: JobStore) -> None:
+    store.record_submission("t-1", request(), BACKEND)
+    for _ in range(3):
+        store.record_task(Task("t-1", "processing", 10), backend=BACKEND)
+    store.record_task(Task("t-1", "processing", 20), backend=BACKEND)
+    store.record_task(Task("t-1", "processing", 20), backend=BACKEND)
+
+    status = [line for line in raw_lines(store) if line["kind"] == "status"]
+    assert len(status) == 2
+    assert {k for k in status[0] if k not in ("v", "kind", "task_id", "at")} == {
+        "status",
+        "percentage",
+    }
+    assert {k for k in status[1] if k not in ("v", "kind", "task_id", "at")} == {"percentage"}
+
+
+def test_status_for_an_unknown_task_still_creates_a_record(store: JobStore) -> None:
+    store.record_task(Task("elsewhere", "processing", 30), backend=REAL)
+    job = store.get("elsewhere")
+    assert job is not None
+    assert (job.backend, job.status, job.percentage, job.request) == (REAL, "processing", 30, {})
+    assert job.prompt is None
+    assert job.submitted_at > 0
+
+
+def test_a_restarted_process_does_not_rewrite_what_the_journal_already_says(
+    store: JobStore,
+) -> None:
+    store.record_task(Task("t-1", "processing", 50), backend=BACKEND)
+    restarted = JobStore(store.path)
+    restarted.load()
+    restarted.record_task(Task("t-1", "processing", 50), backend=BACKEND)
+    assert len(raw_lines(store)) == 1
+    restarted.record_task(Task("t-1", "finished", 100, video_url="https://cdn/x.mp4"))
+    assert store.get("t-1").status == "finished"
+
+
+def test_a_write_failure_is_logged_with_the_task_id_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    store = JobStore(blocker / "jobs.jsonl")
+    with caplog.at_level(logging.ERROR, logger="runway_widget"):
+        store.record_submission("paid-task-42", request(), BACKEND)
+    assert "paid-task-42" in caplog.text
+
+
+# -- damage and older versions ---------------------------------------------------------------
+
+
+def test_torn_last_line_is_reported_and_the_next_record_survives(
+    store: JobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.record_submission("t-1", request(), BACKEND)
+    store.record_submission("t-2", request("second"), BACKEND)
+    with store.path.open("ab") as handle:
+        handle.write(b'{"v":1,"kind":"status","task_id":"t-2","sta')
+
+    with caplog.at_level(logging.WARNING, logger="runway_widget"):
+        history = JobStore(store.path).load()
+    assert sorted(job.task_id for job in history.jobs) == ["t-1", "t-2"]
+    assert len(history.skipped) == 1
+    assert history.skipped[0].startswith("line 3: ")
+    assert "torn" in history.skipped[0]
+    assert "line 3" in caplog.text
+
+    store.record_task(Task("t-2", "processing", 60), backend=BACKEND)
+    history = JobStore(store.path).load()
+    assert len(history.skipped) == 1
+    assert history.skipped[0].startswith("line 3: ")
+    assert "torn" in history.skipped[0]
+    assert JobStore(store.path).get("t-2").percentage == 60
+
+
+def test_garbage_and_blank_lines_are_reported_by_line_number(store: JobStore) -> None:
+    store.record_submission("t-1", request(), BACKEND)
+    with store.path.open("ab") as handle:
+        handle.write(b"\n")
+        handle.write(b"this is not json\n")
+        handle.write(b"[1, 2, 3]\n")
+        handle.write(b'{"v": 1, "kind": "status", "status": "finished"}\n')
+        handle.write(b"\xff\xfe\x00 binary\n")
+        handle.write(b"   \n")
+    store.record_task(Task("t-1", "finished", 100, video_url="https://cdn/t-1.mp4"))
+
+    history = store.load()
+    assert [job.status for job in history.jobs] == ["finished"]
+    assert [entry.split(":")[0] for entry in history.skipped] == [
+        "line 3",
+        "line 4",
+        "line 5",
+        "line 6",
+    ]
+    assert "not valid JSON" in history.skipped[0]
+    assert "not a JSON object" in history.skipped[1]
+    assert "no task_id" in history.skipped[2]
+    assert "UTF-8" in history.skipped[3]
+
+
+OLDER_JOURNAL = """\
+{"id": "old-1", "base_url": "https://api.apiframe.pro", "prompt": "an old lighthouse", \
+"created": "2025-03-01T10:00:00+00:00"}
+{"id": "old-1", "status": "processing", "progress": "40", "time": 1740823300}
+{"id": "old-1", "status": "finished", "video_url": "https://cdn.example/old-1.mp4", \
+"time": 1740823400}
+{"id": "old-1", "path": "/videos/an-old-lighthouse.mp4", "time": 1740823500}
+
+{"id": "old-2", "base_url": "https://api.apiframe.pro", "payload": {"prompt": "second", \
+"webhook_secret": "legacy-secret-value", "duration": 10}, "created_at": 1740900000}
+{"v": 2, "kind": "status", "task_id": "old-2", "status": "processing", "percentage": 10, \
+"at": 1740900010, "eta_seconds": 12}
+{"v": 2, "kind": "thumbnail", "task_id": "old-2", "at": 1740900011}
+"""
+
+
+def test_an_older_version_journal_is_migrated_and_newer_fields_ignored(
+    store: JobStore,
+) -> None:
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text(OLDER_JOURNAL, "utf-8")
+
+    history = store.load()
+    assert [job.task_id for job in history.jobs] == ["old-2", "old-1"]
+    old1, old2 = history.jobs[1], history.jobs[0]
+    assert old1.backend == REAL
+    assert old1.prompt == "an old lighthouse"
+    assert old1.submitted_at == 1740823200.0
+    assert (old1.status, old1.percentage) == ("finished", 40)
+    assert old1.video_url == "https://cdn.example/old-1.mp4"
+    assert old1.local_path == "/videos/an-old-lighthouse.mp4"
+    assert old1.updated_at == 1740823500.0
+    assert old2.request == {"prompt": "second", "duration": 10}
+    assert (old2.status, old2.percentage, old2.is_done) == ("processing", 10, False)
+    assert len(history.skipped) == 1
+    assert history.skipped[0].startswith("line 8: unknown record kind 'thumbnail'")
+
+    store.record_task(Task("old-2", "finished", 100, video_url="https://cdn.example/2.mp4"))
+    assert store.get("old-2").is_done
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def test_no_secret_reaches_the_journal(store: JobStore) -> None:
+    store.record_submission(
+        "t-1",
+        request(webhook_url="https://hooks.example/x", webhook_secret="whsec-DISTINCTIVE-1"),
+        BACKEND,
+    )
+    store.record_submission(
+        "t-2",
+        {
+            "prompt": "from a dict",
+            "webhook_secret": "whsec-DISTINCTIVE-2",
+            "api_key": "key-DISTINCTIVE-3",
+            "Authorization": "key-DISTINCTIVE-4",
+            "X-Api-Key": "key-DISTINCTIVE-5",
+        },
+        BACKEND,
+    )
+    data = store.path.read_bytes()
+    assert b"DISTINCTIVE" not in data
+    assert store.get("t-1").request["webhook_url"] == "https://hooks.example/x"
+    assert store.get("t-2").request == {"prompt": "from a dict"}
+
+
+def test_no_secret_reaches_the_journal_through_the_client(tmp_path: Path) -> None:
+    from api_server import ApiServer
+
+    from runway_widget.client import ApiframeClient
+
+    api_key = "sk-live-DISTINCTIVE-KEY-93f1c2"
+    secret = "whsec-DISTINCTIVE-SECRET-4e7b"
+    store = JobStore(tmp_path / "jobs.jsonl")
+    with (
+        ApiServer(api_key=api_key) as api,
+        ApiframeClient(
+            api_key=api_key, base_url=api.base_url, store=store, requests_per_second=50
+        ) as client,
+    ):
+        task_id = client.imagine(
+            prompt="a lighthouse in a storm",
+            webhook_url="https://hooks.example/runway",
+            webhook_secret=secret,
+        )
+        api.files["/videos/clip.mp4"] = b"not really an mp4"
+        api.add_task(
+            task_id,
+            {
+                "status": "finished",
+                "percentage": 100,
+                "video_url": f"{api.base_url}/videos/clip.mp4",
+            },
+        )
+        task = client.fetch(task_id)
+        store.record_task(task, backend=client.base_url)
+        client.download(task, tmp_path / "clip.mp4")
+        assert api.requests("/runway-imagine")[0].json["webhook_secret"] == secret
+
+    data = store.path.read_bytes()
+    for text in (api_key, secret, api_key[-8:], secret[-8:]):
+        assert text.encode() not in data
+    job = store.get(task_id)
+    assert (job.status, job.local_path) == ("finished", str((tmp_path / "clip.mp4").resolve()))
+    assert job.request["webhook_url"] == "https://hooks.example/runway"
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    from runway_widget.models import GenerationRequest
+    from runway_widget.store import JobStore
+
+    path, name, go = sys.argv[1], sys.argv[2], sys.argv[3]
+    store = JobStore(path)
+    request = GenerationRequest(prompt=name * 4000)
+    while not os.path.exists(go):
+        time.sleep(0.002)
+    for i in range(500):
+        store.record_submission(f"{name}-{i}", request, "http://127.0.0.1:9")
+    """
+)
+
+
+def test_two_processes_appending_at_once_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    go = tmp_path / "go"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(go)])
+        for name in ("a", "b")
+    ]
+    time.sleep(0.5)
+    go.touch()
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    records = [json.loads(line) for line in lines[:-1]]
+    assert len(records) == 1000
+    history = JobStore(path).load()
+    assert history.skipped == []
+    ids = {job.task_id for job in history.jobs}
+    assert ids == {f"{name}-{i}" for name in "ab" for i in range(500)}
+    assert all(len(job.prompt) == 4000 for job in history.jobs)
+    owners = [record["task_id"][0] for record in records]
+    switches = sum(1 for x, y in itertools.pairwise(owners) if x != y)
+    print(f"writers took turns {switches} times")
+
+
+def test_threads_sharing_or_not_sharing_a_store_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    shared = JobStore(path)
+    start = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        store = shared if n % 2 else JobStore(path)
+        start.wait()
+        for i in range(100):
+            store.record_submission(f"{n}-{i}", request("p" * 2000), BACKEND)
+            store.record_task(Task(f"{n}-{i}", "processing", i), backend=BACKEND)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    history = JobStore(path).load()
+    assert history.skipped == []
+    assert len(history.jobs) == 800
+    assert len(raw_lines(shared)) == 1600
+    assert all(job.status == "processing" for job in history.jobs)
+
+
+# -- durability through the real client ------------------------------------------------------
+
+SUBMIT_AND_DIE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from runway_widget.client import ApiframeClient
+    from runway_widget.store import JobStore
+
+    base_url, path = sys.argv[1], sys.argv[2]
+    client = ApiframeClient(api_key=os.environ["TEST_API_KEY"], base_url=base_url,
+                            store=JobStore(path))
+    task_id = client.imagine(prompt="a lighthouse in a storm", aspect_ratio="16:9",
+                             webhook_url="https://hooks.example/runway",
+                             webhook_secret=os.environ["TEST_WEBHOOK_SECRET"])
+    sys.stdout.write(task_id + "\\n")
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_a_task_id_survives_sigkill_right_after_imagine(demo_server, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl"
+    env = {
+        **os.environ,
+        "TEST_API_KEY": demo_server.api_key,
+        "TEST_WEBHOOK_SECRET": "whsec-SIGKILL-DISTINCTIVE",
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", SUBMIT_AND_DIE, demo_server.base_url, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    task_id = child.stdout.strip()
+    assert task_id
+
+    job = JobStore(path).get(task_id)
+    assert job is not None
+    assert job.backend == demo_server.base_url
+    assert job.prompt == "a lighthouse in a storm"
+    assert b"whsec-SIGKILL-DISTINCTIVE" not in path.read_bytes()
