@@ -1,0 +1,674 @@
+"""The demo backend: the APIFRAME Runway HTTP API on 127.0.0.1, rendering real clips.
+
+Built on the standard library's ``ThreadingHTTPServer``. Routes, JSON shapes, validation and
+the error format follow the real service; see SPEC §2 and §5. Faults can be switched on at run
+time through ``server.faults`` to exercise a client's retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.parser
+import email.policy
+import io
+import json
+import logging
+import math
+import os
+import random
+import re
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from PIL import Image
+
+from ..models import GenerationRequest
+from .inputs import InputLoader
+from .render_pool import RenderPool
+from .renderer import RenderSpec
+from .samples import sample_path
+from .timeline import DemoTask
+from .webhook_sender import WebhookSender
+
+logger = logging.getLogger("runway_widget.demo")
+
+DEMO_API_KEY = "runway-widget-demo-key"
+DEFAULT_JOB_SECONDS = 6.0
+JOB_SECONDS_ENV = "RUNWAY_WIDGET_DEMO_SECONDS"
+CREDITS_PER_SECOND = 1  # a 5 s clip costs 5 credits, a 10 s clip 10
+MAX_JSON_BYTES = 1024 * 1024
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+MAX_FETCH_MANY = 20
+MODERATED_WORD = re.compile(r"\bforbidden\b", re.IGNORECASE)
+UPLOAD_FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
+CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+API_ROUTES = {
+    "/runway-imagine": "POST",
+    "/fetch": "POST",
+    "/fetch-many": "POST",
+    "/upload": "POST",
+    "/account": "GET",
+}
+_VIDEO_PATH = re.compile(r"^/videos/([A-Za-z0-9-]{1,64})\.mp4$")
+_UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}\.(png|jpg|gif|webp)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+JobSeconds = float | Callable[[dict[str, Any]], float]
+
+
+@dataclass
+class DemoFaults:
+    """Faults the demo injects into API calls (media downloads are never faulted).
+
+    Change the fields at any time; each request reads them when it arrives.
+    """
+
+    error_rate: float = 0.0  # probability of a random 500 / 502 / 503 (before any work)
+    rate_limit_burst: int = 0  # the next N API requests get 429 with Retry-After
+    retry_after: float = 1.0  # seconds, sent in Retry-After on 429 and 503
+    slow_seconds: float = 0.0  # delay before every API reply (after the work is done)
+    drop_rate: float = 0.0  # probability of closing the connection without a reply (after work)
+    fail_rate: float = 0.0  # probability that a submitted task ends "failed"
+    malformed_rate: float = 0.0  # probability of a 200 whose body is not JSON (after work)
+
+    def reset(self) -> None:
+        """Switch every fault off."""
+        for name, value in DemoFaults().__dict__.items():
+            setattr(self, name, value)
+
+
+class _ApiError(Exception):
+    """Ends a request with an error reply in the API's format."""
+
+    def __init__(self, status: int, *messages: str, headers: dict[str, str] | None = None):
+        super().__init__(messages[0] if messages else "")
+        self.status = status
+        self.messages = messages
+        self.headers = headers or {}
+
+
+def _default_job_seconds() -> float:
+    raw = os.environ.get(JOB_SECONDS_ENV)
+    if raw:
+        try:
+            value = float(raw)
+            if math.isfinite(value) and value >= 0:
+                return value
+        except ValueError:
+            pass
+        logger.warning("ignoring %s=%r: not a number of seconds", JOB_SECONDS_ENV, raw)
+    return DEFAULT_JOB_SECONDS
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """Threaded server that keeps track of its connections so `close_all` can end them."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], demo: DemoServer) -> None:
+        self.demo = demo
+        self._conn_lock = threading.Lock()
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name="runway-widget-demo-conn",
+            daemon=True,
+        )
+        with self._conn_lock:
+            self._connections[thread] = request
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._conn_lock:
+                self._connections.pop(threading.current_thread(), None)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("demo server: connection error", exc_info=True)
+
+    def close_all(self, timeout: float = 5.0) -> None:
+        """Shut every open connection (idle keep-alives included) and join their threads."""
+        with self._conn_lock:
+            open_now = dict(self._connections)
+        for sock in open_now.values():
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread in open_now:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One HTTP connection. Every reply has a Content-Length, so keep-alive works."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "runway-widget-demo"
+    timeout = 30  # idle keep-alive connections close after this many seconds
+    _body_read = False
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("demo server: " + format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        demo = self.server.demo
+        path = urlsplit(self.path).path
+        if path in API_ROUTES:
+            demo._count(path)
+            self._api(method, path)
+            return
+        media = self._media_path(path)
+        demo._count("/" + path.split("/")[1] if media is not None else "other")
+        if media is None or method == "POST":
+            self._drain_body()
+            self._send_json(404, {"errors": [{"msg": "Not found"}]})
+        else:
+            self._send_file(media, head=method == "HEAD")
+
+    # --- the API -----------------------------------------------------------------------
+
+    def _api(self, method: str, path: str) -> None:
+        demo = self.server.demo
+        faults = demo.faults
+        self._body_read = False
+        try:
+            if method != API_ROUTES[path]:
+                raise _ApiError(405, f"{method} is not allowed on {path}")
+            demo._fault_before(faults)
+            if self.headers.get("Authorization") != demo.api_key:
+                raise _ApiError(401, "Invalid API key")
+            if path == "/upload":
+                status, body = 200, demo._upload(self._read_upload())
+            elif path == "/account":
+                status, body = 200, demo._account()
+            else:
+                payload = self._read_json()
+                handler = {
+                    "/runway-imagine": demo._imagine,
+                    "/fetch": demo._fetch,
+                    "/fetch-many": demo._fetch_many,
+                }[path]
+                status, body = 200, handler(payload)
+            extra: dict[str, str] = {}
+        except _ApiError as exc:
+            if not self._body_read:
+                self._drain_body()
+            status = exc.status
+            body = {"errors": [{"msg": m} for m in exc.messages]}
+            extra = exc.headers
+        except Exception:
+            logger.exception("demo server: %s %s failed", method, path)
+            self.close_connection = True
+            status, body, extra = 500, {"errors": [{"msg": "Internal server error"}]}, {}
+        if faults.slow_seconds > 0:
+            demo._stopping.wait(faults.slow_seconds)
+        if demo._chance(faults.drop_rate):
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if status == 200 and demo._chance(faults.malformed_rate):
+            self._send_bytes(200, b"<html><body>Bad gateway</body></html>", "text/html")
+            return
+        self._send_json(status, body, extra)
+
+    def _content_length(self, cap: int, too_big: str) -> int:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise _ApiError(411, "send the body with a Content-Length")
+        raw = self.headers.get("Content-Length", "0")
+        length = int(raw) if raw.isdigit() else -1
+        if length < 0:
+            self.close_connection = True
+            raise _ApiError(400, "invalid Content-Length")
+        if length > cap:
+            self._drain_body(length)
+            raise _ApiError(400, too_big)
+        self._body_read = True  # the caller reads exactly `length` bytes next
+        return length
+
+    def _drain_body(self, length: int | None = None) -> None:
+        """Read and discard a body we will not use, so the reply reaches the client."""
+        self._body_read = True
+        if length is None:
+            raw = self.headers.get("Content-Length", "0")
+            length = int(raw) if raw.isdigit() else 0
+        if length > 64 * MAX_UPLOAD_BYTES:
+            self.close_connection = True
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                break
+            length -= len(chunk)
+
+    def _read_json(self) -> dict[str, Any]:
+        length = self._content_length(MAX_JSON_BYTES, "the request body is too large")
+        try:
+            payload = json.loads(self.rfile.read(length) or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise _ApiError(400, "the request body must be a JSON object") from None
+        if not isinstance(payload, dict):
+            raise _ApiError(400, "the request body must be a JSON object")
+        return payload
+
+    def _read_upload(self) -> bytes:
+        content_type = self.headers.get("Content-Type", "")
+        too_big = "image must be at most 2 MB"
+        length = self._content_length(MAX_UPLOAD_BYTES + 64 * 1024, too_big)
+        body = self.rfile.read(length)
+        if not content_type.lower().startswith("multipart/form-data"):
+            raise _ApiError(400, "send the image as multipart/form-data in the field 'image'")
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body
+        )
+        for part in message.iter_parts() if message.is_multipart() else []:
+            if part.get_param("name", header="content-disposition") == "image":
+                data = part.get_payload(decode=True)
+                if not isinstance(data, bytes) or not data:
+                    break
+                if len(data) > MAX_UPLOAD_BYTES:
+                    raise _ApiError(400, too_big)
+                return data
+        raise _ApiError(400, "the multipart field 'image' is required")
+
+    # --- media -------------------------------------------------------------------------
+
+    def _media_path(self, path: str) -> Path | None:
+        return self.server.demo._media_file(path)
+
+    def _send_file(self, path: Path, head: bool) -> None:
+        size = path.stat().st_size
+        content_type = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+        start, end = 0, size - 1
+        status = 200
+        headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-cache"}
+        wanted = self.headers.get("Range")
+        if wanted:
+            parsed = _parse_range(wanted, size)
+            if parsed == "unsatisfiable":
+                headers["Content-Range"] = f"bytes */{size}"
+                self._send_bytes(416, b"", content_type, headers)
+                return
+            if parsed is not None:
+                start, end = parsed
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        length = end - start + 1 if size else 0
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if head or not length:
+            return
+        with path.open("rb") as handle:
+            handle.seek(start)
+            remaining = length
+            while remaining > 0:
+                chunk = handle.read(min(remaining, 256 * 1024))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                remaining -= len(chunk)
+
+    # --- replies -----------------------------------------------------------------------
+
+    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_bytes(status, json.dumps(body).encode(), "application/json", headers)
+
+    def _send_bytes(
+        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status, HTTPStatus(status).phrase)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """(start, end) inclusive for one byte range; "unsatisfiable"; None: ignore the header."""
+    match = _RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        return None  # multiple or malformed ranges: the whole file is a valid answer
+    first, last = match.groups()
+    if first == "":
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        return "unsatisfiable"
+    return start, end
+
+
+class DemoServer:
+    """A local stand-in for the APIFRAME Runway API that renders real MP4 clips.
+
+    ``job_seconds`` is how long each task runs: a number, or a function of the request body
+    (to spread run times); None reads ``RUNWAY_WIDGET_DEMO_SECONDS`` (default 6 s).
+    """
+
+    api_key = DEMO_API_KEY
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        job_seconds: JobSeconds | None = None,
+        credits: int = 1000,
+        render_workers: int = 2,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.job_seconds: JobSeconds = (
+            _default_job_seconds() if job_seconds is None else job_seconds
+        )
+        self.credits = credits
+        self.faults = DemoFaults()
+        self._render_workers = render_workers
+        self._lock = threading.Lock()
+        self._random = random.Random()
+        self._stats: Counter[str] = Counter()
+        self._tasks: dict[str, DemoTask] = {}
+        self._jobs_submitted = 0
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self._renders: RenderPool | None = None
+        self._webhooks: WebhookSender | None = None
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._httpd is not None else "not started"
+        return f"<DemoServer {where}>"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> DemoServer:
+        """Bind (a free port when ``port`` is 0) and serve from a daemon thread."""
+        if self._httpd is not None:
+            return self
+        self._stopping.clear()
+        self._workdir = tempfile.TemporaryDirectory(prefix="runway-widget-demo-")
+        root = Path(self._workdir.name)
+        for name in ("videos", "uploads", "inputs"):
+            (root / name).mkdir()
+        self._renders = RenderPool(
+            root / "videos", InputLoader(self._local_file, root / "inputs"), self._render_workers
+        )
+        self._webhooks = WebhookSender(self._snapshot)
+        self._httpd = _HTTPServer((self.host, self.port), self)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="runway-widget-demo-server",
+            daemon=True,
+        )
+        self._thread.start()
+        logger.info("demo server listening on %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, end open connections, renders and webhook calls; join every thread."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()
+        httpd.shutdown()
+        httpd.close_all()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        if self._webhooks is not None:
+            self._webhooks.stop()
+        if self._renders is not None:
+            self._renders.shutdown()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+        logger.info("demo server on port %s stopped", self.port)
+
+    @property
+    def is_running(self) -> bool:
+        return self._httpd is not None
+
+    def __enter__(self) -> DemoServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- public helpers ----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def sample_url(self, name: str) -> str:
+        """URL of a bundled sample: ``lighthouse.png``, ``landscape.jpg`` or ``clip.mp4``."""
+        return f"{self.base_url}/samples/{name}"
+
+    def video_url(self, task_id: str) -> str:
+        return f"{self.base_url}/videos/{task_id}.mp4"
+
+    def finished_at(self, task_id: str) -> float | None:
+        """time.time() at which the task became finished or failed; None while it runs."""
+        task = self._tasks.get(task_id)
+        ends = task.ends_at() if task is not None else None
+        return ends if ends is not None and ends <= time.time() else None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Requests received per route (e.g. ``/fetch-many``, ``/videos``), faulted ones too."""
+        with self._lock:
+            return dict(self._stats)
+
+    @property
+    def requests_total(self) -> int:
+        with self._lock:
+            return sum(self._stats.values())
+
+    @property
+    def render_count(self) -> int:
+        """Clips rendered so far; requests that draw the same clip share one render."""
+        return self._renders.started if self._renders is not None else 0
+
+    @property
+    def webhook_stats(self) -> dict[str, int]:
+        sender = self._webhooks
+        return {"delivered": sender.delivered, "failed": sender.failed} if sender else {}
+
+    # --- request handling (called from connection threads) -----------------------------
+
+    def _count(self, route: str) -> None:
+        with self._lock:
+            self._stats[route] += 1
+
+    def _chance(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._random.random() < rate
+
+    def _fault_before(self, faults: DemoFaults) -> None:
+        """Faults that hit before any work: 429 bursts and random 5xx."""
+        with self._lock:
+            limited = faults.rate_limit_burst > 0
+            if limited:
+                faults.rate_limit_burst -= 1
+        retry = {"Retry-After": f"{faults.retry_after:g}"}
+        if limited:
+            raise _ApiError(429, "Too many requests", headers=retry)
+        if self._chance(faults.error_rate):
+            with self._lock:
+                status = self._random.choice((500, 502, 503))
+            raise _ApiError(
+                status,
+                "Internal server error (demo fault injection)",
+                headers=retry if status == 503 else None,
+            )
+
+    def _imagine(self, body: dict[str, Any]) -> dict[str, Any]:
+        request = GenerationRequest.from_payload(body)
+        problems = request.problems()
+        if problems:
+            raise _ApiError(400, *(p.message for p in problems))
+        payload = request.public_payload()
+        cost = CREDITS_PER_SECOND * int(request.duration or 5)
+        seconds = self.job_seconds(payload) if callable(self.job_seconds) else self.job_seconds
+        task = DemoTask(
+            task_id=str(uuid.uuid4()),
+            payload=payload,
+            submitted_at=time.time(),
+            job_seconds=max(0.0, float(seconds)),
+            webhook_url=request.webhook_url,
+            webhook_secret=request.webhook_secret,
+        )
+        if MODERATED_WORD.search(request.prompt):
+            task.fail_after = 0.4
+            task.fail_message = (
+                "The prompt was blocked by content moderation (the demo refuses 'forbidden')."
+            )
+        elif self._chance(self.faults.fail_rate):
+            task.fail_after = 0.2 + 0.6 * self._random.random()
+            task.fail_message = "The generation failed (demo fault injection)."
+        with self._lock:
+            if self.credits < cost:
+                raise _ApiError(
+                    402, f"Not enough credits: this job needs {cost}, {self.credits} left"
+                )
+            self.credits -= cost
+            self._jobs_submitted += 1
+            self._tasks[task.task_id] = task
+        if task.fail_after is None and self._renders is not None:
+            task.render = self._renders.submit(RenderSpec.from_payload(payload))
+        if task.webhook_url and self._webhooks is not None:
+            self._webhooks.watch(task)
+        return {"task_id": task.task_id}
+
+    def _snapshot(self, task: DemoTask, now: float) -> dict[str, Any]:
+        return task.snapshot(now, self.video_url(task.task_id))
+
+    def _fetch(self, body: dict[str, Any]) -> dict[str, Any]:
+        task_id = body.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise _ApiError(400, "task_id is required")
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise _ApiError(404, "Task not found")
+        return self._snapshot(task, time.time())
+
+    def _fetch_many(self, body: dict[str, Any]) -> dict[str, Any]:
+        ids = body.get("task_ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise _ApiError(400, "task_ids must be a list of task ids")
+        if not 2 <= len(ids) <= MAX_FETCH_MANY:
+            raise _ApiError(400, f"task_ids must hold between 2 and {MAX_FETCH_MANY} ids")
+        now = time.time()
+        found = (self._tasks.get(i) for i in ids)
+        return {"tasks": [self._snapshot(t, now) for t in found if t is not None]}
+
+    def _account(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "email": "demo@runway-widget.local",
+                "credits": self.credits,
+                "total_images": self._jobs_submitted,
+                "plan": "demo",
+            }
+
+    def _upload(self, data: bytes) -> dict[str, Any]:
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                kind = UPLOAD_FORMATS.get(str(image.format))
+                image.verify()
+        except Exception:
+            kind = None
+        if kind is None:
+            raise _ApiError(400, "image must be a PNG, JPEG, GIF or WebP picture")
+        name = f"{uuid.uuid4().hex}.{kind}"
+        target = self._root / "uploads" / name
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(data)
+        os.replace(partial, target)
+        return {"imageURL": f"{self.base_url}/uploads/{name}"}
+
+    # --- files -------------------------------------------------------------------------
+
+    @property
+    def _root(self) -> Path:
+        assert self._workdir is not None
+        return Path(self._workdir.name)
+
+    def _media_file(self, path: str) -> Path | None:
+        """The file behind a media route, or None (unknown, or a video not finished yet)."""
+        if path.startswith("/samples/"):
+            return sample_path(path.removeprefix("/samples/"))
+        if path.startswith("/uploads/"):
+            name = path.removeprefix("/uploads/")
+            target = self._root / "uploads" / name
+            return target if _UPLOAD_NAME.match(name) and target.is_file() else None
+        match = _VIDEO_PATH.match(path)
+        if match:
+            task = self._tasks.get(match.group(1))
+            if task is not None and task.render is not None and task.is_finished(time.time()):
+                return task.render.path if task.render.path.is_file() else None
+        return None
+
+    def _local_file(self, url: str) -> Path | None:
+        """For a URL on this very server, the file it names (so renders never call us)."""
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            return None
+        loopback = {"127.0.0.1", "localhost", "::1", self.host.lower()}
+        if (parts.hostname or "").lower() not in loopback or port != self.port:
+            return None
+        if self._workdir is None:
+            return None
+        return self._media_file(parts.path)

@@ -1,0 +1,107 @@
+"""Getting a video or image to the browser, wherever the browser is.
+
+A remote http(s) URL is handed to the browser as is (``<video src=…>``). A *local* URL — a
+loopback host (127.0.0.0/8, ``localhost``, ``::1``) or the demo server's own address — may not
+be reachable from the browser (Binder, JupyterHub): the kernel reads those bytes and sends them
+through an ``ipywidgets.Video``/``Image``. The Jupyter server's websocket caps one message near
+10 MB, so bigger files are never sent that way: the caller says where the file is instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from ..models import is_http_url
+
+log = logging.getLogger("runway_widget.widget")
+
+VIDEO_LIMIT = 8 * 1024 * 1024
+IMAGE_LIMIT = 4 * 1024 * 1024
+
+
+class MediaTooLarge(Exception):
+    """The file is bigger than what may go through the widget channel."""
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        what = f"{size / 1e6:.1f} MB" if size is not None else "too large"
+        super().__init__(f"{what}, above the {limit / 1e6:.0f} MB a notebook message can carry")
+        self.size = size
+        self.limit = limit
+
+
+class MediaUnavailable(Exception):
+    """The bytes could not be read (server gone, 404, not a local URL)."""
+
+
+def _is_loopback_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class MediaSource:
+    """Decides local vs remote and reads local bytes with a size cap.
+
+    Uses its own plain ``requests.Session`` (no Authorization header), so a local URL typed by
+    the user never receives the API key.
+    """
+
+    def __init__(self, local_addresses: Iterable[str] = (), timeout: float = 15.0) -> None:
+        self._extra = {a.lower() for a in local_addresses if a}
+        self._timeout = timeout
+        self._session = requests.Session()
+
+    def is_local(self, url: str | None) -> bool:
+        """True for an http(s) URL on a loopback host or on one of the given local addresses."""
+        if not is_http_url(url):
+            return False
+        parts = urlsplit(url)
+        return _is_loopback_host(parts.hostname or "") or parts.netloc.lower() in self._extra
+
+    def read_url(self, url: str, limit: int) -> bytes:
+        """The bytes behind a local URL, at most ``limit`` of them, or an exception saying why."""
+        if not self.is_local(url):
+            raise MediaUnavailable("not a local URL")
+        try:
+            with self._session.get(url, stream=True, timeout=self._timeout) as response:
+                if response.status_code != 200:
+                    raise MediaUnavailable(f"HTTP {response.status_code}")
+                declared = response.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > limit:
+                    raise MediaTooLarge(int(declared), limit)
+                chunks: list[bytes] = []
+                total = 0
+                for chunk in response.iter_content(256 * 1024):
+                    total += len(chunk)
+                    if total > limit:
+                        raise MediaTooLarge(None, limit)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except requests.RequestException as exc:
+            raise MediaUnavailable(type(exc).__name__) from None
+
+    @staticmethod
+    def read_file(path: str | os.PathLike[str], limit: int) -> bytes:
+        """The bytes of a local file, refusing files above ``limit``."""
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise MediaUnavailable(exc.strerror or "cannot read the file") from None
+        if size > limit:
+            raise MediaTooLarge(size, limit)
+        return path.read_bytes()
+
+    def close(self) -> None:
+        self._session.close()

@@ -1,0 +1,100 @@
+"""Helpers for the panel tests: waiting, walking the widget tree, and test fixtures."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
+from typing import Any
+
+import ipywidgets as widgets
+
+TIMEOUT = 60.0
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def walk(widget: widgets.Widget) -> Iterator[widgets.Widget]:
+    """The widget and every widget shown inside it (children, accordion pages)."""
+    yield widget
+    for child in getattr(widget, "children", ()) or ():
+        yield from walk(child)
+
+
+def shown_html(widget: widgets.Widget) -> str:
+    """All HTML markup currently in the widget tree."""
+    return "\n".join(w.value for w in walk(widget) if isinstance(w, widgets.HTML))
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+
+def tags(markup: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """The real tags of the markup (escaped text is not a tag), with their attributes."""
+    parser = _Tags()
+    parser.feed(markup)
+    parser.close()
+    return parser.tags
+
+
+def assert_safe_markup(markup: str) -> None:
+    """Only http(s) src/href, no event-handler attributes, no script tags."""
+    for tag, attrs in tags(markup):
+        assert tag != "script", markup
+        for name, value in attrs:
+            assert not name.startswith("on"), f"event handler {name} in <{tag}>"
+            if name in ("src", "href"):
+                assert (value or "").startswith(("http://", "https://")), (
+                    f"<{tag} {name}={value!r}>"
+                )
+
+
+def imagine_count(server: Any) -> int:
+    return int(server.stats.get("/runway-imagine", 0))
+
+
+def png_bytes(size: tuple[int, int] = (64, 36)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (30, 90, 160)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def is_mp4(data: bytes) -> bool:
+    return len(data) > 8 and data[4:8] == b"ftyp"
+
+
+def panel_factory(demo_client: Any, tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """For a ``make_panel`` fixture: builds panels on the demo client (downloads into
+    tmp_path) and closes them all afterwards."""
+    from runway_widget.widget import RunwayPanel
+
+    panels = []
+
+    def make(client: Any = None, **kwargs: Any) -> RunwayPanel:
+        kwargs.setdefault("download_dir", tmp_path / "videos")
+        panel = RunwayPanel(client=client or demo_client, **kwargs)
+        panels.append(panel)
+        return panel
+
+    yield make
+    for panel in panels:
+        panel.close()
