@@ -363,8 +363,10 @@ class ApiframeClient:
             task = self.fetch(task_id)
             changed = not task.same_progress(last)
             last = task
-            if changed and on_progress is not None:
-                on_progress(task)
+            if changed:
+                self.store.record_task(task, backend=self.base_url)
+                if on_progress is not None:
+                    on_progress(task)
             if task.is_finished:
                 return task
             if task.is_failed:
@@ -407,6 +409,7 @@ class ApiframeClient:
                 self._stream(url, out)
                 out.flush()
                 os.fsync(out.fileno())
+            os.chmod(temporary, 0o644)  # mkstemp's 0600 is for secrets, not videos
             os.replace(temporary, destination)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -69,8 +69,10 @@ class JobCard(widgets.VBox):
         on_save: Callback | None = None,
         on_retry: Callback | None = None,
         on_use: Callback | None = None,
+        is_browser_reachable: Callable[[str], bool] = is_http_url,
     ) -> None:
         self.task_id = task_id
+        self._is_browser_reachable = is_browser_reachable
         if isinstance(request, GenerationRequest):
             self.request: GenerationRequest | None = request
             payload = request.public_payload()
@@ -210,7 +212,7 @@ class JobCard(widgets.VBox):
             self.bar.bar_style = "success"
             self.status.value = html.span(f"finished · {took}", "rw-ok")
             if task.video_url:
-                self.link.value = html.link(task.video_url, "open video ↗")
+                self.link.value = self._video_link()
                 self.save_button.layout.display = "flex" if is_http_url(task.video_url) else "none"
                 self.use_button.layout.display = "flex" if is_http_url(task.video_url) else "none"
             self.show_note(html.span("loading the video…", "rw-muted"))
@@ -262,14 +264,18 @@ class JobCard(widgets.VBox):
         self.save_button.description = "Saved"
         self.save_button.icon = "check"
         self.save_button.tooltip = f"Saved to {path}"
-        url = self.task.video_url if self.task else None
-        link = html.link(url, "open video ↗") + " · " if url else ""
-        self.link.value = link + html.span(f"saved to {path}", "rw-muted rw-mono")
+        saved = html.span(f"saved to {path}", "rw-muted rw-mono")
+        self.link.value = self._video_link(" · ") + saved
 
     def set_save_error(self, why: str) -> None:
+        self.link.value = self._video_link(" · ") + html.span(f"not saved: {why}", "rw-error")
+
+    def _video_link(self, separator: str = "") -> str:
+        """A link to the video, only where the browser can open it (not the kernel's loopback)."""
         url = self.task.video_url if self.task else None
-        link = html.link(url, "open video ↗") + " · " if url else ""
-        self.link.value = link + html.span(f"not saved: {why}", "rw-error")
+        if not url or not self._is_browser_reachable(url):
+            return ""
+        return html.link(url, "open video ↗") + separator
 
     # ----- code -----------------------------------------------------------------------------
 

@@ -321,6 +321,7 @@ class RunwayPanel(widgets.VBox):
             on_done=self._on_done,
             on_change=self._update_counts,
             on_save=self._on_save_click,
+            is_browser_reachable=lambda url: not self._media.is_local(url),
             on_retry=self._retry,
             on_use=self._use_as_input,
         )
