@@ -143,7 +143,11 @@ class RunwayPanel(widgets.VBox):
             badge = (
                 '<span class="rw-badge rw-badge-demo" title="A local demo backend: '
                 'no API key, no credits, generated test clips">DEMO</span> '
-                + html.span("local demo backend, no key needed", "rw-muted")
+                + html.span(
+                    "local demo backend, no key needed",
+                    "rw-muted rw-demo-address",
+                    title=f"Serving at {self.client.base_url} in the kernel",
+                )
             )
         else:
             host = urlsplit(self.client.base_url).netloc or self.client.base_url
