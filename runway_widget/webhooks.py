@@ -12,7 +12,6 @@ broken, can stop the server or leak the secret into a reply or a log line.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
@@ -24,11 +23,12 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from .client import mask_secret
 from .errors import ApiframeError
+from .http_service import BackgroundHTTPServer
 from .models import Task, is_http_url
 
 __all__ = ["WebhookReceiver"]
@@ -52,66 +52,16 @@ class _Rejected(Exception):
         self.message = message
 
 
-class _Server(ThreadingHTTPServer):
-    """A threaded server that knows its open connections, so stopping it leaves nothing behind."""
-
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128  # a burst of jobs may all report at once
-
-    def __init__(self, address: tuple[str, int], receiver: WebhookReceiver) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.receiver = receiver
-        self._connections: dict[threading.Thread, socket.socket] = {}
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name="runway-widget-webhook-request",
-            daemon=True,
-        )
-        with self._connections_lock:
-            self._connections[thread] = request
-        thread.start()
-
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            with self._connections_lock:
-                self._connections.pop(threading.current_thread(), None)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("webhook connection ended with an error", exc_info=True)
-
-    def close_connections(self, timeout: float) -> None:
-        """Cut open connections and wait for their threads (not our own, if a callback stops us)."""
-        with self._connections_lock:
-            open_now = dict(self._connections)
-        open_now.pop(threading.current_thread(), None)
-        for sock in open_now.values():
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + timeout
-        for thread in open_now:
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                logger.warning("a webhook subscriber is still busy after stop()")
-
-
 class _Handler(BaseHTTPRequestHandler):
     """One connection: HTTP/1.0, so one request each and no idle keep-alive threads."""
 
-    server: _Server
+    server: BackgroundHTTPServer
     server_version = "runway-widget-webhooks"
     sys_version = ""
     timeout = 10.0  # a client that stalls mid-request cannot hold a thread for long
 
     def do_POST(self) -> None:
-        receiver = self.server.receiver
+        receiver = self.server.owner
         body_pending = True  # until the length is accepted, the body stays unread
         try:
             receiver._check_secret(self.headers.get_all(SECRET_HEADER) or [])
@@ -138,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.OK, {"ok": True})
 
     def _not_allowed(self) -> None:
-        self.server.receiver._count("method_not_allowed")
+        self.server.owner._count("method_not_allowed")
         self._reply(
             HTTPStatus.METHOD_NOT_ALLOWED,
             {"ok": False, "error": "only POST is accepted"},
@@ -270,8 +220,7 @@ class WebhookReceiver:
         self.max_body = max_body
         self._lock = threading.RLock()
         self._deliver_lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundHTTPServer | None = None
         self._subscribers: list[Callable[[Task], object]] = []
         self._last: OrderedDict[str, Task] = OrderedDict()
         self._counts: Counter[str] = Counter()
@@ -315,33 +264,22 @@ class WebhookReceiver:
         self._serving()
         return self
 
-    def _serving(self) -> _Server:
+    def _serving(self) -> BackgroundHTTPServer:
         with self._lock:
-            if self._server is not None:
-                return self._server
-            server = _Server((self.host, self.port), self)
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.1},
-                name="runway-widget-webhooks",
-                daemon=True,
-            )
-            thread.start()
-            self._server, self._thread = server, thread
-        logger.debug("webhook receiver listening on %s", _url_for(server))
-        return server
+            if self._server is None:
+                self._server = BackgroundHTTPServer(
+                    (self.host, self.port), _Handler, owner=self, name="runway-widget-webhooks"
+                ).start()
+                logger.debug("webhook receiver listening on %s", _url_for(self._server))
+            return self._server
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving, cut open connections and wait for their threads; start() works again."""
         with self._lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
-        if server is None or thread is None:
+            server, self._server = self._server, None
+        if server is None:
             return
-        server.shutdown()
-        thread.join(timeout)
-        server.server_close()
-        server.close_connections(timeout)
+        server.stop(timeout)
         logger.debug("webhook receiver stopped")
 
     def subscribe(self, callback: Callable[[Task], object]) -> Callable[[], None]:
@@ -409,7 +347,7 @@ class WebhookReceiver:
                     logger.exception("webhook subscriber %r failed on %s", callback, task.task_id)
 
 
-def _url_for(server: _Server) -> str:
+def _url_for(server: BackgroundHTTPServer) -> str:
     host, port = server.server_address[:2]
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"

@@ -7,7 +7,6 @@ time through ``server.faults`` to exercise a client's retries.
 
 from __future__ import annotations
 
-import contextlib
 import email.parser
 import email.policy
 import io
@@ -26,13 +25,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from PIL import Image
 
+from ..http_service import BackgroundHTTPServer
 from ..models import GenerationRequest
 from .inputs import InputLoader
 from .render_pool import RenderPool
@@ -117,51 +117,6 @@ def _default_job_seconds() -> float:
     return DEFAULT_JOB_SECONDS
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """Threaded server that keeps track of its connections so `close_all` can end them."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], demo: DemoServer) -> None:
-        self.demo = demo
-        self._conn_lock = threading.Lock()
-        self._connections: dict[threading.Thread, socket.socket] = {}
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name="runway-widget-demo-conn",
-            daemon=True,
-        )
-        with self._conn_lock:
-            self._connections[thread] = request
-        thread.start()
-
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            with self._conn_lock:
-                self._connections.pop(threading.current_thread(), None)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("demo server: connection error", exc_info=True)
-
-    def close_all(self, timeout: float = 5.0) -> None:
-        """Shut every open connection (idle keep-alives included) and join their threads."""
-        with self._conn_lock:
-            open_now = dict(self._connections)
-        for sock in open_now.values():
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + timeout
-        for thread in open_now:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
 class _Handler(BaseHTTPRequestHandler):
     """One HTTP connection. Every reply has a Content-Length, so keep-alive works."""
 
@@ -169,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "runway-widget-demo"
     timeout = 30  # idle keep-alive connections close after this many seconds
     _body_read = False
-    server: _HTTPServer
+    server: BackgroundHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("demo server: " + format, *args)
@@ -184,7 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
-        demo = self.server.demo
+        demo = self.server.owner
         path = urlsplit(self.path).path
         if path in API_ROUTES:
             demo._count(path)
@@ -201,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- the API -----------------------------------------------------------------------
 
     def _api(self, method: str, path: str) -> None:
-        demo = self.server.demo
+        demo = self.server.owner
         faults = demo.faults
         self._body_read = False
         try:
@@ -307,7 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- media -------------------------------------------------------------------------
 
     def _media_path(self, path: str) -> Path | None:
-        return self.server.demo._media_file(path)
+        return self.server.owner._media_file(path)
 
     def _send_file(self, path: Path, head: bool) -> None:
         size = path.stat().st_size
@@ -415,8 +370,7 @@ class DemoServer:
         self._tasks: dict[str, DemoTask] = {}
         self._jobs_submitted = 0
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._httpd: BackgroundHTTPServer | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._renders: RenderPool | None = None
         self._webhooks: WebhookSender | None = None
@@ -440,15 +394,10 @@ class DemoServer:
             root / "videos", InputLoader(self._local_file, root / "inputs"), self._render_workers
         )
         self._webhooks = WebhookSender(self._snapshot)
-        self._httpd = _HTTPServer((self.host, self.port), self)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="runway-widget-demo-server",
-            daemon=True,
-        )
-        self._thread.start()
+        self._httpd = BackgroundHTTPServer(
+            (self.host, self.port), _Handler, owner=self, name="runway-widget-demo-server"
+        ).start()
+        self.port = self._httpd.port
         logger.info("demo server listening on %s", self.base_url)
         return self
 
@@ -458,11 +407,7 @@ class DemoServer:
         if httpd is None:
             return
         self._stopping.set()
-        httpd.shutdown()
-        httpd.close_all()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        httpd.stop()
         if self._webhooks is not None:
             self._webhooks.stop()
         if self._renders is not None:
