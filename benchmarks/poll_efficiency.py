@@ -1,4 +1,4 @@
-"""The workshop burst of SPEC §6: the tracker against one polling loop per task.
+"""The workshop burst: the tracker against one polling loop per task.
 
 N jobs are submitted within a couple of seconds, with run times spread over 20–60 s
 (seeded), to two demo backends side by side in this process:

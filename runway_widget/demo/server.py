@@ -1,7 +1,7 @@
 """The demo backend: the APIFRAME Runway HTTP API on 127.0.0.1, rendering real clips.
 
 Built on the standard library's ``ThreadingHTTPServer``. Routes, JSON shapes, validation and
-the error format follow the real service; see SPEC §2 and §5. Faults can be switched on at run
+the error format follow the real service (api.apiframe.pro). Faults can be switched on at run
 time through ``server.faults`` to exercise a client's retries.
 """
 
