@@ -60,6 +60,7 @@ def __dir__() -> list[str]:
 
 logger = logging.getLogger("runway_widget")
 logger.addHandler(logging.NullHandler())
-if os.environ.get("RUNWAY_WIDGET_LOG"):
+_level = os.environ.get("RUNWAY_WIDGET_LOG", "").upper()
+if isinstance(logging.getLevelName(_level), int):  # e.g. RUNWAY_WIDGET_LOG=debug
     logging.basicConfig()
-    logger.setLevel(os.environ["RUNWAY_WIDGET_LOG"].upper())
+    logger.setLevel(_level)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,15 @@ def test_ruff_is_clean():
         cwd=Path(__file__).resolve().parents[1],
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_log_level_from_the_environment():
+    probe = "import logging, runway_widget; print(logging.getLogger('runway_widget').level)"
+    levels = {}
+    for value in ("debug", "bogus", ""):
+        env = {**os.environ, "RUNWAY_WIDGET_LOG": value}
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+        ).stdout
+        levels[value] = int(out)
+    assert levels == {"debug": 10, "bogus": 0, "": 0}
