@@ -64,7 +64,14 @@ from .models import GenerationRequest, Problem, Task, is_http_url, video_filenam
 if TYPE_CHECKING:
     from .store import JobStore
 
-__all__ = ["DEFAULT_BASE_URL", "FETCH_MANY_LIMIT", "UPLOAD_LIMIT", "ApiframeClient", "mask_secret"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEMO_API_KEY",
+    "FETCH_MANY_LIMIT",
+    "UPLOAD_LIMIT",
+    "ApiframeClient",
+    "mask_secret",
+]
 
 DEFAULT_BASE_URL = "https://api.apiframe.pro"
 DEFAULT_POLL_INTERVAL = 3.0
@@ -74,7 +81,7 @@ UNKNOWN_SUBMISSION_HINT = (
     "the task may or may not exist: check `runway-widget history` before resubmitting"
 )
 
-_DEMO_API_KEY = "runway-widget-demo-key"
+DEMO_API_KEY = "runway-widget-demo-key"  # the fixed key of the embedded demo backend
 _READ_RETRY_STATUSES = frozenset([429, *range(500, 600)])
 _SUBMIT_RETRY_STATUSES = frozenset([429, 503])
 _EXCERPT_CHARS = 160
@@ -210,7 +217,7 @@ class ApiframeClient:
     @property
     def is_demo(self) -> bool:
         """True on the demo backend: nothing is paid, videos are rendered locally."""
-        return self._demo or self.api_key == _DEMO_API_KEY
+        return self._demo or self.api_key == DEMO_API_KEY
 
     @property
     def store(self) -> JobStore:

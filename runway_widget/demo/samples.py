@@ -18,7 +18,6 @@ from .renderer import RenderSpec, render
 SAMPLES_DIR = Path(__file__).with_name("samples")
 SAMPLE_IMAGES = ("lighthouse.png", "landscape.jpg")
 SAMPLE_CLIP = "clip.mp4"
-SAMPLE_NAMES = (*SAMPLE_IMAGES, SAMPLE_CLIP)
 _CLIP_SPEC = RenderSpec(
     "image2video",
     "the lighthouse at dusk, then the hills",

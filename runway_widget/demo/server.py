@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
+from ..client import DEMO_API_KEY
 from ..http_service import BackgroundHTTPServer
 from ..models import GenerationRequest
 from .inputs import InputLoader
@@ -43,7 +44,6 @@ from .webhook_sender import WebhookSender
 
 logger = logging.getLogger("runway_widget.demo")
 
-DEMO_API_KEY = "runway-widget-demo-key"
 DEFAULT_JOB_SECONDS = 6.0
 JOB_SECONDS_ENV = "RUNWAY_WIDGET_DEMO_SECONDS"
 CREDITS_PER_SECOND = 1  # a 5 s clip costs 5 credits, a 10 s clip 10
