@@ -114,7 +114,6 @@ def _wait_with_bar(client: ApiframeClient, task_id: str, timeout: float | None) 
     ) as bar:
 
         def show(task: Task) -> None:
-            client.store.record_task(task, backend=client.base_url)
             bar.set_description_str(task.status, refresh=False)
             done = 100 if task.is_finished else task.percentage
             if done is not None and done > bar.n:

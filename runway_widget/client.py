@@ -228,10 +228,6 @@ class ApiframeClient:
             self._store = JobStore()
         return self._store
 
-    @store.setter
-    def store(self, value: JobStore) -> None:
-        self._store = value
-
     def __repr__(self) -> str:
         demo = ", demo" if self.is_demo else ""
         return (
@@ -340,7 +336,7 @@ class ApiframeClient:
             raise ValidationError([Problem("image", "the image is empty")])
         if len(data) > UPLOAD_LIMIT:
             raise ValidationError([_too_big(len(data))])
-        content_type, suffix = _sniff_image(data)
+        content_type, suffix = sniff_image(data)
         if name == "image":
             name += suffix
         content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -692,7 +688,8 @@ def _parse_image_url(data: Any) -> str:
     return url
 
 
-def _sniff_image(data: bytes) -> tuple[str | None, str]:
+def sniff_image(data: bytes) -> tuple[str | None, str]:
+    """The content type and file suffix of PNG, JPEG, GIF or WebP bytes; ``(None, "")`` else."""
     for signature, content_type, suffix in _IMAGE_SIGNATURES:
         if data.startswith(signature):
             return content_type, suffix

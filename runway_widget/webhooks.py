@@ -231,10 +231,6 @@ class WebhookReceiver:
         return self._secret
 
     @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
     def local_url(self) -> str:
         """The bound address, e.g. ``http://127.0.0.1:PORT/webhook`` (starts the server)."""
         return _url_for(self._serving())

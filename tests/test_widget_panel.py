@@ -149,6 +149,7 @@ def test_save_downloads_into_the_folder_and_journals_it(make_panel, demo_client,
     finish(card)
     card.save_button.click()
     target = tmp_path / "videos" / video_filename("a red kite over hills", card.task_id)
+    wait_for(lambda: "saved to" in card.link.value, "the save to finish")
     assert target.is_file() and is_mp4(target.read_bytes())
     assert "saved to" in card.link.value
     assert demo_client.store.get(card.task_id).local_path == str(target)

@@ -51,4 +51,4 @@ def sample_path(name: str) -> Path | None:
     """The file behind ``/samples/<name>``, or None for a name that is not a sample."""
     if name == SAMPLE_CLIP:
         return sample_clip()
-    return SAMPLES_DIR / name if name in SAMPLE_IMAGES else None
+    return _bundled(name)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ..client import sniff_image
 from ..errors import ApiframeError
 from ..models import ASPECT_RATIOS, DURATIONS, MODELS, GenerationRequest, Problem, is_http_url
 from . import html
@@ -41,13 +42,8 @@ _DESC = {"description_width": LABEL_WIDTH}
 
 
 def _image_format(data: bytes) -> str:
-    if data.startswith(b"\xff\xd8"):
-        return "jpeg"
-    if data.startswith(b"GIF8"):
-        return "gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return "png"
+    content_type, _ = sniff_image(data)
+    return content_type.split("/")[1] if content_type else "png"
 
 
 def _label(text: str, width: str = LABEL_WIDTH) -> widgets.HTML:

@@ -227,12 +227,6 @@ class JobCard(widgets.VBox):
             if self.request is not None:
                 self.retry_button.layout.display = "flex"
 
-    def mark_untracked(self, why: str) -> None:
-        """Say that this card is not being followed (e.g. it belongs to another backend)."""
-        with self._lock:
-            if self.task is None or not self.task.is_done:
-                self.status.value = html.span(why, "rw-muted")
-
     def mark_error(self, why: str) -> None:
         """Show a problem with following this task (kept below the bar)."""
         self.message.value = html.span(why, "rw-error")

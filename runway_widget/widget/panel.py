@@ -51,6 +51,22 @@ EARLIER_LIMIT = 50
 REPEAT_CLICK_WINDOW = 1.0
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _worker_pool() -> ThreadPoolExecutor:
+    """One small pool for every panel's slow follow-up work (video bytes, downloads).
+
+    Shared, so a panel that is never closed (a re-run cell) pins no threads of its own.
+    """
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runway-widget-media")
+        return _pool
+
+
 def _default_client() -> ApiframeClient:
     from ..client import ApiframeClient
 
@@ -90,7 +106,6 @@ class RunwayPanel(widgets.VBox):
         self.webhooks = webhooks
         demo_address = [urlsplit(self.client.base_url).netloc] if self.client.is_demo else []
         self._media = MediaSource(demo_address)
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runway-widget-media")
         self._submit_lock = threading.Lock()
         self._last_sent: tuple[float, dict[str, Any]] | None = None
         self._cards: list[JobCard] = []
@@ -346,8 +361,8 @@ class RunwayPanel(widgets.VBox):
     def _run_later(self, fn: Any, *args: Any) -> None:
         if self._closed:
             return
-        with contextlib.suppress(RuntimeError):  # the pool was shut down by close()
-            self._pool.submit(self._guarded, fn, *args)
+        with contextlib.suppress(RuntimeError):  # the interpreter is shutting down
+            _worker_pool().submit(self._guarded, fn, *args)
 
     @staticmethod
     def _guarded(fn: Any, *args: Any) -> None:
@@ -417,7 +432,7 @@ class RunwayPanel(widgets.VBox):
         return target
 
     def _on_save_click(self, card: JobCard) -> None:
-        self._save(card)
+        self._run_later(self._save, card)  # a download must not hold up the kernel
 
     def _use_as_input(self, card: JobCard) -> None:
         if card.task is not None and is_http_url(card.task.video_url):
@@ -543,7 +558,6 @@ class RunwayPanel(widgets.VBox):
             handle.cancel()
         if self._own_tracker:
             self.tracker.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
         self._media.close()
         close_tree(self)
         super().close()
