@@ -266,7 +266,7 @@ class ApiframeClient:
             json=request.to_payload(),
             submission=True,
         )
-        self.store.record_submission(task_id, request, backend=self.base_url)
+        self.store.record_submission(task_id, request, backend=self.base_url, demo=self.is_demo)
         logger.info("submitted task %s to %s", task_id, self.base_url)
         return task_id
 

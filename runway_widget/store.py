@@ -3,7 +3,8 @@
 Each line is one self-contained record, ``{"v": 1, "kind": ..., "task_id": ..., ...}``:
 
 - ``submitted``: backend, the public request (never a secret) and the submission time;
-  written and fsync'd before the caller of ``imagine`` sees the task_id.
+  written and fsync'd before the caller of ``imagine`` sees the task_id. ``demo: true`` marks
+  a job of the embedded demo backend, whose address changes with every kernel.
 - ``status``: only what changed since the last record for that task (status, percentage,
   video_url, message), with a time ``at``.
 - ``download``: where the finished video was saved (``local_path``), with ``at``.
@@ -93,6 +94,7 @@ class JobRecord:
     video_url: str | None = None
     message: str | None = None
     local_path: str | None = None
+    demo: bool = False
 
     @property
     def is_done(self) -> bool:
@@ -126,6 +128,11 @@ class JobStore:
     def __repr__(self) -> str:
         return f"JobStore({str(self.path)!r})"
 
+    @property
+    def folder(self) -> Path:
+        """The history's folder, where kept demo clips and posters live too."""
+        return self.path.parent
+
     # -- writing -----------------------------------------------------------------------------
 
     def record_submission(
@@ -133,6 +140,8 @@ class JobStore:
         task_id: str,
         request: GenerationRequest | Mapping[str, Any],
         backend: str,
+        *,
+        demo: bool = False,
     ) -> None:
         """Journal a new paid task durably (fsync'd) before the caller goes on.
 
@@ -142,7 +151,7 @@ class JobStore:
         payload = (
             request.public_payload() if isinstance(request, GenerationRequest) else dict(request)
         )
-        record = {
+        record: dict[str, Any] = {
             "v": SCHEMA_VERSION,
             "kind": "submitted",
             "task_id": task_id,
@@ -150,6 +159,8 @@ class JobStore:
             "request": _scrub(payload),
             "submitted_at": time.time(),
         }
+        if demo:
+            record["demo"] = True
         with self._lock:
             if self._append(record, durable=True, what=f"task {task_id}"):
                 self._backends[task_id] = backend
@@ -368,6 +379,7 @@ def _apply(job: JobRecord, entry: dict[str, Any]) -> None:
             job.request = _scrub(entry["request"])
         if moment is not None:
             job.submitted_at = moment
+        job.demo = entry.get("demo") is True
     elif kind == "status":
         if isinstance(entry.get("status"), str) and entry["status"]:
             job.status = entry["status"]
