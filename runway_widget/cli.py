@@ -278,6 +278,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     demo.add_argument("--job-seconds", type=float, help="how long each demo job takes")
     demo.set_defaults(run=_demo_server)
+
+    from .gateway.cli import register as register_gateway_commands
+
+    register_gateway_commands(commands)  # gateway serve|token|join|report, and join
     return parser
 
 

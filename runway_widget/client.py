@@ -47,10 +47,12 @@ from urllib3.util.retry import Retry
 
 from . import __version__
 from .budget import RequestBudget
+from .credentials import resolve as resolve_credentials
 from .errors import (
     ApiframeError,
     AuthenticationError,
     NetworkError,
+    QuotaExceededError,
     RateLimitError,
     ServerError,
     SubmissionUnknownError,
@@ -158,10 +160,9 @@ class ApiframeClient:
         backoff_factor: float = 0.5,
         backoff_max: float = 30.0,
     ) -> None:
-        self.api_key = api_key or os.environ.get("APIFRAME_API_KEY") or None
-        self._base_url = (
-            base_url or os.environ.get("APIFRAME_BASE_URL") or DEFAULT_BASE_URL
-        ).rstrip("/")
+        credentials = resolve_credentials(api_key, base_url)
+        self.api_key = credentials.api_key
+        self._base_url = (credentials.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = timeout
         self.poll_interval = _env_seconds("RUNWAY_WIDGET_POLL_INTERVAL", DEFAULT_POLL_INTERVAL)
         self.read_budget = RequestBudget(requests_per_second, burst=2)
@@ -558,6 +559,12 @@ class ApiframeClient:
         detail = "; ".join(messages) if messages else self._excerpt(response) or "(empty reply)"
         if status == 400:
             return ValidationError(messages or [detail], status_code=status, body=body)
+        if status == 403 and any(m.startswith("quota reached") for m in messages):
+            return QuotaExceededError(
+                f"the workshop gateway refused the job: {detail} (nothing was submitted)",
+                status_code=status,
+                body=body,
+            )
         if status in (401, 403):
             return AuthenticationError(
                 f"the API key {mask_secret(self.api_key)} was refused (HTTP {status}): "

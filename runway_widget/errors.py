@@ -10,6 +10,7 @@
     ├── NetworkError              no answer from a read (connection refused, timeout) after retries
     ├── SubmissionUnknownError    imagine was sent but no answer came back
     ├── TaskNotFoundError         the server does not know this task_id
+    ├── QuotaExceededError        a workshop gateway refused: the participant's quota ran out
     ├── TaskFailedError           the task ended "failed"; ``.task`` holds it
     └── TaskTimeoutError          a wait ran out of time; ``.task`` holds the last state seen
 
@@ -28,6 +29,7 @@ __all__ = [
     "ApiframeError",
     "AuthenticationError",
     "NetworkError",
+    "QuotaExceededError",
     "RateLimitError",
     "ServerError",
     "SubmissionUnknownError",
@@ -87,6 +89,11 @@ class NetworkError(ApiframeError):
 
 class SubmissionUnknownError(ApiframeError):
     """``imagine`` was sent but no answer came back: the job may or may not exist."""
+
+
+class QuotaExceededError(ApiframeError):
+    """A workshop gateway refused a submission: the message names what ran out (jobs,
+    credits or concurrent jobs). Nothing was sent upstream, so nothing was spent."""
 
 
 class TaskNotFoundError(ApiframeError):

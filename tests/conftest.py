@@ -11,11 +11,19 @@ import pytest
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No test touches the user's history or a real account."""
-    names = ("RUNWAY_WIDGET_HOME", "APIFRAME_API_KEY", "APIFRAME_BASE_URL")
+    names = (
+        "RUNWAY_WIDGET_HOME",
+        "RUNWAY_WIDGET_CONFIG_DIR",
+        "APIFRAME_API_KEY",
+        "APIFRAME_BASE_URL",
+        "RUNWAY_GATEWAY_URL",
+        "JUPYTERHUB_API_TOKEN",
+    )
     saved = {name: os.environ.get(name) for name in names}
     os.environ["RUNWAY_WIDGET_HOME"] = str(tmp_path_factory.mktemp("runway_widget_home"))
-    os.environ.pop("APIFRAME_API_KEY", None)
-    os.environ.pop("APIFRAME_BASE_URL", None)
+    os.environ["RUNWAY_WIDGET_CONFIG_DIR"] = str(tmp_path_factory.mktemp("runway_widget_config"))
+    for name in names[2:]:
+        os.environ.pop(name, None)
     yield
     for key, value in saved.items():
         if value is None:

@@ -70,8 +70,9 @@ def _worker_pool() -> ThreadPoolExecutor:
 def _default_client() -> ApiframeClient:
     from ..client import ApiframeClient
 
-    if os.environ.get("APIFRAME_API_KEY"):
-        return ApiframeClient()
+    client = ApiframeClient()  # a key from the environment, a hub or `runway-widget join`
+    if client.api_key:
+        return client
     return ApiframeClient.demo()
 
 

@@ -1,0 +1,145 @@
+"""Where a client's API key and base URL come from when the caller gives none.
+
+In order, the first that applies wins:
+
+1. the arguments (``ApiframeClient(api_key=…, base_url=…)``);
+2. ``APIFRAME_API_KEY`` / ``APIFRAME_BASE_URL`` in the environment;
+3. a JupyterHub server whose spawner set ``RUNWAY_GATEWAY_URL``: the workshop gateway,
+   authenticated with the server's own ``JUPYTERHUB_API_TOKEN`` (nothing typed);
+4. the personal token that ``runway-widget join URL CODE`` stored in the user's config
+   (a file only its owner can read, never a notebook);
+5. nothing: the panel then falls back to the demo backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+__all__ = [
+    "CONFIG_DIR_ENV",
+    "GATEWAY_URL_ENV",
+    "Credentials",
+    "config_path",
+    "join_gateway",
+    "load_joined",
+    "resolve",
+]
+
+CONFIG_DIR_ENV = "RUNWAY_WIDGET_CONFIG_DIR"
+GATEWAY_URL_ENV = "RUNWAY_GATEWAY_URL"
+HUB_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
+JOIN_FILE = "gateway.json"
+JOIN_TIMEOUT = 15.0
+JOIN_REPLY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A key (maybe None), a base URL (None: the default service) and where they came from."""
+
+    api_key: str | None = field(repr=False)
+    base_url: str | None
+    source: str  # "argument", "environment", "jupyterhub", "join" or "none"
+
+
+def config_path() -> Path:
+    """``$RUNWAY_WIDGET_CONFIG_DIR/gateway.json``, else in the per-user config directory."""
+    folder = os.environ.get(CONFIG_DIR_ENV)
+    root = (
+        Path(folder).expanduser() if folder else Path(platformdirs.user_config_dir("runway_widget"))
+    )
+    return root / JOIN_FILE
+
+
+def resolve(api_key: str | None = None, base_url: str | None = None) -> Credentials:
+    """The key and base URL a client should use (see the module docstring for the order)."""
+    env_base = os.environ.get("APIFRAME_BASE_URL") or None
+    if api_key:
+        return Credentials(api_key, base_url or env_base, "argument")
+    env_key = os.environ.get("APIFRAME_API_KEY")
+    if env_key:
+        return Credentials(env_key, base_url or env_base, "environment")
+    hub_url, hub_token = os.environ.get(GATEWAY_URL_ENV), os.environ.get(HUB_TOKEN_ENV)
+    if hub_url and hub_token and _same_backend(base_url, hub_url):
+        return Credentials(hub_token, base_url or hub_url.rstrip("/"), "jupyterhub")
+    joined = load_joined()
+    if joined is not None and _same_backend(base_url, joined["url"]):
+        return Credentials(joined["token"], base_url or joined["url"], "join")
+    return Credentials(None, base_url or env_base, "none")
+
+
+def load_joined() -> dict[str, str] | None:
+    """The stored ``{"url", "token", "name"}`` of ``runway-widget join``, or None."""
+    try:
+        data = json.loads(config_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), str) and data.get(k) for k in ("url", "token")
+    ):
+        return None
+    return {"url": data["url"].rstrip("/"), "token": data["token"], "name": str(data.get("name"))}
+
+
+def join_gateway(url: str, code: str, name: str) -> dict[str, Any]:
+    """Take a seat at a workshop gateway and store the personal token; returns what was stored.
+
+    The token is written to `config_path` with mode 0600 (its owner only); only the name
+    and URL are returned for display, never the token.
+    """
+    import requests
+
+    base = url.rstrip("/")
+    response = requests.post(
+        base + "/join",
+        json={"code": code, "name": name},
+        timeout=JOIN_TIMEOUT,
+        allow_redirects=False,
+        stream=True,
+    )
+    with response:
+        raw = response.raw.read(JOIN_REPLY_LIMIT + 1, decode_content=True)
+    try:
+        body = json.loads(raw) if len(raw) <= JOIN_REPLY_LIMIT else None
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict) or "token" not in body:
+        errors = body.get("errors") if isinstance(body, dict) else None
+        reason = (
+            errors[0].get("msg")
+            if isinstance(errors, list) and errors and isinstance(errors[0], dict)
+            else f"HTTP {response.status_code}"
+        )
+        raise PermissionError(f"could not join the workshop at {base}: {reason}")
+    stored = {"url": base, "token": str(body["token"]), "name": str(body.get("name", name))}
+    _write_private(config_path(), json.dumps(stored))
+    return {"url": base, "name": stored["name"], "path": str(config_path())}
+
+
+def _same_backend(base_url: str | None, gateway_url: str) -> bool:
+    return base_url is None or base_url.rstrip("/") == gateway_url.rstrip("/")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to a file readable by its owner only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

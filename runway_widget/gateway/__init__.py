@@ -1,0 +1,44 @@
+"""The workshop gateway: one real APIFRAME key, many participants, each with a quota.
+
+A tornado service that speaks the APIFRAME API to participants (their personal token as
+``Authorization``) and forwards to the upstream with the real key, which never leaves it.
+Built on the client and `TaskTracker`; neither knows about it. Modules:
+
+- ``database``: tables and engine (SQLite WAL by default, PostgreSQL by URL)
+- ``tokens``: random tokens, stored hashed, compared in constant time
+- ``roster``: participants, quotas, join codes, the report
+- ``ledger``: quota reserve/settle and job states
+- ``auth``: the `ParticipantAuth` seam (token mode here)
+- ``upstream``: the one client to APIFRAME or the demo backend, in a bounded pool
+- ``workshop``: submissions, one poller for everyone, answers from state
+- ``videos``: each clip fetched once, served with Range
+- ``push``: upstream webhooks; ``participant_webhooks``: participants' webhooks
+- ``ratelimit``, ``handlers``, ``app``: the HTTP server; ``cli``: ``runway-widget gateway``
+
+Importing this package is light; the server's dependencies load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["GatewayServer", "Limits", "Participant", "ParticipantAuth"]
+
+_LAZY = {
+    "GatewayServer": "runway_widget.gateway.app",
+    "Limits": "runway_widget.gateway.roster",
+    "Participant": "runway_widget.gateway.roster",
+    "ParticipantAuth": "runway_widget.gateway.auth",
+}
+
+if TYPE_CHECKING:
+    from .app import GatewayServer
+    from .auth import ParticipantAuth
+    from .roster import Limits, Participant
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'runway_widget.gateway' has no attribute {name!r}")

@@ -1,0 +1,300 @@
+"""The gateway server: a tornado application on one event loop, in a thread or in the foreground.
+
+``GatewayServer(...).start()`` runs it in a background thread (a notebook, a test);
+``serve_forever()`` runs it in the foreground until SIGINT/SIGTERM (the CLI, a JupyterHub
+service). Connections are bounded: request bodies by ``max_body_size``, open connections by
+``max_connections``, idle keep-alives by ``idle_connection_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream
+from tornado.netutil import bind_sockets
+from tornado.web import Application, RequestHandler
+
+from ..store import default_path
+from .auth import ParticipantAuth, TokenAuth
+from .database import open_engine
+from .handlers import BaseApiHandler, Context, NotFoundHandler, api_routes
+from .ledger import Ledger
+from .push import UpstreamWebhookHandler
+from .ratelimit import RateLimiter
+from .roster import Limits, Roster
+from .upstream import Upstream
+from .videos import VideoHandler
+from .workshop import Workshop
+
+__all__ = ["GatewayServer"]
+
+logger = logging.getLogger("runway_widget.gateway")
+access_logger = logging.getLogger("runway_widget.gateway.access")
+
+MAX_BODY = 3 * 1024 * 1024  # a 2 MB upload plus its multipart envelope
+MAX_CONNECTIONS = 2000
+IDLE_SECONDS = 75.0
+BODY_SECONDS = 30.0
+DB_WORKERS = 4
+
+
+class _BoundedHTTPServer(HTTPServer):
+    """Refuses connections beyond ``max_connections`` instead of running out of descriptors."""
+
+    max_connections = MAX_CONNECTIONS
+
+    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
+        if len(self._connections) >= self.max_connections:
+            stream.close()
+            return
+        super().handle_stream(stream, address)
+
+
+class GatewayServer:
+    """One gateway: the database, the upstream, the room's state and the HTTP server."""
+
+    def __init__(
+        self,
+        *,
+        db: str | None = None,
+        upstream: str | Upstream | None = "demo",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        public_url: str | None = None,
+        prefix: str = "/",
+        auth: ParticipantAuth | None = None,
+        home: str | os.PathLike[str] | None = None,
+        rate: float = 10.0,
+        burst: int = 20,
+        poll_interval: tuple[float, float] = (0.5, 15.0),
+    ) -> None:
+        self.home = _home(home)
+        self.host, self.port = host, port
+        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.engine = open_engine(db)
+        self.roster = Roster(self.engine)
+        self.ledger = Ledger(self.engine)
+        self._db_pool = ThreadPoolExecutor(DB_WORKERS, thread_name_prefix="gateway-db")
+        self.upstream = (
+            upstream if isinstance(upstream, Upstream) else Upstream.open(upstream, self.home)
+        )
+        hook_secret = _webhook_secret(self.upstream.client.api_key or "")
+        hook = (self.public_url + "/upstream-webhook", hook_secret) if self.public_url else None
+        self.workshop = Workshop(
+            self.ledger,
+            self.upstream,
+            self.home / "gateway-videos",
+            self._db_pool,
+            upstream_webhook=hook,
+            min_interval=poll_interval[0],
+            max_interval=poll_interval[1],
+        )
+        self.context = Context(
+            auth=auth or TokenAuth(self.roster, self._db_pool),
+            workshop=self.workshop,
+            roster=self.roster,
+            limiter=RateLimiter(rate, burst),
+            join_limiter=RateLimiter(1.0, 5),
+            prefix=self.prefix,
+            public_url=self.public_url,
+            secrets=(self.upstream.client.api_key or "", hook_secret),
+        )
+        self._hook_secret = hook_secret
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: _BoundedHTTPServer | None = None
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """Where participants point their client (``ApiframeClient(base_url=…)``)."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"http://{host}:{self.port}{self.prefix}"
+
+    def __repr__(self) -> str:
+        return f"<GatewayServer {self.base_url} upstream={self.upstream.client.base_url}>"
+
+    def add_participant(
+        self,
+        name: str,
+        *,
+        jobs: int | None = None,
+        credits: int | None = None,
+        concurrent: int | None = None,
+    ) -> str:
+        """Mint a personal token (shown once): the in-process ``gateway token add``."""
+        return self.roster.add(name, Limits(jobs, credits, concurrent))
+
+    def report(self) -> list[dict[str, Any]]:
+        return self.roster.report()
+
+    # -- running ---------------------------------------------------------------------------
+
+    def application(self) -> Application:
+        routes: list[Any] = api_routes(self.context)
+        routes.append(
+            (
+                self.prefix + "/upstream-webhook",
+                UpstreamWebhookHandler,
+                {"context": self.context, "secret": self._hook_secret},
+            )
+        )
+        routes.append(
+            (
+                self.prefix + r"/videos/(.*)",
+                VideoHandler,
+                {"path": str(self.workshop.clips.folder)},
+            )
+        )
+        return Application(
+            routes,
+            default_handler_class=NotFoundHandler,
+            default_handler_args={"context": self.context},
+            log_function=_access_log,
+            compress_response=False,
+            xsrf_cookies=False,
+        )
+
+    def start(self) -> GatewayServer:
+        """Serve from a background thread; returns once the port is open."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._listen())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._close_server())
+            loop.close()
+
+        self.workshop.resume()
+        self._thread = threading.Thread(target=run, name="runway-widget-gateway", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._release()
+            raise failure[0]
+        logger.info("gateway serving at %s", self.base_url)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the foreground until SIGINT or SIGTERM, then stop cleanly."""
+
+        async def main() -> None:
+            await self._listen()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            await self._close_server()
+
+        self.workshop.resume()
+        try:
+            asyncio.run(main())
+        finally:
+            self._release()
+
+    def stop(self) -> None:
+        """Stop serving, stop the poller, close the upstream and the database."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+        self._release()
+
+    def __enter__(self) -> GatewayServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def _listen(self) -> None:
+        server = _BoundedHTTPServer(
+            self.application(),
+            max_body_size=MAX_BODY,
+            max_buffer_size=MAX_BODY,
+            idle_connection_timeout=IDLE_SECONDS,
+            body_timeout=BODY_SECONDS,
+            xheaders=bool(self.public_url),
+        )
+        sockets = bind_sockets(self.port, self.host, family=_family(self.host), backlog=1024)
+        server.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+        self._server = server
+
+    async def _close_server(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            await self._server.close_all_connections()
+            self._server = None
+
+    def _release(self) -> None:
+        self.workshop.close()
+        self.upstream.close()
+        self._db_pool.shutdown(wait=False, cancel_futures=True)
+        self.engine.dispose()
+
+
+def _home(home: str | os.PathLike[str] | None) -> Path:
+    path = Path(home).expanduser() if home else default_path().parent
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _webhook_secret(upstream_key: str) -> str:
+    """Derived from the upstream key, so it survives restarts and is stored nowhere."""
+    return hmac.new(
+        upstream_key.encode(), b"runway-widget gateway webhook", hashlib.sha256
+    ).hexdigest()
+
+
+def _access_log(handler: RequestHandler) -> None:
+    """One JSON line per request: who (by name), what, how it ended. No header, no token."""
+    request = handler.request
+    path = request.path
+    if "/videos/" in path:
+        path = path.split("/videos/")[0] + "/videos/…"
+    who = getattr(handler, "participant", None) if isinstance(handler, BaseApiHandler) else None
+    access_logger.info(
+        json.dumps(
+            {
+                "method": request.method,
+                "path": path,
+                "status": handler.get_status(),
+                "ms": round(1000 * request.request_time(), 1),
+                "participant": who.name if who is not None else None,
+                "remote": request.remote_ip,
+            }
+        )
+    )

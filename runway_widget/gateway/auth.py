@@ -1,0 +1,58 @@
+"""Who is calling: the seam every request passes through before anything else happens.
+
+A `ParticipantAuth` turns the raw ``Authorization`` header into a `Participant`, or None
+(missing, unknown and revoked alike: the caller is told 401 and nothing more). Token mode
+is `TokenAuth`; other modes (a JupyterHub service's hub tokens) implement the same protocol
+and are chosen when the application is built. The header arrives as the client sends it:
+the raw token, or ``Bearer <token>`` / ``token <token>`` (both forms are accepted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, Protocol, runtime_checkable
+
+from .roster import Participant, Roster
+
+__all__ = ["Participant", "ParticipantAuth", "TokenAuth", "bare_token"]
+
+_SCHEMES = ("bearer", "token")
+MAX_HEADER = 512
+
+
+@runtime_checkable
+class ParticipantAuth(Protocol):
+    """Authenticates one request from its ``Authorization`` header (None if absent)."""
+
+    async def authenticate(self, authorization_header: str | None) -> Participant | None: ...
+
+
+def bare_token(authorization_header: str | None) -> str | None:
+    """The credential in the header, without a ``Bearer``/``token`` scheme; None if unusable."""
+    if not authorization_header or len(authorization_header) > MAX_HEADER:
+        return None
+    parts = authorization_header.strip().split(None, 1)
+    if len(parts) == 2 and parts[0].lower() in _SCHEMES:
+        return parts[1].strip() or None
+    return parts[0] if len(parts) == 1 else None
+
+
+class TokenAuth:
+    """Personal tokens minted by ``gateway token add`` or ``POST /join``, looked up by hash.
+
+    Every request reads the database, so a revocation takes effect at the next request,
+    whichever gateway process serves it.
+    """
+
+    def __init__(self, roster: Roster, executor: Executor | None = None) -> None:
+        self._roster = roster
+        self._executor = executor
+
+    async def authenticate(self, authorization_header: str | None) -> Participant | None:
+        token = bare_token(authorization_header)
+        if token is None:
+            return None
+        lookup: Callable[[str], Any] = self._roster.authenticate
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lookup, token)

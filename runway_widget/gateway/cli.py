@@ -1,0 +1,235 @@
+"""``runway-widget gateway …`` (the instructor's side) and ``runway-widget join`` (a participant's).
+
+Registered into the main parser by `register`; heavy imports (tornado, SQLAlchemy) happen
+only when a gateway command runs. Tokens are printed once, by ``token add``, and never again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import json
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+REPORT_COLUMNS = (
+    "name",
+    "revoked",
+    "jobs_used",
+    "jobs_limit",
+    "credits_used",
+    "credits_limit",
+    "running",
+    "finished",
+    "failed",
+    "refused",
+    "unknown",
+)
+
+
+def register(commands: Any) -> None:
+    """Add ``gateway`` and ``join`` to the ``runway-widget`` sub-command parsers."""
+    gateway = commands.add_parser("gateway", help="run a workshop gateway (one key, many people)")
+    actions = gateway.add_subparsers(title="gateway commands", required=True, metavar="ACTION")
+
+    serve = actions.add_parser("serve", help="serve participants until Ctrl-C")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument(
+        "--upstream",
+        default=None,
+        help="'demo', or the API URL (default APIFRAME); key: APIFRAME_API_KEY",
+    )
+    serve.add_argument("--public-url", help="the gateway's public URL (upstream webhooks)")
+    serve.add_argument("--config", help="a JSON file of settings (JupyterHub mode)")
+    serve.add_argument("--jupyterhub", action="store_true", help="run as a JupyterHub service")
+    _add_db(serve)
+    serve.set_defaults(run=_serve)
+
+    token = actions.add_parser("token", help="personal tokens").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    add = token.add_parser("add", help="mint a token for NAME (printed once)")
+    add.add_argument("name", metavar="NAME")
+    _add_limits(add)
+    _add_db(add)
+    add.set_defaults(run=_token_add)
+    listing = token.add_parser("list", help="participants, quotas and use")
+    _add_db(listing)
+    listing.set_defaults(run=_token_list)
+    revoke = token.add_parser("revoke", help="revoke NAME's token at once")
+    revoke.add_argument("name", metavar="NAME")
+    _add_db(revoke)
+    revoke.set_defaults(run=_token_revoke)
+
+    join = actions.add_parser("join", help="join codes").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    join_add = join.add_parser("add", help="a code participants exchange for a token")
+    join_add.add_argument("code", metavar="CODE")
+    join_add.add_argument("--seats", type=int, required=True)
+    _add_limits(join_add)
+    _add_db(join_add)
+    join_add.set_defaults(run=_join_add)
+    join_list = join.add_parser("list", help="join codes and seats taken")
+    _add_db(join_list)
+    join_list.set_defaults(run=_join_list)
+
+    report = actions.add_parser("report", help="per participant: jobs, credits, failures")
+    fmt = report.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    _add_db(report)
+    report.set_defaults(run=_report)
+
+    participant = commands.add_parser("join", help="join a workshop gateway (stores your token)")
+    participant.add_argument("url", metavar="URL")
+    participant.add_argument("code", metavar="CODE")
+    participant.add_argument("--name", default=None, help="your name in the room (default: login)")
+    participant.set_defaults(run=_join)
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=None, help="database URL (default: SQLite in the home)")
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int, help="jobs allowed (default: no limit)")
+    parser.add_argument("--credits", type=int, help="credits allowed (5 per 5 s of video)")
+    parser.add_argument("--concurrent", type=int, help="jobs running at once")
+
+
+def _roster(args: argparse.Namespace) -> Any:
+    from .database import open_engine
+    from .roster import Roster
+
+    return Roster(open_engine(args.db))
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from .roster import Limits
+
+    return Limits(args.jobs, args.credits, args.concurrent)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .app import GatewayServer
+
+    if args.jupyterhub:
+        return _fail("--jupyterhub is not available in this version")
+    server = GatewayServer(
+        db=args.db,
+        upstream=args.upstream,
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url,
+    )
+    print(
+        f"Gateway serving at {server.base_url} (upstream {server.upstream.client.base_url})",
+        file=sys.stderr,
+        flush=True,
+    )
+    server.serve_forever()
+    return 0
+
+
+def _token_add(args: argparse.Namespace) -> int:
+    from .roster import RosterError
+
+    try:
+        token = _roster(args).add(args.name, _limits(args))
+    except RosterError as exc:
+        return _fail(str(exc))
+    print(token)
+    print(f"(shown once: give it to {args.name}; it is stored only as a hash)", file=sys.stderr)
+    return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    for person in _roster(args).participants():
+        state = "revoked" if person["revoked"] else "active"
+        print(
+            f"{person['name']}\t{state}\tjobs {person['jobs_used']}/"
+            f"{_limit(person['jobs_limit'])}\tcredits {person['credits_used']}/"
+            f"{_limit(person['credits_limit'])}\trunning {person['running']}"
+        )
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    if not _roster(args).revoke(args.name):
+        return _fail(f"no participant named {args.name!r}")
+    print(f"revoked {args.name}", file=sys.stderr)
+    return 0
+
+
+def _join_add(args: argparse.Namespace) -> int:
+    from .roster import RosterError
+
+    try:
+        _roster(args).add_join_code(args.code, args.seats, _limits(args))
+    except RosterError as exc:
+        return _fail(str(exc))
+    print(f"join code added: {args.seats} seat(s)", file=sys.stderr)
+    return 0
+
+
+def _join_list(args: argparse.Namespace) -> int:
+    for code in _roster(args).join_codes():
+        print(
+            f"{code['hint']}\tseats {code['seats_used']}/{code['seats']}\t"
+            f"jobs {_limit(code['jobs_limit'])}\tcredits {_limit(code['credits_limit'])}"
+        )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    rows = _roster(args).report()
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(REPORT_COLUMNS)
+        for row in rows:
+            writer.writerow([row[c] for c in REPORT_COLUMNS])
+        return 0
+    for row in rows:
+        print(
+            f"{row['name']}: {row['jobs_used']}/{_limit(row['jobs_limit'])} jobs, "
+            f"{row['credits_used']}/{_limit(row['credits_limit'])} credits, "
+            f"{row['finished']} finished, {row['failed']} failed, {row['running']} running"
+            + (
+                f", {row['unknown']} UNKNOWN (check upstream before refunding)"
+                if row["unknown"]
+                else ""
+            )
+            + (" [revoked]" if row["revoked"] else "")
+        )
+    return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    from ..credentials import join_gateway
+
+    try:
+        joined = join_gateway(args.url, args.code, args.name or getpass.getuser())
+    except (PermissionError, OSError) as exc:
+        return _fail(str(exc))
+    print(
+        f"Joined {joined['url']} as {joined['name']}; token stored in {joined['path']}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _limit(value: int | None) -> str:
+    return "∞" if value is None else str(value)

@@ -1,0 +1,256 @@
+"""The HTTP face of the gateway: APIFRAME's routes, error shape and status codes.
+
+Every API request is authenticated first (401 for an unknown or revoked token), then
+rate-limited per participant (429 with ``Retry-After``), then served. Errors always have
+APIFRAME's shape ``{"errors": [{"msg": …}]}`` and never carry a secret: messages that came
+from the upstream pass through `Context.scrub` on their way out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from tornado.web import HTTPError, RequestHandler
+
+from ..errors import (
+    ApiframeError,
+    AuthenticationError,
+    RateLimitError,
+    ServerError,
+    SubmissionUnknownError,
+    ValidationError,
+)
+from .auth import ParticipantAuth
+from .ledger import QuotaRefused
+from .ratelimit import RateLimiter
+from .roster import Participant, Roster, RosterError
+from .workshop import Workshop, participant_task
+
+__all__ = ["ApiError", "Context", "api_routes"]
+
+MAX_JSON_BYTES = 64 * 1024
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+MAX_TASK_ID = 200
+FETCH_MANY_RANGE = (2, 20)
+UNKNOWN_OUTCOME = (
+    "the upstream did not answer the submission: it may or may not have been created. "
+    "It is recorded for the instructor; do not resubmit it"
+)
+
+
+@dataclass
+class Context:
+    """What every handler needs, built once by the application."""
+
+    auth: ParticipantAuth
+    workshop: Workshop
+    roster: Roster
+    limiter: RateLimiter
+    join_limiter: RateLimiter
+    prefix: str
+    public_url: str | None
+    secrets: tuple[str, ...] = ()
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "…")
+        return text
+
+
+class ApiError(HTTPError):
+    """Ends a request with ``{"errors": [{"msg": …}, …]}`` and the given status."""
+
+    def __init__(self, status: int, *messages: str, retry_after: int | None = None) -> None:
+        super().__init__(status)
+        self.messages = messages
+        self.retry_after = retry_after
+
+
+class BaseApiHandler(RequestHandler):
+    """JSON in and out, APIFRAME's error shape, and the caller's identity for the access log."""
+
+    participant: Participant | None = None
+
+    def initialize(self, context: Context) -> None:
+        self.context = context
+
+    def compute_etag(self) -> None:
+        return None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            messages = [self.context.scrub(m) for m in exc.messages]
+            if exc.retry_after is not None:
+                self.set_header("Retry-After", str(exc.retry_after))
+        else:
+            messages = [self._reason or "error"]
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"errors": [{"msg": m} for m in messages]}))
+
+    def reply(self, body: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def json_body(self) -> dict[str, Any]:
+        if len(self.request.body) > MAX_JSON_BYTES:
+            raise ApiError(413, f"the request body is larger than {MAX_JSON_BYTES} bytes")
+        try:
+            body = json.loads(self.request.body or b"null")
+        except (UnicodeDecodeError, ValueError):
+            raise ApiError(400, "the request body must be a JSON object") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return body
+
+    def video_base(self) -> str:
+        if self.context.public_url:
+            return self.context.public_url
+        return f"{self.request.protocol}://{self.request.host}{self.context.prefix}"
+
+
+class AuthenticatedHandler(BaseApiHandler):
+    async def prepare(self) -> None:
+        header = self.request.headers.get("Authorization")
+        who = await self.context.auth.authenticate(header)
+        if who is None:
+            raise ApiError(401, "Invalid API key")
+        self.participant = who
+        wait = self.context.limiter.retry_after(who.id)
+        if wait:
+            raise ApiError(429, "too many requests: slow down", retry_after=wait)
+
+    @property
+    def who(self) -> Participant:
+        assert self.participant is not None
+        return self.participant
+
+
+class ImagineHandler(AuthenticatedHandler):
+    async def post(self) -> None:
+        body = self.json_body()
+        try:
+            task_id = await self.context.workshop.submit(self.who, body)
+        except QuotaRefused as exc:
+            raise ApiError(403, str(exc)) from None
+        except ValidationError as exc:
+            raise ApiError(400, *exc.problems) from None
+        except ApiframeError as exc:
+            raise _upstream_error(exc, submission=True) from None
+        self.reply({"task_id": task_id})
+
+
+class FetchHandler(AuthenticatedHandler):
+    async def post(self) -> None:
+        task_id = self.json_body().get("task_id")
+        if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_TASK_ID:
+            raise ApiError(400, "task_id is required")
+        row = await self.context.workshop.task(self.who, task_id)
+        if row is None:
+            raise ApiError(404, "Task not found")
+        self.reply(participant_task(row, self.video_base()))
+
+
+class FetchManyHandler(AuthenticatedHandler):
+    async def post(self) -> None:
+        ids = self.json_body().get("task_ids")
+        low, high = FETCH_MANY_RANGE
+        if not isinstance(ids, list) or not all(
+            isinstance(i, str) and 0 < len(i) <= MAX_TASK_ID for i in ids
+        ):
+            raise ApiError(400, "task_ids must be a list of task ids")
+        if not low <= len(ids) <= high:
+            raise ApiError(400, f"task_ids must hold between {low} and {high} ids")
+        base = self.video_base()
+        tasks = []
+        for task_id in dict.fromkeys(ids):
+            row = await self.context.workshop.task(self.who, task_id)
+            if row is not None:
+                tasks.append(participant_task(row, base))
+        self.reply({"tasks": tasks})
+
+
+class AccountHandler(AuthenticatedHandler):
+    async def get(self) -> None:
+        self.reply(await self.context.workshop.account(self.who))
+
+
+class UploadHandler(AuthenticatedHandler):
+    async def post(self) -> None:
+        files = self.request.files.get("image") or []
+        if not files or not files[0].body:
+            raise ApiError(400, "the multipart field 'image' is required")
+        data = files[0].body
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ApiError(400, "image must be at most 2 MB")
+        upstream = self.context.workshop.upstream
+        try:
+            url = await upstream.run(upstream.client.upload_image, data)
+        except ValidationError as exc:
+            raise ApiError(400, *exc.problems) from None
+        except ApiframeError as exc:
+            raise _upstream_error(exc) from None
+        self.reply({"imageURL": url})
+
+
+class JoinHandler(BaseApiHandler):
+    """``POST /join {"code", "name"}`` -> ``{"token", "name"}`` while seats remain."""
+
+    async def post(self) -> None:
+        wait = self.context.join_limiter.retry_after(self.request.remote_ip)
+        if wait:
+            raise ApiError(429, "too many join attempts: wait a moment", retry_after=wait)
+        body = self.json_body()
+        code, name = body.get("code"), body.get("name")
+        if not isinstance(code, str) or not code or not isinstance(name, str) or not name.strip():
+            raise ApiError(400, 'send {"code": …, "name": …}')
+        try:
+            token, name = await self.context.workshop._run_db(self.context.roster.join, code, name)
+        except RosterError as exc:
+            raise ApiError(403, str(exc)) from None
+        self.reply({"token": token, "name": name})
+
+
+class HealthHandler(BaseApiHandler):
+    def get(self) -> None:
+        self.reply({"service": "runway-widget gateway", "ok": True})
+
+
+class NotFoundHandler(BaseApiHandler):
+    def prepare(self) -> None:
+        raise ApiError(404, "Not found")
+
+
+def _upstream_error(exc: ApiframeError, *, submission: bool = False) -> ApiError:
+    """What the participant is told when the upstream failed (never the upstream's key)."""
+    if isinstance(exc, SubmissionUnknownError) or (
+        submission and isinstance(exc, ServerError) and exc.status_code != 503
+    ):
+        return ApiError(504, UNKNOWN_OUTCOME)
+    if isinstance(exc, RateLimitError):
+        wait = max(1, math.ceil(exc.retry_after or 5))
+        return ApiError(429, "the upstream is busy: try again shortly", retry_after=wait)
+    if isinstance(exc, ServerError):
+        return ApiError(503, "the upstream is unavailable; nothing was submitted", retry_after=5)
+    if isinstance(exc, AuthenticationError):
+        return ApiError(502, "the gateway's upstream key was refused: tell the instructor")
+    return ApiError(502, f"the upstream refused: {exc.message}")
+
+
+def api_routes(context: Context) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:
+    """The APIFRAME routes under ``context.prefix`` (``/videos`` is added by the app)."""
+    routes: dict[str, type[RequestHandler]] = {
+        "/runway-imagine": ImagineHandler,
+        "/fetch": FetchHandler,
+        "/fetch-many": FetchManyHandler,
+        "/account": AccountHandler,
+        "/upload": UploadHandler,
+        "/join": JoinHandler,
+        "/health": HealthHandler,
+    }
+    prefix = context.prefix.rstrip("/")
+    return [(prefix + path, handler, {"context": context}) for path, handler in routes.items()]

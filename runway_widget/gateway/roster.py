@@ -1,0 +1,218 @@
+"""Who may use the gateway: participants, their tokens and quotas, join codes, the report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .database import jobs, join_codes, participants
+from .tokens import hint, new_token, same_hash, secret_hash
+
+__all__ = ["Limits", "Participant", "Roster", "RosterError"]
+
+NAME_LIMIT = 64
+NAME_ATTEMPTS = 50
+
+
+class RosterError(Exception):
+    """A roster change that cannot be made (a taken name, no seats left, an unknown code)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A quota; ``None`` means unlimited."""
+
+    jobs: int | None = None
+    credits: int | None = None
+    concurrent: int | None = None
+
+    def values(self) -> dict[str, int | None]:
+        return {
+            "jobs_limit": self.jobs,
+            "credits_limit": self.credits,
+            "concurrent_limit": self.concurrent,
+        }
+
+
+@dataclass(frozen=True)
+class Participant:
+    """An authenticated caller: the ledger's row id and the name shown in reports."""
+
+    id: int
+    name: str
+    admin: bool = False
+
+
+class Roster:
+    """Participants and join codes in the gateway's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def add(self, name: str, limits: Limits) -> str:
+        """Create a participant and return their token (the only time it is ever seen)."""
+        name = _clean_name(name)
+        token = new_token()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(participants).values(_new_row(name, token, limits)))
+        except IntegrityError:
+            raise RosterError(f"a participant named {name!r} exists already") from None
+        return token
+
+    def revoke(self, name: str) -> bool:
+        """Revoke a participant's token at once; False if there is nobody of that name."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(participants).where(participants.c.name == name).values(revoked=True)
+            )
+        return done.rowcount == 1
+
+    def authenticate(self, token: str) -> Participant | None:
+        """The participant holding ``token``, or None (unknown or revoked alike)."""
+        digest = secret_hash(token)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(participants.c.id, participants.c.name, participants.c.token_hash).where(
+                    participants.c.token_hash == digest, participants.c.revoked.is_(False)
+                )
+            ).first()
+        if row is None or not same_hash(row.token_hash, digest):
+            return None
+        return Participant(row.id, row.name)
+
+    def participants(self) -> list[dict[str, Any]]:
+        """Every participant with quota and use (no token, not even hashed)."""
+        columns = [c for c in participants.c if c.name != "token_hash"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*columns).order_by(participants.c.id)).mappings()
+            return [dict(row) for row in rows]
+
+    # -- join codes ------------------------------------------------------------------------
+
+    def add_join_code(self, code: str, seats: int, limits: Limits) -> None:
+        if not code or len(code) < 4:
+            raise RosterError("a join code needs at least 4 characters")
+        if seats < 1:
+            raise RosterError("a join code needs at least one seat")
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(join_codes).values(
+                        code_hash=secret_hash(code),
+                        hint=hint(code),
+                        seats=seats,
+                        seats_used=0,
+                        created_at=time.time(),
+                        **limits.values(),
+                    )
+                )
+        except IntegrityError:
+            raise RosterError("that join code exists already") from None
+
+    def join_codes(self) -> list[dict[str, Any]]:
+        columns = [c for c in join_codes.c if c.name != "code_hash"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*columns).order_by(join_codes.c.id)).mappings()
+            return [dict(row) for row in rows]
+
+    def join(self, code: str, name: str) -> tuple[str, str]:
+        """Take a seat of ``code``: ``(token, name)``; the name gets a suffix if taken."""
+        base = _clean_name(name)
+        for attempt in range(NAME_ATTEMPTS):
+            candidate = base if attempt == 0 else f"{base}-{attempt + 1}"
+            try:
+                return self._take_seat(code, candidate), candidate
+            except IntegrityError:
+                continue
+        raise RosterError(f"too many participants named {base!r}: choose another name")
+
+    def _take_seat(self, code: str, name: str) -> str:
+        token = new_token()
+        with self.engine.begin() as conn:
+            seat = conn.execute(
+                update(join_codes)
+                .where(
+                    join_codes.c.code_hash == secret_hash(code),
+                    join_codes.c.seats_used < join_codes.c.seats,
+                )
+                .values(seats_used=join_codes.c.seats_used + 1)
+            )
+            if seat.rowcount != 1:
+                raise RosterError("unknown join code, or no seats left")
+            row = conn.execute(
+                select(join_codes).where(join_codes.c.code_hash == secret_hash(code))
+            ).one()
+            limits = Limits(row.jobs_limit, row.credits_limit, row.concurrent_limit)
+            values = _new_row(name, token, limits) | {"join_code_id": row.id}
+            conn.execute(insert(participants).values(values))
+        return token
+
+    # -- report ----------------------------------------------------------------------------
+
+    def report(self) -> list[dict[str, Any]]:
+        """Per participant: quota, use, and job counts by state (unknown ones to reconcile)."""
+        with self.engine.connect() as conn:
+            counts = conn.execute(
+                select(jobs.c.participant_id, jobs.c.state, func.count()).group_by(
+                    jobs.c.participant_id, jobs.c.state
+                )
+            ).all()
+            unknown = conn.execute(
+                select(jobs.c.participant_id, jobs.c.id, jobs.c.created_at, jobs.c.request).where(
+                    jobs.c.state == "unknown"
+                )
+            ).all()
+        by_state: dict[int, dict[str, int]] = {}
+        for participant_id, state, count in counts:
+            by_state.setdefault(participant_id, {})[state] = count
+        rows = []
+        for person in self.participants():
+            states = by_state.get(person["id"], {})
+            rows.append(
+                {
+                    "name": person["name"],
+                    "revoked": bool(person["revoked"]),
+                    "jobs_used": person["jobs_used"],
+                    "jobs_limit": person["jobs_limit"],
+                    "credits_used": person["credits_used"],
+                    "credits_limit": person["credits_limit"],
+                    "running": person["running"],
+                    "finished": states.get("finished", 0),
+                    "failed": states.get("failed", 0),
+                    "refused": states.get("refused", 0),
+                    "unknown": states.get("unknown", 0),
+                    "unknown_submissions": [
+                        {"job": job_id, "submitted_at": at, "request": request}
+                        for owner, job_id, at, request in unknown
+                        if owner == person["id"]
+                    ],
+                }
+            )
+        return rows
+
+
+def _clean_name(name: str) -> str:
+    cleaned = " ".join(str(name or "").split())[:NAME_LIMIT]
+    if not cleaned:
+        raise RosterError("a participant needs a name")
+    return cleaned
+
+
+def _new_row(name: str, token: str, limits: Limits) -> dict[str, Any]:
+    return {
+        "name": name,
+        "token_hash": secret_hash(token),
+        "jobs_used": 0,
+        "credits_used": 0,
+        "running": 0,
+        "revoked": False,
+        "created_at": time.time(),
+        **limits.values(),
+    }

@@ -1,0 +1,225 @@
+"""The room: submissions within quota, one poller for everyone's tasks, answers from state.
+
+Participants' ``/fetch`` calls never reach the upstream. The gateway's one `TaskTracker`
+polls all tasks in batches (or takes upstream webhooks), every change is written to the
+ledger and kept in memory, and a fetch is answered from there. Another process sharing the
+database (PostgreSQL) answers from the ledger for tasks it does not follow itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import ApiframeError, ServerError, SubmissionUnknownError, ValidationError
+from ..models import GenerationRequest, Task
+from ..tracker import TaskTracker
+from .ledger import JobRow, Ledger
+from .roster import Participant
+from .upstream import Upstream
+from .videos import ClipStore
+
+__all__ = ["Workshop", "credits_for", "participant_task"]
+
+logger = logging.getLogger("runway_widget.gateway")
+
+DEFAULT_DURATION = 5
+T = TypeVar("T")
+Notify = Callable[[JobRow], None]
+
+
+def credits_for(request: GenerationRequest) -> int:
+    """What a job costs against a credits quota: one credit per second of video."""
+    return int(request.duration or DEFAULT_DURATION)
+
+
+def participant_task(row: JobRow, video_base: str) -> dict[str, Any]:
+    """The task as its owner sees it: the gateway's video URL, once the clip is stored here."""
+    status, percentage, video_url = row.status or "staged", row.percentage, None
+    if row.state == "finished":
+        if row.video_path and row.video_key:
+            percentage, video_url = 100, f"{video_base}/videos/{row.video_key}.mp4"
+        elif row.video_key and row.upstream_video_url and row.video_path == "":
+            percentage, video_url = 100, row.upstream_video_url  # the copy failed: fall back
+        else:
+            status, percentage = "processing", 99  # bringing the clip in
+    task: dict[str, Any] = {
+        "task_id": row.task_id,
+        "task_type": "runway",
+        "status": status,
+        "percentage": percentage,
+        "video_url": video_url,
+    }
+    if row.message:
+        task["message"] = row.message
+    return task
+
+
+class Workshop:
+    """Submit, fetch and account for participants; follow every task with one tracker."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        upstream: Upstream,
+        clips_folder: Path,
+        db_executor: Executor,
+        *,
+        upstream_webhook: tuple[str, str] | None = None,
+        min_interval: float = 0.5,
+        max_interval: float = 15.0,
+    ) -> None:
+        self.ledger = ledger
+        self.upstream = upstream
+        self._db = db_executor
+        self._rows: dict[str, JobRow] = {}
+        self._listeners: list[Notify] = []
+        self._upstream_webhook = upstream_webhook
+        self._pushes = _Pushes()
+        self.tracker = TaskTracker(
+            upstream.client,
+            webhooks=self._pushes,
+            min_interval=min_interval,
+            max_interval=max_interval,
+        )
+        self.clips = ClipStore(clips_folder, upstream.client, upstream.executor, self._clip_stored)
+
+    # -- life ------------------------------------------------------------------------------
+
+    def resume(self) -> int:
+        """Follow every unfinished task in the ledger (after a restart); returns how many."""
+        rows = self.ledger.following()
+        for row in rows:
+            self._rows[row.task_id] = row
+            if row.state == "submitted":
+                self.tracker.track(row.task_id, on_update=self._on_update)
+            elif row.upstream_video_url and row.video_key:
+                self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)
+        if rows:
+            logger.info("resumed %d unfinished task(s) from the ledger", len(rows))
+        return len(rows)
+
+    def close(self) -> None:
+        self.tracker.stop()
+
+    def on_change(self, listener: Notify) -> None:
+        """Call ``listener(row)`` (from a worker thread) whenever a task's state changes."""
+        self._listeners.append(listener)
+
+    # -- participants' calls (on the event loop) -------------------------------------------
+
+    async def submit(self, who: Participant, body: dict[str, Any]) -> str:
+        """Reserve quota, forward, settle. Raises the client's errors, or `QuotaRefused`."""
+        request = GenerationRequest.from_payload(body)
+        problems = request.problems()
+        if problems:
+            raise ValidationError(problems, status_code=400)
+        hook_url, hook_secret = self._upstream_webhook or (None, None)
+        forwarded = dataclasses.replace(request, webhook_url=hook_url, webhook_secret=hook_secret)
+        job_id = await self._run_db(
+            self.ledger.reserve, who.id, credits_for(request), request.public_payload()
+        )
+        try:
+            task_id = await self.upstream.run(self.upstream.client.imagine, forwarded)
+        except (SubmissionUnknownError, asyncio.CancelledError):
+            await self._run_db(self.ledger.unknown, job_id)
+            raise
+        except ServerError as exc:
+            settle = self.ledger.refused if exc.status_code == 503 else self.ledger.unknown
+            await self._run_db(settle, job_id)
+            raise
+        except ApiframeError:
+            await self._run_db(self.ledger.refused, job_id)
+            raise
+        except BaseException:
+            await self._run_db(self.ledger.unknown, job_id)
+            raise
+        await self._run_db(self.ledger.accepted, job_id, task_id)
+        row = JobRow(who.id, task_id, "submitted", "staged", None, None, None, None, None)
+        self._rows[task_id] = row
+        self.tracker.track(task_id, on_update=self._on_update)
+        logger.info("participant %s submitted task %s", who.name, task_id)
+        return task_id
+
+    async def task(self, who: Participant, task_id: str) -> JobRow | None:
+        """The caller's own task, or None: another's task looks exactly like an unknown one."""
+        row = self._rows.get(task_id)
+        if row is None:
+            row = await self._run_db(self.ledger.job, task_id)
+        if row is None or row.participant_id != who.id or row.state not in _VISIBLE:
+            return None
+        return row
+
+    async def account(self, who: Participant) -> dict[str, Any]:
+        row = await self._run_db(self.ledger.account, who.id)
+        if row is None:
+            return {"email": who.name, "credits": 0, "total_images": 0, "plan": "workshop"}
+        return {
+            "email": who.name,
+            "credits": _left(row["credits_limit"], row["credits_used"]),
+            "total_images": row["jobs_used"],
+            "plan": "workshop",
+            "jobs_left": _left(row["jobs_limit"], row["jobs_used"]),
+            "running": row["running"],
+        }
+
+    # -- updates (on the poller thread, or a pushed webhook) -------------------------------
+
+    def push(self, task: Task) -> None:
+        """An update the upstream pushed to the gateway's webhook."""
+        self._pushes.publish(task)
+
+    def _on_update(self, task: Task) -> None:
+        self.ledger.update_task(
+            task.task_id, task.status, task.percentage, task.message, task.video_url
+        )
+        row = self.ledger.job(task.task_id)
+        if row is None:
+            return
+        self._changed(row)
+        if row.state == "finished" and row.video_key and row.upstream_video_url:
+            self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)
+
+    def _clip_stored(self, task_id: str, path: Path | None) -> None:
+        self.ledger.video_stored(task_id, str(path) if path is not None else "")
+        row = self.ledger.job(task_id)
+        if row is not None:
+            self._changed(row)
+
+    def _changed(self, row: JobRow) -> None:
+        self._rows[row.task_id] = row
+        for listener in self._listeners:
+            try:
+                listener(row)
+            except Exception:
+                logger.exception("a listener failed on task %s", row.task_id)
+
+    async def _run_db(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, call, *args)
+
+
+_VISIBLE = ("submitted", "finished", "failed")
+
+
+class _Pushes:
+    """The receiver shape `TaskTracker.listen` takes, fed by the upstream webhook route."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[Task], object]] = []
+
+    def subscribe(self, callback: Callable[[Task], object]) -> Callable[[], None]:
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    def publish(self, task: Task) -> None:
+        for callback in list(self._callbacks):
+            callback(task)
+
+
+def _left(limit: int | None, used: int) -> int | None:
+    return None if limit is None else max(0, limit - used)
