@@ -10,6 +10,7 @@ import argparse
 import csv
 import getpass
 import json
+import logging
 import sys
 from typing import Any
 
@@ -46,6 +47,9 @@ def register(commands: Any) -> None:
     serve.add_argument("--public-url", help="the gateway's public URL (upstream webhooks)")
     serve.add_argument("--config", help="a JSON file of settings (JupyterHub mode)")
     serve.add_argument("--jupyterhub", action="store_true", help="run as a JupyterHub service")
+    serve.add_argument(
+        "--rate", type=float, default=10.0, help="requests per second per participant (default 10)"
+    )
     _add_db(serve)
     serve.set_defaults(run=_serve)
 
@@ -125,12 +129,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.jupyterhub:
         return _fail("--jupyterhub is not available in this version")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     server = GatewayServer(
         db=args.db,
         upstream=args.upstream,
         host=args.host,
         port=args.port,
         public_url=args.public_url,
+        rate=args.rate,
+        burst=max(1, int(args.rate * 2)),
     )
     print(
         f"Gateway serving at {server.base_url} (upstream {server.upstream.client.base_url})",

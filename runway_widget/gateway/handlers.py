@@ -235,7 +235,7 @@ def _upstream_error(exc: ApiframeError, *, submission: bool = False) -> ApiError
         wait = max(1, math.ceil(exc.retry_after or 5))
         return ApiError(429, "the upstream is busy: try again shortly", retry_after=wait)
     if isinstance(exc, ServerError):
-        return ApiError(503, "the upstream is unavailable; nothing was submitted", retry_after=5)
+        return ApiError(503, "the upstream is unavailable; nothing was submitted", retry_after=2)
     if isinstance(exc, AuthenticationError):
         return ApiError(502, "the gateway's upstream key was refused: tell the instructor")
     return ApiError(502, f"the upstream refused: {exc.message}")

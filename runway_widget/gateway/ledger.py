@@ -81,7 +81,9 @@ class Ledger:
                 row = conn.execute(select(participants).where(p.id == participant_id)).first()
                 raise QuotaRefused(_what_ran_out(row, credits))
             inserted = conn.execute(
-                insert(jobs).values(
+                insert(jobs)
+                .returning(jobs.c.id)
+                .values(
                     participant_id=participant_id,
                     state="reserved",
                     credits=credits,
@@ -90,7 +92,7 @@ class Ledger:
                     updated_at=now,
                 )
             )
-            return int(inserted.inserted_primary_key[0])
+            return int(inserted.scalar_one())
 
     def accepted(self, job_id: int, task_id: str) -> None:
         with self.engine.begin() as conn:

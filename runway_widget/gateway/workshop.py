@@ -44,8 +44,8 @@ def participant_task(row: JobRow, video_base: str) -> dict[str, Any]:
     if row.state == "finished":
         if row.video_path and row.video_key:
             percentage, video_url = 100, f"{video_base}/videos/{row.video_key}.mp4"
-        elif row.video_key and row.upstream_video_url and row.video_path == "":
-            percentage, video_url = 100, row.upstream_video_url  # the copy failed: fall back
+        elif not row.upstream_video_url or row.video_path == "":
+            percentage, video_url = 100, row.upstream_video_url  # nothing to copy, or it failed
         else:
             status, percentage = "processing", 99  # bringing the clip in
     task: dict[str, Any] = {

@@ -1,0 +1,183 @@
+"""Gateways for tests: real HTTP on 127.0.0.1, on the demo backend or the scriptable ApiServer."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from runway_widget.client import ApiframeClient
+from runway_widget.gateway.app import GatewayServer
+from runway_widget.gateway.upstream import Upstream
+from runway_widget.store import JobStore
+
+_names = itertools.count(1)
+
+
+def upstream_client(base_url: str, api_key: str, folder: Path, **options: Any) -> ApiframeClient:
+    options = {
+        "requests_per_second": 50,
+        "timeout": 5.0,
+        "max_retries": 2,
+        "backoff_factor": 0.05,
+        **options,
+    }
+    return ApiframeClient(api_key, base_url, store=JobStore(folder / "upstream.jsonl"), **options)
+
+
+@contextlib.contextmanager
+def demo_gateway(folder: Path, job_seconds: float = 1.0, **kwargs: Any) -> Iterator[GatewayServer]:
+    """A gateway whose upstream is a demo backend of its own (``gateway.upstream.demo``)."""
+    from runway_widget.demo import DemoServer
+
+    demo = DemoServer(job_seconds=job_seconds).start()
+    client = upstream_client(demo.base_url, demo.api_key, folder)
+    with gateway_on(Upstream(client, demo=demo), folder, **kwargs) as gateway:
+        yield gateway
+
+
+@contextlib.contextmanager
+def gateway_on(upstream: Upstream, folder: Path, **kwargs: Any) -> Iterator[GatewayServer]:
+    options = {
+        "db": f"sqlite:///{folder / 'gateway.sqlite3'}",
+        "home": folder,
+        "poll_interval": (0.2, 2.0),
+        **kwargs,
+    }
+    with GatewayServer(upstream=upstream, **options) as gateway:
+        yield gateway
+
+
+def participant(
+    gateway: GatewayServer, folder: Path, name: str | None = None, **limits: Any
+) -> ApiframeClient:
+    """A new participant's client (their own token, their own job history)."""
+    name = name or f"participant-{next(_names)}"
+    token = gateway.add_participant(name, **limits)
+    return ApiframeClient(
+        token,
+        gateway.base_url,
+        store=JobStore(folder / f"{name}.jsonl"),
+        requests_per_second=100,
+        timeout=10.0,
+    )
+
+
+def call(
+    gateway: GatewayServer, method: str, path: str, token: str | None = None, **kwargs: Any
+) -> requests.Response:
+    """One raw HTTP request to the gateway (no client retries, no local validation)."""
+    headers = kwargs.pop("headers", {})
+    if token is not None:
+        headers["Authorization"] = token
+    return requests.request(method, gateway.base_url + path, headers=headers, timeout=10, **kwargs)
+
+
+# -- separate processes ----------------------------------------------------------------------
+
+PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_process(
+    port: int, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``runway-widget gateway serve --port PORT ARGS…`` in its own process, once it answers."""
+    command = [
+        sys.executable,
+        "-m",
+        "runway_widget.cli",
+        "gateway",
+        "serve",
+        "--port",
+        str(port),
+        *args,
+    ]
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=out, stderr=out)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the gateway exited with {process.returncode}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                return process
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the gateway did not start within 30 s")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def postgres_binaries() -> Path | None:
+    found = sorted(glob.glob(PG_BIN_GLOB + "/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL in a temporary data directory, run as ``postgres`` when root."""
+    binaries = postgres_binaries()
+    assert binaries is not None
+    data = Path(tempfile.mkdtemp(prefix="runway-widget-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+
+    def run(*command: str) -> None:
+        subprocess.run([*as_user, *command], check=True, capture_output=True, timeout=120)
+
+    try:
+        run(
+            str(binaries / "initdb"),
+            "-D",
+            str(data / "db"),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        )
+        run(
+            str(binaries / "pg_ctl"),
+            "-D",
+            str(data / "db"),
+            "-l",
+            str(data / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            run(str(binaries / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop")
+        shutil.rmtree(data, ignore_errors=True)

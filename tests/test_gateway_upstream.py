@@ -1,0 +1,150 @@
+"""The gateway on a fake upstream that counts requests: economy, faults, unknown outcomes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from runway_widget.errors import ServerError
+from runway_widget.gateway.upstream import Upstream
+from tests.api_server import TEST_API_KEY, ApiServer, Reply, error
+from tests.gateway_support import call, gateway_on, participant, upstream_client
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def api():
+    with ApiServer() as api:
+        yield api
+
+
+@pytest.fixture
+def gateway(api, tmp_path):
+    client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
+    with gateway_on(Upstream(client), tmp_path) as gateway:
+        yield gateway
+
+
+def _progress(api: ApiServer, task_id: str, steps: int = 6) -> list[dict]:
+    """A task that moves one step per upstream read and finishes with a clip on ``api``."""
+    api.files[f"/clips/{task_id}.mp4"] = b"\0\0\0\x18ftypmp42" + bytes(2000)
+    running = [{"status": "processing", "percentage": str(p)} for p in range(0, 100, 100 // steps)]
+    clip = f"{api.base_url}/clips/{task_id}.mp4"
+    return [*running, {"status": "finished", "percentage": 100, "video_url": clip}]
+
+
+def test_participants_polling_hard_cost_the_upstream_about_one_request_per_task(
+    api, gateway, tmp_path
+):
+    people = [participant(gateway, tmp_path) for _ in range(6)]
+    task_ids = [p.imagine(prompt="x", generation_type="text2video") for p in people]
+    for task_id in task_ids:
+        api.add_task(task_id, *_progress(api, task_id))
+    last: dict[str, dict] = {}
+    asked = [0]
+    stop = threading.Event()
+
+    def poll(person, task_id):
+        while not stop.is_set():
+            reply = call(gateway, "POST", "/fetch", person.api_key, json={"task_id": task_id})
+            asked[0] += 1
+            if reply.status_code == 200:
+                last[task_id] = reply.json()
+            stop.wait(0.15)
+
+    pairs = zip(people, task_ids, strict=True)
+    threads = [threading.Thread(target=poll, args=pair) for pair in pairs]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not all(
+        last.get(t, {}).get("status") == "finished" for t in task_ids
+    ):
+        time.sleep(0.1)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert all(last[t]["video_url"].startswith(gateway.base_url + "/videos/") for t in task_ids)
+    upstream_reads = api.count("/fetch") + api.count("/fetch-many")
+    assert asked[0] > 10 * len(task_ids)
+    assert upstream_reads <= 8 * len(task_ids)  # the steps of the task, however hard they poll
+    assert api.count("/runway-imagine") == len(task_ids)
+    clip_downloads = sum(api.count(f"/clips/{t}.mp4") for t in task_ids)
+    assert clip_downloads == len(task_ids)  # each clip fetched once
+
+
+def test_an_upstream_500_on_submit_is_recorded_as_unknown_and_never_retried(api, gateway, tmp_path):
+    jo = participant(gateway, tmp_path, "jo", jobs=3)
+    api.script("/runway-imagine", error(500, "boom"))
+    with pytest.raises(ServerError, match="may or may not exist"):
+        jo.imagine(prompt="costly", generation_type="text2video")
+    assert api.count("/runway-imagine") == 1
+    [row] = gateway.report()
+    assert (row["unknown"], row["jobs_used"], row["running"]) == (1, 1, 0)
+    assert row["unknown_submissions"][0]["request"].find("costly") > 0
+    assert jo.account()["jobs_left"] == 2
+
+
+def test_a_dropped_submit_is_unknown_too(api, gateway, tmp_path):
+    kim = participant(gateway, tmp_path, jobs=2)
+    api.script("/runway-imagine", Reply(drop=True))
+    with pytest.raises(ServerError):
+        kim.imagine(prompt="lost answer", generation_type="text2video")
+    assert api.count("/runway-imagine") == 1
+    assert gateway.report()[0]["unknown"] == 1
+
+
+def test_an_upstream_that_certainly_refused_gives_the_reservation_back(api, gateway, tmp_path):
+    lee = participant(gateway, tmp_path, jobs=1)
+    body = {"prompt": "later", "generation_type": "text2video"}
+    api.script("/runway-imagine", *[error(503, "down", **{"Retry-After": "0"})] * 3)
+    reply = call(gateway, "POST", "/runway-imagine", lee.api_key, json=body)
+    assert reply.status_code == 503 and int(reply.headers["Retry-After"]) >= 1
+    row = gateway.report()[0]
+    assert (row["jobs_used"], row["refused"], row["unknown"]) == (0, 1, 0)
+    api.script("/runway-imagine", *[error(429, "slow down", **{"Retry-After": "0"})] * 3)
+    reply = call(gateway, "POST", "/runway-imagine", lee.api_key, json=body)
+    assert reply.status_code == 429 and int(reply.headers["Retry-After"]) >= 1
+    assert gateway.report()[0]["jobs_used"] == 0
+    api.script("/runway-imagine", error(503, "down", **{"Retry-After": "0"}))
+    assert lee.imagine(**body).startswith("task-")  # the upstream client retried the 503
+    assert api.count("/runway-imagine") == 3 + 3 + 2
+
+
+def test_upstream_faults_on_reads_never_reach_participants(api, gateway, tmp_path):
+    mo = participant(gateway, tmp_path)
+    task_id = mo.imagine(prompt="x", generation_type="text2video")
+    api.add_task(
+        task_id,
+        {"status": "processing", "percentage": "10"},
+        {"status": "failed", "message": "moderated"},
+    )
+    api.script("/fetch", error(502, "bad gateway"), Reply(delay=6.0), Reply(body="<html>"))
+    before = time.monotonic()
+    assert call(gateway, "POST", "/fetch", mo.api_key, json={"task_id": task_id}).ok
+    assert time.monotonic() - before < 1.0  # answered from state, not from the upstream
+    deadline = time.monotonic() + 40
+    while mo.fetch(task_id).status != "failed" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    task = mo.fetch(task_id)
+    assert (task.status, task.message) == ("failed", "moderated")
+    assert gateway.report()[0]["failed"] == 1
+    assert gateway.report()[0]["running"] == 0
+
+
+def test_a_refused_upstream_key_is_not_shown_as_the_participants_problem(api, gateway, tmp_path):
+    ned = participant(gateway, tmp_path)
+    api.api_key = "another-key"
+    reply = call(
+        gateway,
+        "POST",
+        "/runway-imagine",
+        ned.api_key,
+        json={"prompt": "x", "generation_type": "text2video"},
+    )
+    assert reply.status_code == 502
+    assert "upstream key was refused" in reply.json()["errors"][0]["msg"]
+    assert TEST_API_KEY not in reply.text
