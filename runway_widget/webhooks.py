@@ -17,18 +17,15 @@ import json
 import logging
 import re
 import secrets
-import socket
 import threading
-import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from .client import mask_secret
 from .errors import ApiframeError
-from .http_service import BackgroundHTTPServer
+from .http_service import BackgroundHTTPServer, BoundedRequestHandler
 from .models import Task, is_http_url
 
 __all__ = ["WebhookReceiver"]
@@ -38,8 +35,6 @@ logger = logging.getLogger("runway_widget.webhooks")
 SECRET_HEADER = "x-webhook-secret"
 DEFAULT_PATH = "/webhook"
 _REMEMBERED_TASKS = 1024  # last update per task, to drop resent duplicates cheaply
-_DRAIN_BYTES = 4 * 1024 * 1024
-_DRAIN_SECONDS = 1.0
 
 
 class _Rejected(Exception):
@@ -52,10 +47,9 @@ class _Rejected(Exception):
         self.message = message
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BoundedRequestHandler):
     """One connection: HTTP/1.0, so one request each and no idle keep-alive threads."""
 
-    server: BackgroundHTTPServer
     server_version = "runway-widget-webhooks"
     sys_version = ""
     timeout = 10.0  # a client that stalls mid-request cannot hold a thread for long
@@ -67,10 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
             receiver._check_secret(self.headers.get_all(SECRET_HEADER) or [])
             length = self._content_length(receiver.max_body)
             body_pending = False
-            try:
-                body = self.rfile.read(length)
-            except OSError:
-                body = b""
+            body = self.read_body(length)
             if len(body) != length:
                 raise _Rejected(HTTPStatus.BAD_REQUEST, "incomplete", "the body ended early")
             receiver._deliver(_parse_task(body))
@@ -78,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
             receiver._count(rejected.reason)
             self._reply(rejected.status, {"ok": False, "error": rejected.message})
             if body_pending:
-                self._discard_unread_body()
+                self.drain_before_close()
             return
         except Exception:
             logger.exception("webhook request could not be handled")
@@ -97,24 +88,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_PATCH = do_DELETE = _not_allowed
 
+    def send_error_reply(self, status: HTTPStatus, message: str) -> None:
+        reason = "length_required" if status == HTTPStatus.LENGTH_REQUIRED else "bad_length"
+        self.server.owner._count(reason)
+        self._reply(status, {"ok": False, "error": message})
+
     def _content_length(self, max_body: int) -> int:
-        if self.headers.get("Transfer-Encoding"):
-            raise _Rejected(
-                HTTPStatus.LENGTH_REQUIRED, "length_required", "send a Content-Length, not chunks"
-            )
-        values = self.headers.get_all("Content-Length") or []
-        if not values:
+        length = self.body_length
+        if length is None:
             raise _Rejected(HTTPStatus.LENGTH_REQUIRED, "length_required", "Content-Length needed")
-        if len(set(values)) != 1 or not re.fullmatch(r"[0-9]+", values[0].strip()):
-            raise _Rejected(HTTPStatus.BAD_REQUEST, "bad_length", "invalid Content-Length")
-        digits = values[0].strip().lstrip("0") or "0"
-        if len(digits) > len(str(max_body)) or int(digits) > max_body:
+        if length > max_body:
             raise _Rejected(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 "too_large",
                 f"body over the {max_body}-byte limit",
             )
-        return int(digits)
+        return length
 
     def _reply(
         self,
@@ -134,29 +123,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             logger.debug("webhook sender went away before the reply")
-
-    def _discard_unread_body(self) -> None:
-        """Read and drop what the sender still sends, briefly, so it receives our reply.
-
-        Closing a socket with unread input makes the kernel send a reset, which can destroy
-        the reply before the sender reads it. The bytes are thrown away, never kept.
-        """
-        self.close_connection = True
-        deadline = time.monotonic() + _DRAIN_SECONDS
-        left = _DRAIN_BYTES
-        try:
-            self.connection.shutdown(socket.SHUT_WR)
-            while left > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self.connection.settimeout(remaining)
-                chunk = self.connection.recv(min(left, 65536))
-                if not chunk:
-                    break
-                left -= len(chunk)
-        except OSError:
-            pass
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         path = self.path.split("?", 1)[0] if isinstance(self.path, str) else "?"
@@ -344,7 +310,7 @@ class WebhookReceiver:
 
 
 def _url_for(server: BackgroundHTTPServer) -> str:
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
     elif host == "::":

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from raw_sockets import idle_connections, peak_thread_growth, raw_exchange, status_of
 
 av = pytest.importorskip("av")
 np = pytest.importorskip("numpy")
@@ -218,13 +219,24 @@ def test_a_body_that_is_not_a_json_object_is_a_400(api, raw):
     assert errors(response)
 
 
-@pytest.mark.parametrize("key", [None, "wrong-key", f"Bearer {DEMO_API_KEY}"])
+@pytest.mark.parametrize(
+    "key", [None, "", "wrong-key", "Bearer wrong-key", "Bearer ", f"Basic {DEMO_API_KEY}"]
+)
 def test_wrong_or_missing_key_is_a_401(server, key):
     api = Api(server, key=key)
     for response in (api.post("/runway-imagine", T2V), api.get("/account")):
         assert response.status_code == 401
         assert errors(response) == ["Invalid API key"]
         assert DEMO_API_KEY not in response.text
+
+
+@pytest.mark.parametrize(
+    "key", [DEMO_API_KEY, f"Bearer {DEMO_API_KEY}", f"bearer  {DEMO_API_KEY}"]
+)
+def test_the_key_is_accepted_raw_or_the_bearer_way_apiframes_sdk_sends_it(server, key):
+    api = Api(server, key=key)
+    assert api.get("/account").status_code == 200
+    assert api.post("/fetch", {"task_id": api.imagine()}).status_code == 200
 
 
 def test_fetch_unknown_or_missing_task_id(api):
@@ -596,3 +608,88 @@ def test_import_without_the_demo_extra_says_what_to_install():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert 'pip install "runway_widget[demo]"' in result.stdout
+
+
+# --- hostile clients -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", ["²", "٣", "-5", "+5", "1e3", "abc", "12, 13"])
+@pytest.mark.parametrize(
+    "request_line",
+    ["POST /runway-imagine", "POST /fetch", "POST /upload", "GET /account", "GET /nothing",
+     "GET /samples/lighthouse.png", "POST /samples/lighthouse.png"],
+)  # fmt: skip
+def test_malformed_content_length_is_a_4xx_on_every_route(server, request_line, length):
+    reply = raw_exchange(
+        server.port,
+        f"{request_line} HTTP/1.1\r\nHost: x\r\nAuthorization: {DEMO_API_KEY}\r\n"
+        f"Content-Length: {length}\r\n\r\n{{}}".encode(),
+    )
+    assert 400 <= status_of(reply) < 500 or request_line.startswith("GET /samples")
+    assert Api(server).get("/account").status_code == 200
+
+
+def short_id(value: str) -> str:
+    return value if len(value) <= 30 else f"{value[:12]}…({len(value)} chars)"
+
+
+@pytest.mark.parametrize(
+    "length", ["9" * 5000, "99999999999999999999", str(2**62)], ids=short_id
+)
+def test_absurd_content_length_is_a_400_without_reading_it(server, length):
+    reply = raw_exchange(
+        server.port,
+        f"POST /runway-imagine HTTP/1.1\r\nHost: x\r\nAuthorization: {DEMO_API_KEY}\r\n"
+        f"Content-Length: {length}\r\n\r\n{{}}".encode(),
+    )
+    assert status_of(reply) == 400
+    assert b"too large" in reply
+
+
+def test_a_body_shorter_than_its_length_is_a_400(server):
+    body = json.dumps(T2V).encode()
+    reply = raw_exchange(
+        server.port,
+        f"POST /runway-imagine HTTP/1.1\r\nHost: x\r\nAuthorization: {DEMO_API_KEY}\r\n"
+        f"Content-Length: {len(body) + 10}\r\n\r\n".encode() + body,
+    )
+    assert status_of(reply) == 400
+    assert Api(server).get("/account").json()["total_images"] == 0
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=" + "9" * 5000 + "-",
+        "bytes=0-" + "9" * 5000,
+        "bytes=-" + "9" * 5000,
+        "bytes=99999999999999999999-5",
+        "bytes=²-",
+        "bytes=-0",
+        "bytes=5-1",
+        "bytes=0-1,2-3",
+        "bytes=--1",
+        "items=0-1",
+        "bytes=" + "0-1," * 5000,
+    ],
+    ids=short_id,
+)
+def test_absurd_range_headers_get_416_or_the_whole_file(server, api, header):
+    path = "/samples/lighthouse.png"
+    size = len(api.get(path).content)
+    reply = raw_exchange(
+        server.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nRange: {header}\r\n\r\n".encode()
+    )
+    status = status_of(reply)
+    assert status in (200, 206, 416), status
+    if status == 416:
+        assert f"Content-Range: bytes */{size}".encode() in reply
+    assert api.get(path, headers={"Range": "bytes=0-9"}).status_code == 206
+
+
+def test_hundreds_of_idle_connections_do_not_stop_a_job(server, api):
+    before = threading.active_count()
+    with idle_connections(server.port, 400):
+        assert peak_thread_growth(before) <= 2 * 64  # one thread per connection: 400
+        task_id = api.imagine()
+        assert api.fetch(task_id)["task_id"] == task_id

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+import raw_sockets
 import requests
+from raw_sockets import idle_connections, peak_thread_growth, status_of
 
 from runway_widget.models import Task
 from runway_widget.webhooks import WebhookReceiver
@@ -62,19 +64,7 @@ def post(receiver: WebhookReceiver, payload, secret: str | None = SECRET) -> req
 
 
 def raw_exchange(receiver: WebhookReceiver, data: bytes) -> bytes:
-    """Send bytes as they are (no HTTP library tidying them up) and return the whole reply."""
-    parts = urlsplit(receiver.local_url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def status_of(reply: bytes) -> int:
-    return int(reply.split(b" ", 2)[1])
+    return raw_sockets.raw_exchange(urlsplit(receiver.local_url).port, data)
 
 
 def test_valid_updates_reach_every_subscriber_in_order(receiver):
@@ -586,3 +576,27 @@ def test_a_tracker_fed_by_webhooks_polls_far_less(tmp_path):
     for updates in pushed.values():  # pushes report every 10 % step
         assert sum(t.status == "processing" for t in updates) >= 3
     assert with_webhooks * 2 <= polling_only
+
+
+def test_hundreds_of_idle_connections_cost_few_threads_and_updates_still_arrive(receiver):
+    inbox = Inbox()
+    receiver.subscribe(inbox)
+    before = threading.active_count()
+    with idle_connections(urlsplit(receiver.local_url).port, 400):
+        assert peak_thread_growth(before) <= 2 * 64  # one thread per connection: 400
+        assert post(receiver, UPDATES[0]).status_code == 200
+        assert [task.status for task in inbox.tasks] == ["staged"]
+
+
+def test_malformed_framing_is_counted_and_answered_in_the_receivers_format(receiver):
+    reply = raw_exchange(
+        receiver,
+        f"POST /webhook HTTP/1.1\r\nHost: x\r\nx-webhook-secret: {SECRET}\r\n"
+        "Content-Length: \u00b2\r\n\r\n{}".encode(),
+    )
+    assert status_of(reply) == 400
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {
+        "ok": False,
+        "error": "invalid Content-Length",
+    }
+    assert receiver.stats["rejected_by_reason"] == {"bad_length": 1}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import hmac
 import io
 import json
 import logging
@@ -25,7 +26,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +33,11 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from ..client import DEMO_API_KEY
-from ..http_service import BackgroundHTTPServer
+from ..http_service import (
+    BackgroundHTTPServer,
+    BoundedRequestHandler,
+    presented_key,
+)
 from ..models import GenerationRequest
 from .inputs import InputLoader
 from .render_pool import RenderPool
@@ -68,7 +72,7 @@ API_ROUTES = {
 }
 _VIDEO_PATH = re.compile(r"^/videos/([A-Za-z0-9-]{1,64})\.mp4$")
 _UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}\.(png|jpg|gif|webp)$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 
 JobSeconds = float | Callable[[dict[str, Any]], float]
 
@@ -117,14 +121,13 @@ def _default_job_seconds() -> float:
     return DEFAULT_JOB_SECONDS
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BoundedRequestHandler):
     """One HTTP connection. Every reply has a Content-Length, so keep-alive works."""
 
     protocol_version = "HTTP/1.1"
     server_version = "runway-widget-demo"
     timeout = 30  # idle keep-alive connections close after this many seconds
     _body_read = False
-    server: BackgroundHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("demo server: " + format, *args)
@@ -147,8 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         media = self._media_path(path)
         demo._count("/" + path.split("/")[1] if media is not None else "other")
+        self._drain_body()
         if media is None or method == "POST":
-            self._drain_body()
             self._send_json(404, {"errors": [{"msg": "Not found"}]})
         else:
             self._send_file(media, head=method == "HEAD")
@@ -163,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
             if method != API_ROUTES[path]:
                 raise _ApiError(405, f"{method} is not allowed on {path}")
             demo._fault_before(faults)
-            if self.headers.get("Authorization") != demo.api_key:
+            if not demo._authorized(self.headers.get("Authorization")):
                 raise _ApiError(401, "Invalid API key")
             if path == "/upload":
                 status, body = 200, demo._upload(self._read_upload())
@@ -200,39 +203,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, body, extra)
 
     def _content_length(self, cap: int, too_big: str) -> int:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            raise _ApiError(411, "send the body with a Content-Length")
-        raw = self.headers.get("Content-Length", "0")
-        length = int(raw) if raw.isdigit() else -1
-        if length < 0:
-            self.close_connection = True
-            raise _ApiError(400, "invalid Content-Length")
+        length = self.body_length or 0
         if length > cap:
             self._drain_body(length)
             raise _ApiError(400, too_big)
         self._body_read = True  # the caller reads exactly `length` bytes next
         return length
 
+    def _read_exactly(self, length: int) -> bytes:
+        body = self.read_body(length)
+        if len(body) != length:
+            self.close_connection = True
+            raise _ApiError(400, "the request body ended before its Content-Length")
+        return body
+
     def _drain_body(self, length: int | None = None) -> None:
         """Read and discard a body we will not use, so the reply reaches the client."""
         self._body_read = True
-        if length is None:
-            raw = self.headers.get("Content-Length", "0")
-            length = int(raw) if raw.isdigit() else 0
-        if length > 64 * MAX_UPLOAD_BYTES:
-            self.close_connection = True
-            return
-        while length > 0:
-            chunk = self.rfile.read(min(length, 65536))
-            if not chunk:
-                break
-            length -= len(chunk)
+        self.discard_body(self.body_length or 0 if length is None else length)
 
     def _read_json(self) -> dict[str, Any]:
         length = self._content_length(MAX_JSON_BYTES, "the request body is too large")
         try:
-            payload = json.loads(self.rfile.read(length) or b"null")
+            payload = json.loads(self._read_exactly(length) or b"null")
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise _ApiError(400, "the request body must be a JSON object") from None
         if not isinstance(payload, dict):
@@ -243,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "")
         too_big = "image must be at most 2 MB"
         length = self._content_length(MAX_UPLOAD_BYTES + 64 * 1024, too_big)
-        body = self.rfile.read(length)
+        body = self._read_exactly(length)
         if not content_type.lower().startswith("multipart/form-data"):
             raise _ApiError(400, "send the image as multipart/form-data in the field 'image'")
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -272,8 +265,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-cache"}
         wanted = self.headers.get("Range")
         if wanted:
-            parsed = _parse_range(wanted, size)
-            if parsed == "unsatisfiable":
+            try:
+                parsed = _parse_range(wanted, size)
+            except _RangeNotSatisfiable:
                 headers["Content-Range"] = f"bytes */{size}"
                 self._send_bytes(416, b"", content_type, headers)
                 return
@@ -302,6 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- replies -----------------------------------------------------------------------
 
+    def send_error_reply(self, status: HTTPStatus, message: str) -> None:
+        self._send_json(status, {"errors": [{"msg": message}]})
+
     def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(body).encode(), "application/json", headers)
 
@@ -320,22 +317,33 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
-    """(start, end) inclusive for one byte range; "unsatisfiable"; None: ignore the header."""
+class _RangeNotSatisfiable(Exception):
+    """The Range asks for nothing inside the file: 416."""
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(start, end) inclusive for one byte range; None: ignore the header (send it all)."""
     match = _RANGE.match(header.strip())
     if not match or match.groups() == ("", ""):
         return None  # multiple or malformed ranges: the whole file is a valid answer
-    first, last = match.groups()
-    if first == "":
-        suffix = int(last)
+    first, last = (_range_number(group) for group in match.groups())
+    if first is None:
+        suffix = last or 0
         if suffix == 0 or size == 0:
-            return "unsatisfiable"
+            raise _RangeNotSatisfiable
         return max(0, size - suffix), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
+    start = first
+    end = size - 1 if last is None else min(last, size - 1)
     if start >= size or end < start:
-        return "unsatisfiable"
+        raise _RangeNotSatisfiable
     return start, end
+
+
+def _range_number(digits: str) -> int | None:
+    """A Range bound ("" is None); one too long to parse is past the end of any file."""
+    if not digits:
+        return None
+    return int(digits) if len(digits) <= 18 else 10**18
 
 
 class DemoServer:
@@ -472,6 +480,13 @@ class DemoServer:
     def _count(self, route: str) -> None:
         with self._lock:
             self._stats[route] += 1
+
+    def _authorized(self, header: str | None) -> bool:
+        """The demo key, sent raw (as APIFRAME documents) or as ``Bearer <key>`` (its SDK)."""
+        given = presented_key(header)
+        return given is not None and hmac.compare_digest(
+            given.encode("utf-8", "replace"), self.api_key.encode()
+        )
 
     def _chance(self, rate: float) -> bool:
         if rate <= 0:
