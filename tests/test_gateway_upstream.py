@@ -148,3 +148,27 @@ def test_a_refused_upstream_key_is_not_shown_as_the_participants_problem(api, ga
     assert reply.status_code == 502
     assert "upstream key was refused" in reply.json()["errors"][0]["msg"]
     assert TEST_API_KEY not in reply.text
+
+
+def test_participant_webhooks_are_honoured_by_the_gateway_alone(api, gateway, tmp_path):
+    from runway_widget.webhooks import WebhookReceiver
+
+    pat = participant(gateway, tmp_path)
+    pushed = []
+    with WebhookReceiver(secret="pat-hook-secret") as receiver:
+        receiver.subscribe(pushed.append)
+        task_id = pat.imagine(
+            prompt="x",
+            generation_type="text2video",
+            webhook_url=receiver.url,
+            webhook_secret=receiver.secret,
+        )
+        api.add_task(task_id, *_progress(api, task_id, steps=2))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(t.is_finished for t in pushed):
+            time.sleep(0.1)
+        assert receiver.stats["rejected"] == 0
+    final = [t for t in pushed if t.is_finished]
+    assert final and final[0].video_url.startswith(gateway.base_url + "/videos/")
+    [submitted] = api.requests("/runway-imagine")
+    assert "webhook_url" not in submitted.json and b"pat-hook-secret" not in submitted.body

@@ -31,6 +31,7 @@ from .auth import ParticipantAuth, TokenAuth
 from .database import open_engine
 from .handlers import BaseApiHandler, Context, NotFoundHandler, api_routes
 from .ledger import Ledger
+from .participant_webhooks import ParticipantWebhooks
 from .push import UpstreamWebhookHandler
 from .ratelimit import RateLimiter
 from .roster import Limits, Roster
@@ -102,6 +103,9 @@ class GatewayServer:
             min_interval=poll_interval[0],
             max_interval=poll_interval[1],
         )
+        self.webhooks = ParticipantWebhooks(lambda: self.base_url)
+        self.workshop.hooks = self.webhooks
+        self.workshop.on_change(self.webhooks.deliver)
         self.context = Context(
             auth=auth or TokenAuth(self.roster, self._db_pool),
             workshop=self.workshop,
@@ -257,6 +261,7 @@ class GatewayServer:
 
     def _release(self) -> None:
         self.workshop.close()
+        self.webhooks.close()
         self.upstream.close()
         self._db_pool.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()

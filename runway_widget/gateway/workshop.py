@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import ApiframeError, ServerError, SubmissionUnknownError, ValidationError
 from ..models import GenerationRequest, Task
@@ -31,6 +31,12 @@ logger = logging.getLogger("runway_widget.gateway")
 DEFAULT_DURATION = 5
 T = TypeVar("T")
 Notify = Callable[[JobRow], None]
+
+
+class ParticipantHooks(Protocol):
+    """Where participants' own webhooks are remembered (see ``participant_webhooks``)."""
+
+    def register(self, task_id: str, url: str, secret: str | None) -> None: ...
 
 
 def credits_for(request: GenerationRequest) -> int:
@@ -80,6 +86,7 @@ class Workshop:
         self._rows: dict[str, JobRow] = {}
         self._listeners: list[Notify] = []
         self._upstream_webhook = upstream_webhook
+        self.hooks: ParticipantHooks | None = None
         self._pushes = _Pushes()
         self.tracker = TaskTracker(
             upstream.client,
@@ -140,6 +147,8 @@ class Workshop:
             await self._run_db(self.ledger.unknown, job_id)
             raise
         await self._run_db(self.ledger.accepted, job_id, task_id)
+        if request.webhook_url and self.hooks is not None:
+            self.hooks.register(task_id, request.webhook_url, request.webhook_secret)
         row = JobRow(who.id, task_id, "submitted", "staged", None, None, None, None, None)
         self._rows[task_id] = row
         self.tracker.track(task_id, on_update=self._on_update)

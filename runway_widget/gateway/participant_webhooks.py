@@ -1,0 +1,71 @@
+"""Participants' own webhooks, honoured by the gateway.
+
+The upstream only ever sees the gateway's webhook (or none); a participant's ``webhook_url``
+and ``webhook_secret`` stay here, in memory (a secret is never written to the database), and
+each change of their task is POSTed to them as they would see it from ``/fetch``. After a
+gateway restart the secrets are gone, so those tasks are followed by polling only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from .ledger import JobRow
+from .workshop import participant_task
+
+__all__ = ["ParticipantWebhooks"]
+
+logger = logging.getLogger("runway_widget.gateway")
+
+TIMEOUT = 10.0
+WORKERS = 2
+
+
+class ParticipantWebhooks:
+    """Remembers who wants pushes for which task, and sends them from a small pool."""
+
+    def __init__(self, video_base: Callable[[], str]) -> None:
+        self._video_base = video_base
+        self._targets: dict[str, tuple[str, str | None]] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="gateway-webhooks")
+        self._session = requests.Session()
+
+    def register(self, task_id: str, url: str, secret: str | None) -> None:
+        with self._lock:
+            self._targets[task_id] = (url, secret)
+
+    def deliver(self, row: JobRow) -> None:
+        """Send the participant's view of ``row`` to their webhook, if they asked for one."""
+        with self._lock:
+            target = self._targets.get(row.task_id)
+            if (
+                target is not None
+                and row.state in ("failed", "finished")
+                and (row.state == "failed" or row.video_path is not None)
+            ):
+                del self._targets[row.task_id]  # the last push for this task
+        if target is not None:
+            self._pool.submit(self._post, target, participant_task(row, self._video_base()))
+
+    def _post(self, target: tuple[str, str | None], body: dict[str, object]) -> None:
+        url, secret = target
+        headers = {"x-webhook-secret": secret} if secret else {}
+        try:
+            reply = self._session.post(
+                url, json=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
+            )
+            reply.close()
+        except requests.RequestException as exc:
+            logger.info(
+                "participant webhook for task %s failed: %s", body["task_id"], type(exc).__name__
+            )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._session.close()

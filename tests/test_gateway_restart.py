@@ -1,0 +1,48 @@
+"""SIGKILL mid-workshop loses no task: a restarted gateway resumes every unfinished one."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from runway_widget.client import ApiframeClient
+from runway_widget.gateway.database import open_engine
+from runway_widget.gateway.roster import Limits, Roster
+from runway_widget.store import JobStore
+from tests.gateway_support import free_port, serve_process, stop_process
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_a_killed_gateway_resumes_every_unfinished_task_from_the_ledger(tmp_path):
+    from runway_widget.demo import DemoServer
+
+    db = f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
+    token = Roster(open_engine(db)).add("olga", Limits(jobs=5))
+    port = free_port()
+    with DemoServer(job_seconds=4.0) as upstream:
+        env = {"APIFRAME_API_KEY": upstream.api_key, "RUNWAY_WIDGET_HOME": str(tmp_path)}
+        args = ("--db", db, "--upstream", upstream.base_url)
+        log = tmp_path / "gateway.log"
+        first = serve_process(port, *args, env=env, log=log)
+        client = ApiframeClient(
+            token, f"http://127.0.0.1:{port}", store=JobStore(tmp_path / "olga.jsonl")
+        )
+        task_ids = [
+            client.imagine(prompt=f"clip {i}", generation_type="text2video") for i in range(3)
+        ]
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        time.sleep(0.5)
+        second = serve_process(port, *args, env=env, log=log)
+        try:
+            finished = [client.wait(t, timeout=60, poll_interval=0.3) for t in task_ids]
+        finally:
+            stop_process(second)
+        assert upstream.stats.get("/runway-imagine") == 3  # nothing resubmitted
+    assert all(t.video_url.startswith(f"http://127.0.0.1:{port}/videos/") for t in finished)
+    assert "resumed 3 unfinished task(s)" in log.read_text()
+    report = Roster(open_engine(db)).report()[0]
+    assert (report["finished"], report["running"], report["jobs_used"]) == (3, 0, 3)
