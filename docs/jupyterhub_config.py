@@ -14,7 +14,9 @@ c = get_config()  # noqa: F821  (JupyterHub defines get_config when it loads thi
 RUNWAY_GATEWAY = "runway-gateway"  # the service's name: its URL is /services/runway-gateway/
 RUNWAY_GATEWAY_PORT = int(os.environ.get("RUNWAY_GATEWAY_PORT", "8765"))
 # Quotas per hub user and per group, and who sees the room's gallery (TOML or JSON).
-RUNWAY_GATEWAY_CONFIG = os.environ.get("RUNWAY_GATEWAY_CONFIG", "/etc/jupyterhub/runway-gateway.toml")
+RUNWAY_GATEWAY_CONFIG = os.environ.get(
+    "RUNWAY_GATEWAY_CONFIG", "/etc/jupyterhub/runway-gateway.toml"
+)
 # "demo" rehearses the workshop on the embedded demo backend: no key, nothing paid.
 RUNWAY_GATEWAY_UPSTREAM = os.environ.get("RUNWAY_GATEWAY_UPSTREAM", "https://api.apiframe.pro")
 

@@ -131,7 +131,7 @@ class JupyterHubUnderTest:
         self._extra_env = dict(env or {})
         self._process: subprocess.Popen[bytes] | None = None
 
-    # -- addresses --------------------------------------------------------------------------------
+    # -- addresses -----------------------------------------------------------------------------
 
     @property
     def public_url(self) -> str:
@@ -147,7 +147,7 @@ class JupyterHubUnderTest:
         """The gateway straight on its own port, as the kernels reach it."""
         return f"http://127.0.0.1:{self.gateway_port}/services/{SERVICE}/"
 
-    # -- life cycle ---------------------------------------------------------------------------------
+    # -- life cycle ----------------------------------------------------------------------------
 
     def start(self, timeout: float = 90.0) -> JupyterHubUnderTest:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +228,7 @@ class JupyterHubUnderTest:
         except OSError:
             return ""
 
-    # -- the hub's REST API -------------------------------------------------------------------------
+    # -- the hub's REST API --
 
     def api(self, method: str, path: str, body: Any = None, *, token: str | None = None) -> Any:
         """One call to the hub's REST API (as the e2e-admin service unless `token` is given)."""
@@ -284,7 +284,7 @@ class JupyterHubUnderTest:
             body["scopes"] = scopes
         return self.api("POST", f"/users/{user}/tokens", body)["token"]
 
-    # -- code in a user's kernel --------------------------------------------------------------------
+    # -- code in a user's kernel ---------------------------------------------------------------
 
     def start_kernel(self, user: str) -> str:
         status, kernel = self.request(
@@ -339,7 +339,7 @@ class JupyterHubUnderTest:
         result.stdout = "".join(stdout)
         return result
 
-    # -- waiting ------------------------------------------------------------------------------------
+    # -- waiting -------------------------------------------------------------------------------
 
     def _wait_until(self, ready: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

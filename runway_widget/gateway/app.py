@@ -28,12 +28,17 @@ from tornado.web import Application, RequestHandler
 
 from ..store import default_path
 from .auth import ParticipantAuth, TokenAuth
+from .browser_login import BrowserLogin, HubLogin, TokenLogin
 from .database import open_engine
+from .gallery import ClipFeed
 from .handlers import BaseApiHandler, Context, NotFoundHandler, api_routes
+from .hub_auth import HubParticipants
 from .ledger import Ledger
+from .pages import PageContext, page_routes
 from .participant_webhooks import ParticipantWebhooks
 from .push import UpstreamWebhookHandler
 from .ratelimit import RateLimiter
+from .room_config import RoomConfig
 from .roster import Limits, Roster
 from .upstream import Upstream
 from .videos import VideoHandler
@@ -76,6 +81,8 @@ class GatewayServer:
         public_url: str | None = None,
         prefix: str = "/",
         auth: ParticipantAuth | None = None,
+        hub_auth: Any = None,
+        room: RoomConfig | None = None,
         home: str | os.PathLike[str] | None = None,
         rate: float = 10.0,
         burst: int = 20,
@@ -106,8 +113,13 @@ class GatewayServer:
         self.webhooks = ParticipantWebhooks(lambda: self.base_url)
         self.workshop.hooks = self.webhooks
         self.workshop.on_change(self.webhooks.deliver)
+        self.room = room or RoomConfig()
+        auth, login = self._sign_in(auth, hub_auth)
+        self.pages = PageContext(
+            login, ClipFeed(self.engine), self.roster, self._db_pool, self.room.gallery_room
+        )
         self.context = Context(
-            auth=auth or TokenAuth(self.roster, self._db_pool),
+            auth=auth,
             workshop=self.workshop,
             roster=self.roster,
             limiter=RateLimiter(rate, burst),
@@ -142,17 +154,29 @@ class GatewayServer:
         jobs: int | None = None,
         credits: int | None = None,
         concurrent: int | None = None,
+        admin: bool = False,
     ) -> str:
         """Mint a personal token (shown once): the in-process ``gateway token add``."""
-        return self.roster.add(name, Limits(jobs, credits, concurrent))
+        return self.roster.add(name, Limits(jobs, credits, concurrent), admin=admin)
 
     def report(self) -> list[dict[str, Any]]:
         return self.roster.report()
+
+    def _sign_in(
+        self, auth: ParticipantAuth | None, hub_auth: Any
+    ) -> tuple[ParticipantAuth, BrowserLogin]:
+        """Hub users (``hub_auth``: a `HubOAuth`) or the roster's tokens, for APIs and pages."""
+        if hub_auth is not None:
+            hub = HubParticipants(hub_auth, self.roster, self.room, self._db_pool)
+            return auth or hub, HubLogin(hub)
+        auth = auth or TokenAuth(self.roster, self._db_pool)
+        return auth, TokenLogin(auth, self.roster, self._db_pool)
 
     # -- running ---------------------------------------------------------------------------
 
     def application(self) -> Application:
         routes: list[Any] = api_routes(self.context)
+        routes.extend(page_routes(self.prefix, self.pages))
         routes.append(
             (
                 self.prefix + "/upstream-webhook",
@@ -174,6 +198,8 @@ class GatewayServer:
             log_function=_access_log,
             compress_response=False,
             xsrf_cookies=False,
+            cookie_secret=os.urandom(32),  # page sessions last as long as this process
+            gateway_prefix=self.prefix,
         )
 
     def start(self) -> GatewayServer:

@@ -7,7 +7,6 @@ only when a gateway command runs. Tokens are printed once, by ``token add``, and
 from __future__ import annotations
 
 import argparse
-import csv
 import getpass
 import json
 import logging
@@ -15,20 +14,6 @@ import sys
 from typing import Any
 
 __all__ = ["register"]
-
-REPORT_COLUMNS = (
-    "name",
-    "revoked",
-    "jobs_used",
-    "jobs_limit",
-    "credits_used",
-    "credits_limit",
-    "running",
-    "finished",
-    "failed",
-    "refused",
-    "unknown",
-)
 
 
 def register(commands: Any) -> None:
@@ -45,8 +30,14 @@ def register(commands: Any) -> None:
         help="'demo', or the API URL (default APIFRAME); key: APIFRAME_API_KEY",
     )
     serve.add_argument("--public-url", help="the gateway's public URL (upstream webhooks)")
-    serve.add_argument("--config", help="a JSON file of settings (JupyterHub mode)")
-    serve.add_argument("--jupyterhub", action="store_true", help="run as a JupyterHub service")
+    serve.add_argument(
+        "--config", help="room settings: quotas per hub group, admins, gallery (TOML or JSON)"
+    )
+    serve.add_argument(
+        "--jupyterhub",
+        action="store_true",
+        help="run as a JupyterHub service: hub users, their hub tokens, the hub's OAuth",
+    )
     serve.add_argument(
         "--rate", type=float, default=10.0, help="requests per second per participant (default 10)"
     )
@@ -58,6 +49,7 @@ def register(commands: Any) -> None:
     )
     add = token.add_parser("add", help="mint a token for NAME (printed once)")
     add.add_argument("name", metavar="NAME")
+    add.add_argument("--admin", action="store_true", help="sees the whole room and the report")
     _add_limits(add)
     _add_db(add)
     add.set_defaults(run=_token_add)
@@ -126,18 +118,34 @@ def _fail(message: str) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .app import GatewayServer
+    from .room_config import RoomConfig, RoomConfigError
 
+    try:
+        room = RoomConfig.load(args.config)
+    except RoomConfigError as exc:
+        return _fail(str(exc))
+    host, port, prefix, hub_auth = args.host, args.port, "/", None
     if args.jupyterhub:
-        return _fail("--jupyterhub is not available in this version")
+        from .hub_auth import hub_service_address, open_hub_auth
+
+        try:
+            hub_auth = open_hub_auth()
+        except RuntimeError as exc:
+            return _fail(str(exc))
+        hub_host, hub_port, prefix = hub_service_address()
+        host, port = hub_host or host, hub_port or port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     server = GatewayServer(
         db=args.db,
         upstream=args.upstream,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
+        prefix=prefix,
         public_url=args.public_url,
         rate=args.rate,
         burst=max(1, int(args.rate * 2)),
+        hub_auth=hub_auth,
+        room=room,
     )
     print(
         f"Gateway serving at {server.base_url} (upstream {server.upstream.client.base_url})",
@@ -152,7 +160,7 @@ def _token_add(args: argparse.Namespace) -> int:
     from .roster import RosterError
 
     try:
-        token = _roster(args).add(args.name, _limits(args))
+        token = _roster(args).add(args.name, _limits(args), admin=args.admin)
     except RosterError as exc:
         return _fail(str(exc))
     print(token)
@@ -204,10 +212,9 @@ def _report(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     if args.csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(REPORT_COLUMNS)
-        for row in rows:
-            writer.writerow([row[c] for c in REPORT_COLUMNS])
+        from .report import report_csv
+
+        sys.stdout.write(report_csv(rows))
         return 0
     for row in rows:
         print(

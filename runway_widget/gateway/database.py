@@ -59,6 +59,7 @@ participants = Table(
     Column("credits_used", Integer, nullable=False, default=0),
     Column("running", Integer, nullable=False, default=0),
     Column("revoked", Boolean, nullable=False, default=False),
+    Column("admin", Boolean, nullable=False, default=False),  # sees the room's gallery, report
     Column("join_code_id", Integer),
     Column("created_at", Float, nullable=False),
 )

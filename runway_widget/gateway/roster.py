@@ -55,13 +55,14 @@ class Roster:
 
     # -- tokens ----------------------------------------------------------------------------
 
-    def add(self, name: str, limits: Limits) -> str:
+    def add(self, name: str, limits: Limits, *, admin: bool = False) -> str:
         """Create a participant and return their token (the only time it is ever seen)."""
         name = _clean_name(name)
         token = new_token()
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(participants).values(_new_row(name, token, limits)))
+                row = _new_row(name, token, limits) | {"admin": admin}
+                conn.execute(insert(participants).values(row))
         except IntegrityError:
             raise RosterError(f"a participant named {name!r} exists already") from None
         return token
@@ -79,13 +80,47 @@ class Roster:
         digest = secret_hash(token)
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(participants.c.id, participants.c.name, participants.c.token_hash).where(
-                    participants.c.token_hash == digest, participants.c.revoked.is_(False)
-                )
+                select(
+                    participants.c.id,
+                    participants.c.name,
+                    participants.c.admin,
+                    participants.c.token_hash,
+                ).where(participants.c.token_hash == digest, participants.c.revoked.is_(False))
             ).first()
         if row is None or not same_hash(row.token_hash, digest):
             return None
-        return Participant(row.id, row.name)
+        return Participant(row.id, row.name, bool(row.admin))
+
+    def by_id(self, participant_id: int) -> Participant | None:
+        """The participant with this id unless revoked (a browser session names only the id)."""
+        p = participants.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(p.id, p.name, p.admin).where(p.id == participant_id, p.revoked.is_(False))
+            ).first()
+        return Participant(row.id, row.name, bool(row.admin)) if row is not None else None
+
+    def enroll(self, name: str, limits: Limits) -> int | None:
+        """A participant known by name from elsewhere (a JupyterHub user), with no token.
+
+        Created on first sight, its quota set to ``limits`` every time (the instructor may
+        have changed the config); returns its id, or None once revoked.
+        """
+        name = _clean_name(name)
+        p = participants.c
+        for _ in range(2):  # a concurrent first sight may insert between our two statements
+            with self.engine.begin() as conn:
+                conn.execute(update(participants).where(p.name == name).values(limits.values()))
+                row = conn.execute(select(p.id, p.revoked).where(p.name == name)).first()
+                if row is not None:
+                    return None if row.revoked else int(row.id)
+            try:
+                with self.engine.begin() as conn:
+                    added = conn.execute(insert(participants).values(_new_row(name, None, limits)))
+                    return int(added.inserted_primary_key[0])
+            except IntegrityError:
+                continue
+        raise RosterError(f"cannot enroll {name!r}")
 
     def participants(self) -> list[dict[str, Any]]:
         """Every participant with quota and use (no token, not even hashed)."""
@@ -205,14 +240,15 @@ def _clean_name(name: str) -> str:
     return cleaned
 
 
-def _new_row(name: str, token: str, limits: Limits) -> dict[str, Any]:
+def _new_row(name: str, token: str | None, limits: Limits) -> dict[str, Any]:
     return {
         "name": name,
-        "token_hash": secret_hash(token),
+        "token_hash": secret_hash(token) if token is not None else None,
         "jobs_used": 0,
         "credits_used": 0,
         "running": 0,
         "revoked": False,
+        "admin": False,
         "created_at": time.time(),
         **limits.values(),
     }

@@ -1,0 +1,125 @@
+"""``gateway serve --jupyterhub``: the hub says who is calling, the room config says their quota.
+
+A participant's kernel sends its server's hub token (``JUPYTERHUB_API_TOKEN``) as its key;
+a browser signs in through the hub's OAuth (`HubOAuth`, as in JupyterHub's service
+examples). Either way the hub returns the user's model: the token must carry
+``access:services!service=<this service>`` (the instructor's config grants it to every
+server), the name becomes the participant, the groups pick the quota (`RoomConfig`), and hub
+admins are gateway admins. The hub's answers are cached by `HubAuth` (``cache_max_age``);
+quotas are written to the roster when first seen or when the config gives a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .auth import bare_token
+from .room_config import RoomConfig
+from .roster import Limits, Participant, Roster
+
+__all__ = ["HubParticipants", "hub_service_address", "open_hub_auth"]
+
+HUB_CACHE_SECONDS = 60
+ENROLL_REFRESH_SECONDS = 60.0
+
+
+def open_hub_auth() -> Any:
+    """A `HubOAuth` for this service, configured from the environment the hub gives it."""
+    try:
+        from jupyterhub.services.auth import HubOAuth
+    except ImportError:
+        raise RuntimeError(
+            "--jupyterhub needs the jupyterhub package in the gateway's environment "
+            "(pip install jupyterhub)"
+        ) from None
+    missing = [n for n in ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL") if not os.environ.get(n)]
+    if missing:
+        raise RuntimeError(
+            f"--jupyterhub runs as a JupyterHub service, but {', '.join(missing)} is not set: "
+            "list the gateway in c.JupyterHub.services (see docs/jupyterhub_config.py)"
+        )
+    return HubOAuth(cache_max_age=HUB_CACHE_SECONDS)
+
+
+def hub_service_address() -> tuple[str | None, int | None, str]:
+    """``(host, port, prefix)`` the hub assigned: ``JUPYTERHUB_SERVICE_URL`` and ``…_PREFIX``."""
+    url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+    parts = urlsplit(url) if url else None
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
+    return (parts.hostname if parts else None, parts.port if parts else None, prefix)
+
+
+@dataclass(frozen=True)
+class _Enrolled:
+    participant_id: int | None  # None: the instructor revoked this user
+    limits: Limits
+    at: float
+
+
+class HubParticipants:
+    """`ParticipantAuth` for hub tokens, and the mapping from a hub user model to a participant."""
+
+    def __init__(
+        self,
+        hub_auth: Any,
+        roster: Roster,
+        room: RoomConfig,
+        executor: Executor | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        refresh: float = ENROLL_REFRESH_SECONDS,
+    ) -> None:
+        self.hub_auth = hub_auth
+        self.room = room
+        self._roster = roster
+        self._executor = executor
+        self._clock = clock
+        self._refresh = refresh
+        self._enrolled: dict[str, _Enrolled] = {}
+
+    async def authenticate(self, authorization_header: str | None) -> Participant | None:
+        """The hub user whose token is in the header (raw, ``token X`` or ``Bearer X``)."""
+        token = bare_token(authorization_header)
+        if token is None:
+            return None
+        model = await self.hub_auth.user_for_token(token, sync=False)
+        return await self.participant_for(model)
+
+    async def participant_for(self, model: Mapping[str, Any] | None) -> Participant | None:
+        """The participant for a hub user model, or None without this service's access scope."""
+        if not model or model.get("kind", "user") != "user" or not self.allows(model):
+            return None
+        name = str(model["name"])
+        groups = [str(g) for g in model.get("groups") or []]
+        participant_id = await self._enroll(name, self.room.limits_for(groups))
+        if participant_id is None:
+            return None
+        admin = bool(model.get("admin")) or self.room.is_admin(name, groups)
+        return Participant(participant_id, name, admin)
+
+    def allows(self, model: Mapping[str, Any]) -> bool:
+        """True when the model's token holds one of this service's access scopes."""
+        from jupyterhub.services.auth import check_scopes
+
+        required = self.hub_auth.access_scopes
+        return bool(required) and bool(check_scopes(required, set(model.get("scopes") or [])))
+
+    async def _enroll(self, name: str, limits: Limits) -> int | None:
+        """The user's roster id, writing their quota when new or changed (at most once a minute)."""
+        now = self._clock()
+        known = self._enrolled.get(name)
+        if known is not None and known.limits == limits and now - known.at < self._refresh:
+            return known.participant_id
+        loop = asyncio.get_running_loop()
+        participant_id = await loop.run_in_executor(
+            self._executor, self._roster.enroll, name, limits
+        )
+        self._enrolled[name] = _Enrolled(participant_id, limits, now)
+        return participant_id
