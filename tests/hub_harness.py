@@ -58,7 +58,8 @@ c.JupyterHub.services = [{{"name": "{admin_service}", "api_token": "{admin_token
 c.JupyterHub.load_roles = [{{
     "name": "e2e-admin-role",
     "services": ["{admin_service}"],
-    "scopes": ["admin:users", "admin:servers", "tokens", "access:servers", "admin:groups"],
+    "scopes": ["admin:users", "admin:servers", "tokens", "access:servers", "admin:groups",
+               "list:services", "read:services", "read:roles"],
 }}]
 load_subconfig({instructor!r})
 """
@@ -175,6 +176,7 @@ class JupyterHubUnderTest:
             "RUNWAY_GATEWAY_PORT": str(self.gateway_port),
             "RUNWAY_GATEWAY_CONFIG": str(gateway_config),
             "RUNWAY_GATEWAY_UPSTREAM": "demo",
+            "RUNWAY_WIDGET_HOME": str(self.state_dir / "gateway-home"),
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
             **self._extra_env,
         }
@@ -268,14 +270,18 @@ class JupyterHubUnderTest:
         except ValueError:
             return status, text
 
-    def start_server(self, user: str, timeout: float = 60.0) -> None:
-        """Create the user if needed and spawn their default server; wait until it is ready."""
-        status, _ = self.request("GET", f"{self.public_url}/hub/api/users/{user}",
-                                 token=self.admin_token)
-        if status == 404:
-            self.api("POST", f"/users/{user}")
-        self.api("POST", f"/users/{user}/server")
-        self._wait_until(lambda: self._server_ready(user), timeout, f"{user}'s server")
+    def start_servers(self, users: Iterable[str], timeout: float = 90.0) -> None:
+        """Create the users if needed, spawn their default servers together, wait for all."""
+        users = list(users)
+        for user in users:
+            status, _ = self.request(
+                "GET", f"{self.public_url}/hub/api/users/{user}", token=self.admin_token
+            )
+            if status == 404:
+                self.api("POST", f"/users/{user}")
+            self.api("POST", f"/users/{user}/server")
+        for user in users:
+            self._wait_until(lambda u=user: self._server_ready(u), timeout, f"{user}'s server")
 
     def user_token(self, user: str, scopes: list[str] | None = None) -> str:
         """A new API token owned by `user` (all of the user's own scopes unless narrowed)."""

@@ -1,0 +1,214 @@
+"""The workshop gateway on a real JupyterHub, end to end.
+
+One hub (DummyAuthenticator, SimpleLocalProcessSpawner, configurable-http-proxy) loads the
+instructor's `docs/jupyterhub_config.py` unchanged; the gateway runs as its managed service
+on the demo upstream. alice and bob each get a server and a kernel, and their notebooks'
+code has no key: `ApiframeClient()` finds the gateway and the server's hub token by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import hub_harness
+import pytest
+
+pytestmark = [pytest.mark.hub, pytest.mark.timeout(600)]
+
+ROOM = {
+    "defaults": {"jobs": 3, "credits": 100, "concurrent": 2},
+    "groups": {"small": {"jobs": 1}},
+}
+USERS = ("alice", "bob")
+ADMIN = "instructor"
+
+GENERATE = """
+import json, os, time
+from runway_widget import ApiframeClient
+from runway_widget.credentials import resolve
+
+started = time.monotonic()
+client = ApiframeClient()
+task_id = client.imagine(prompt={prompt!r})
+task = client.wait(task_id, timeout=90, poll_interval=0.25)
+seconds = time.monotonic() - started
+print(json.dumps({{
+    "task_id": task_id, "status": task.status, "video_url": task.video_url,
+    "seconds": seconds, "account": client.account(), "base_url": client.base_url,
+    "source": resolve().source, "key_in_env": "APIFRAME_API_KEY" in os.environ,
+    "clip_head": client.session.get(task.video_url, timeout=10).content[4:8].decode("latin-1"),
+}}))
+"""
+
+FETCH_AS_OTHER = """
+import json, uuid
+from runway_widget import ApiframeClient
+from runway_widget.errors import TaskNotFoundError
+
+client = ApiframeClient()
+seen = {{}}
+for label, task_id in (("other", {task_id!r}), ("unknown", str(uuid.uuid4()))):
+    try:
+        seen[label] = ["answered", client.fetch(task_id).status]
+    except TaskNotFoundError as exc:
+        seen[label] = [type(exc).__name__, exc.status_code, str(exc).replace(task_id, "ID")]
+print(json.dumps(seen))
+"""
+
+OVER_QUOTA = """
+import json
+from runway_widget import ApiframeClient
+from runway_widget.errors import QuotaExceededError
+
+client = ApiframeClient()
+outcome = {"first": client.imagine(prompt="a paper boat")}
+try:
+    client.imagine(prompt="one more paper boat")
+    outcome["second"] = "accepted"
+except QuotaExceededError as exc:
+    outcome["second"] = [type(exc).__name__, str(exc)]
+outcome["account"] = client.account()
+print(json.dumps(outcome))
+"""
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[hub_harness.JupyterHubUnderTest]:
+    missing = hub_harness.missing_requirements()
+    if missing:
+        pytest.skip("a real JupyterHub needs " + "; ".join(missing))
+    state = tmp_path_factory.mktemp("jupyterhub")
+    hub = hub_harness.JupyterHubUnderTest(
+        state, gateway_config=ROOM, admins=[ADMIN], groups={"small": ["bob"]}
+    )
+    started = time.monotonic()
+    hub.start()
+    try:
+        hub.start_servers(USERS)
+        print(f"hub and two servers ready in {time.monotonic() - started:.1f} s")
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture(scope="module")
+def kernels(hub: hub_harness.JupyterHubUnderTest) -> dict[str, str]:
+    return {user: hub.start_kernel(user) for user in USERS}
+
+
+@pytest.fixture(scope="module")
+def alices_clip(hub: hub_harness.JupyterHubUnderTest, kernels: dict[str, str]) -> dict[str, Any]:
+    result = hub.execute("alice", kernels["alice"], GENERATE.format(prompt="a lighthouse at dusk"))
+    assert result.error is None, (result.error, result.traceback, hub.log_tail())
+    return result.last_json()
+
+
+def _gateway(hub: hub_harness.JupyterHubUnderTest, path: str, **kwargs: Any) -> tuple[int, Any]:
+    return hub.request("GET", hub.gateway_direct_url + path, **kwargs)
+
+
+def test_the_hub_runs_the_gateway_from_the_instructors_snippet(
+    hub: hub_harness.JupyterHubUnderTest,
+) -> None:
+    assert hub_harness.SERVICE in hub.api("GET", "/services")
+    status, health = hub.request("GET", hub.gateway_url + "health")  # through the hub's proxy
+    assert status == 200 and health["ok"], health
+
+
+def test_a_kernel_generates_through_the_gateway_with_nothing_typed(
+    hub: hub_harness.JupyterHubUnderTest, alices_clip: dict[str, Any]
+) -> None:
+    print(f"alice: Generate -> first clip in {alices_clip['seconds']:.1f} s (goal <= 10 s)")
+    assert alices_clip["status"] == "finished"
+    assert alices_clip["source"] == "jupyterhub"
+    assert not alices_clip["key_in_env"]
+    assert alices_clip["base_url"] == hub.gateway_direct_url.rstrip("/")
+    assert alices_clip["video_url"].startswith(hub.gateway_direct_url + "videos/")
+    assert alices_clip["clip_head"] == "ftyp"  # an MP4, served by the gateway
+    account = alices_clip["account"]
+    assert account["email"] == "alice"
+    assert account["jobs_left"] == ROOM["defaults"]["jobs"] - 1
+    assert alices_clip["seconds"] < 60  # sanity bound only; the figure is printed above
+
+
+def test_bob_cannot_tell_alices_task_from_an_unknown_one(
+    hub: hub_harness.JupyterHubUnderTest, kernels: dict[str, str], alices_clip: dict[str, Any]
+) -> None:
+    result = hub.execute("bob", kernels["bob"], FETCH_AS_OTHER.format(task_id=alices_clip["task_id"]))
+    assert result.error is None, (result.error, result.traceback)
+    seen = result.last_json()
+    print(seen)
+    assert seen["other"][0] == "TaskNotFoundError"
+    assert seen["other"] == seen["unknown"]
+
+
+def test_a_group_quota_ends_in_the_quota_error(
+    hub: hub_harness.JupyterHubUnderTest, kernels: dict[str, str]
+) -> None:
+    result = hub.execute("bob", kernels["bob"], OVER_QUOTA)
+    assert result.error is None, (result.error, result.traceback)
+    outcome = result.last_json()
+    print(outcome)
+    assert outcome["first"]
+    assert outcome["second"][0] == "QuotaExceededError"
+    assert "quota" in outcome["second"][1] and "1 jobs" in outcome["second"][1]
+    assert outcome["account"]["email"] == "bob"
+    assert outcome["account"]["jobs_left"] == 0
+
+
+def test_hub_tokens_in_every_header_form_and_refused_without_the_grant(
+    hub: hub_harness.JupyterHubUnderTest,
+) -> None:
+    token = hub.user_token("alice")
+    for header in (token, f"token {token}", f"Bearer {token}"):
+        status, account = _gateway(hub, "account", authorization=header)
+        assert status == 200 and account["email"] == "alice", (header[:6], status, account)
+    narrow = hub.user_token("alice", scopes=["read:users:name!user=alice"])
+    for header in (narrow, None, "token not-a-hub-token"):
+        status, body = _gateway(hub, "account", authorization=header)
+        assert status == 401, (status, body)
+        assert token not in json.dumps(body)
+
+
+def test_the_hub_admin_reads_the_report_and_participants_do_not(
+    hub: hub_harness.JupyterHubUnderTest, alices_clip: dict[str, Any]
+) -> None:
+    admin = hub.user_token(ADMIN)
+    status, rows = _gateway(hub, "admin/report.json", token=admin)
+    assert status == 200, rows
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["alice"]["finished"] >= 1 and by_name["alice"]["jobs_limit"] == 3
+    assert by_name["bob"]["jobs_limit"] == 1  # the group override
+    status, csv_text = hub.request("GET", hub.gateway_url + "admin/report.csv", token=admin)
+    assert status == 200 and csv_text.splitlines()[0].startswith("name,")
+    status, _ = _gateway(hub, "admin/report.json", token=hub.user_token("alice"))
+    assert status == 403
+
+
+def test_the_gallery_feed_shows_a_participant_their_own_and_the_admin_everything(
+    hub: hub_harness.JupyterHubUnderTest, alices_clip: dict[str, Any]
+) -> None:
+    status, own = _gateway(hub, "gallery.json", token=hub.user_token("bob"))
+    assert status == 200 and own["scope"] == "own"
+    assert all(clip["participant"] == "bob" for clip in own["clips"])
+    status, room = _gateway(hub, "gallery.json", token=hub.user_token(ADMIN))
+    assert status == 200 and room["scope"] == "room"
+    assert "a lighthouse at dusk" in [clip["prompt"] for clip in room["clips"]]
+
+
+def test_a_browser_is_sent_through_the_hubs_oauth(hub: hub_harness.JupyterHubUnderTest) -> None:
+    status, body = hub.request("GET", hub.gateway_url + "gallery")
+    # urllib follows the redirects: to the hub's authorize URL, then to its login page.
+    assert status == 200 and "Sign in" in str(body), str(body)[:300]
+
+
+def test_the_hub_stops_the_gateway_promptly(hub: hub_harness.JupyterHubUnderTest) -> None:
+    started = time.monotonic()
+    hub.stop()
+    seconds = time.monotonic() - started
+    print(f"hub, servers and gateway stopped in {seconds:.1f} s")
+    assert seconds < 25, "the gateway ignored SIGINT/SIGTERM (the hub waits 30 s, then kills)"
+    assert not hub_harness.JupyterHubUnderTest._url_answers(hub.gateway_direct_url + "health")
