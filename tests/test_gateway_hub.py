@@ -137,7 +137,8 @@ def test_a_kernel_generates_through_the_gateway_with_nothing_typed(
 def test_bob_cannot_tell_alices_task_from_an_unknown_one(
     hub: hub_harness.JupyterHubUnderTest, kernels: dict[str, str], alices_clip: dict[str, Any]
 ) -> None:
-    result = hub.execute("bob", kernels["bob"], FETCH_AS_OTHER.format(task_id=alices_clip["task_id"]))
+    code = FETCH_AS_OTHER.format(task_id=alices_clip["task_id"])
+    result = hub.execute("bob", kernels["bob"], code)
     assert result.error is None, (result.error, result.traceback)
     seen = result.last_json()
     print(seen)
