@@ -6,7 +6,8 @@ examples). Either way the hub returns the user's model: the token must carry
 ``access:services!service=<this service>`` (the instructor's config grants it to every
 server), the name becomes the participant, the groups pick the quota (`RoomConfig`), and hub
 admins are gateway admins. The hub's answers are cached by `HubAuth` (``cache_max_age``);
-quotas are written to the roster when first seen or when the config gives a new one.
+quotas are written to the roster when first seen or when the config gives a new one, and
+a user revoked with ``gateway token revoke NAME`` is refused at their next request.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def hub_service_address() -> tuple[str | None, int | None, str]:
 
 @dataclass(frozen=True)
 class _Enrolled:
-    participant_id: int | None  # None: the instructor revoked this user
+    id: int
     limits: Limits
     at: float
 
@@ -112,14 +113,20 @@ class HubParticipants:
         return bool(required) and bool(check_scopes(required, set(model.get("scopes") or [])))
 
     async def _enroll(self, name: str, limits: Limits) -> int | None:
-        """The user's roster id, writing their quota when new or changed (at most once a minute)."""
+        """The user's roster id, None once revoked; the quota is written when new or changed.
+
+        Writing is skipped for a minute after the last write of the same quota, but the
+        revocation check reads the roster on every call, so a revocation acts at once.
+        """
+        loop = asyncio.get_running_loop()
         now = self._clock()
         known = self._enrolled.get(name)
         if known is not None and known.limits == limits and now - known.at < self._refresh:
-            return known.participant_id
-        loop = asyncio.get_running_loop()
+            still = await loop.run_in_executor(self._executor, self._roster.by_id, known.id)
+            return known.id if still is not None else None
         participant_id = await loop.run_in_executor(
             self._executor, self._roster.enroll, name, limits
         )
-        self._enrolled[name] = _Enrolled(participant_id, limits, now)
+        if participant_id is not None:
+            self._enrolled[name] = _Enrolled(participant_id, limits, now)
         return participant_id

@@ -1,0 +1,101 @@
+"""The instructor's room config: defaults, group overrides, admins, gallery; bad files refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runway_widget.gateway.room_config import DEFAULT_LIMITS, RoomConfig, RoomConfigError
+from runway_widget.gateway.roster import Limits
+
+TOML = """
+[defaults]
+jobs = 5
+credits = 50
+
+[groups.advanced]
+jobs = 20
+concurrent = 4
+
+[groups.staff]
+jobs = "unlimited"
+
+[admins]
+users = ["teacher"]
+groups = ["tas"]
+
+[gallery]
+room = true
+"""
+
+
+def test_toml_and_json_say_the_same_thing(tmp_path):
+    toml = tmp_path / "room.toml"
+    toml.write_text(TOML)
+    as_json = tmp_path / "room.json"
+    as_json.write_text(json.dumps({
+        "defaults": {"jobs": 5, "credits": 50},
+        "groups": {"advanced": {"jobs": 20, "concurrent": 4}, "staff": {"jobs": None}},
+        "admins": {"users": ["teacher"], "groups": ["tas"]},
+        "gallery": {"room": True},
+    }))
+    assert RoomConfig.load(toml) == RoomConfig.load(as_json)
+
+
+def test_defaults_then_the_most_generous_group(tmp_path):
+    path = tmp_path / "room.toml"
+    path.write_text(TOML)
+    room = RoomConfig.load(path)
+    assert room.limits_for([]) == Limits(5, 50, DEFAULT_LIMITS.concurrent)
+    assert room.limits_for(["unrelated"]) == Limits(5, 50, DEFAULT_LIMITS.concurrent)
+    assert room.limits_for(["advanced"]) == Limits(20, 50, 4)
+    assert room.limits_for(["advanced", "staff"]) == Limits(None, 50, 4)  # unlimited wins
+    assert room.gallery_room is True
+
+
+def test_admins_by_name_or_group():
+    room = RoomConfig.from_mapping({"admins": {"users": ["teacher"], "groups": ["tas"]}})
+    assert room.is_admin("teacher", [])
+    assert room.is_admin("sam", ["students", "tas"])
+    assert not room.is_admin("alice", ["students"])
+
+
+def test_no_file_means_the_built_in_defaults():
+    room = RoomConfig.load(None)
+    assert room.limits_for(["anything"]) == DEFAULT_LIMITS
+    assert room.gallery_room is False
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"default": {"jobs": 1}}, "'default'"),
+        ({"defaults": {"job": 1}}, "'job'"),
+        ({"defaults": {"jobs": -1}}, "jobs"),
+        ({"defaults": {"jobs": 2.5}}, "jobs"),
+        ({"defaults": {"jobs": True}}, "jobs"),
+        ({"groups": {"a": {"credits": "lots"}}}, "[groups.a]"),
+        ({"groups": {"a": 3}}, "[groups.a]"),
+        ({"admins": {"users": "teacher"}}, "users"),
+        ({"gallery": {"room": "yes"}}, "room"),
+        ([1, 2], "table"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(data, named):
+    with pytest.raises(RoomConfigError) as caught:
+        RoomConfig.from_mapping(data, source="room.json")
+    assert named in str(caught.value) and "room.json" in str(caught.value)
+
+
+def test_unreadable_or_malformed_files_say_which_file(tmp_path):
+    with pytest.raises(RoomConfigError, match="cannot read"):
+        RoomConfig.load(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[defaults\njobs = 1")
+    with pytest.raises(RoomConfigError, match=r"broken\.toml is not valid TOML"):
+        RoomConfig.load(broken)
+    other = tmp_path / "room.yaml"
+    other.write_text("defaults: {}")
+    with pytest.raises(RoomConfigError, match=r"\.toml or \.json"):
+        RoomConfig.load(other)
