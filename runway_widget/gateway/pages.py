@@ -50,6 +50,11 @@ class PageHandler(RequestHandler):
     def get_template_path(self) -> str:
         return str(ASSETS)
 
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace["assets"] = self.settings.get("gateway_prefix", "") + "/assets/"
+        return namespace
+
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -115,7 +120,6 @@ class GalleryPage(PageHandler):
             title="Runway gallery",
             scope=scope,
             feed="gallery.json",
-            assets="assets/",
             poll_ms=POLL_MS,
         )
 
@@ -143,7 +147,6 @@ class AdminPage(PageHandler):
             "admin.html",
             title="Workshop report",
             rows=rows,
-            assets="assets/",
         )
 
 

@@ -117,7 +117,7 @@ class Roster:
             try:
                 with self.engine.begin() as conn:
                     added = conn.execute(insert(participants).values(_new_row(name, None, limits)))
-                    return int(added.inserted_primary_key[0])
+                    return int(added.inserted_primary_key[0])  # type: ignore[index]
             except IntegrityError:
                 continue
         raise RosterError(f"cannot enroll {name!r}")
