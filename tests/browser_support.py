@@ -46,6 +46,20 @@ LAB_SETTINGS = {
 }
 
 
+SCREENSHOTS_ENV = "RUNWAY_WIDGET_SCREENSHOTS"
+
+
+def screenshot_path(name: str, scratch: Path) -> Path:
+    """``docs/NAME`` when ``RUNWAY_WIDGET_SCREENSHOTS=1`` asks to refresh the docs' pictures,
+    else ``scratch/NAME``: an ordinary test run never rewrites files in the repository."""
+    if os.environ.get(SCREENSHOTS_ENV, "").lower() in ("1", "true", "yes"):
+        folder = Path(__file__).resolve().parent.parent / "docs"
+    else:
+        folder = scratch
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
