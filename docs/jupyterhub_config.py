@@ -26,33 +26,29 @@ gateway_environment = {
     for name in ("APIFRAME_API_KEY", "RUNWAY_WIDGET_HOME")
     if name in os.environ
 }
-c.JupyterHub.services.append(
-    {
-        "name": RUNWAY_GATEWAY,
-        "url": gateway_url,
-        "command": [
-            shutil.which("runway-widget") or "runway-widget",
-            "gateway", "serve", "--jupyterhub",
-            "--host", "127.0.0.1", "--port", str(RUNWAY_GATEWAY_PORT),
-            "--upstream", RUNWAY_GATEWAY_UPSTREAM,
-            "--config", RUNWAY_GATEWAY_CONFIG,
-        ],
-        "environment": gateway_environment,
-        "oauth_no_confirm": True,  # the gallery opens without an extra "authorize" page
-    }
-)
+c.JupyterHub.services.append({
+    "name": RUNWAY_GATEWAY,
+    "url": gateway_url,
+    "command": [
+        shutil.which("runway-widget") or "runway-widget",
+        "gateway", "serve", "--jupyterhub",
+        "--host", "127.0.0.1", "--port", str(RUNWAY_GATEWAY_PORT),
+        "--upstream", RUNWAY_GATEWAY_UPSTREAM,
+        "--config", RUNWAY_GATEWAY_CONFIG,
+    ],
+    "environment": gateway_environment,
+    "oauth_no_confirm": True,  # the gallery opens without an extra "authorize" page
+})
 
 # Every user may use the gateway, and their server's token (the kernel's
 # JUPYTERHUB_API_TOKEN) carries that permission: a token gets the scopes of its
 # server role that its owner also holds, so both grants are needed.
 access_gateway = f"access:services!service={RUNWAY_GATEWAY}"
 c.JupyterHub.extra_user_scopes.add(access_gateway)
-c.JupyterHub.load_roles.append(
-    {
-        "name": "server",
-        "scopes": ["users:activity!user", "access:servers!server", access_gateway],
-    }
-)
+c.JupyterHub.load_roles.append({
+    "name": "server",
+    "scopes": ["users:activity!user", "access:servers!server", access_gateway],
+})
 
 # Where kernels find the gateway: straight to the service, on the hub's machine.
 c.Spawner.environment.update(

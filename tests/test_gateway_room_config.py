@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from runway_widget.gateway.room_config import DEFAULT_LIMITS, RoomConfig, RoomConfigError
 from runway_widget.gateway.roster import Limits
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
 
 TOML = """
 [defaults]
@@ -99,3 +107,18 @@ def test_unreadable_or_malformed_files_say_which_file(tmp_path):
     other.write_text("defaults: {}")
     with pytest.raises(RoomConfigError, match=r"\.toml or \.json"):
         RoomConfig.load(other)
+
+
+def test_the_readmes_example_is_a_valid_room_config_and_its_snippet_is_the_tested_file():
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme.split("## Running a workshop on JupyterHub", 1)[1].split("\n## ", 1)[0]
+    toml_block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    room = RoomConfig.from_mapping(tomllib.loads(textwrap.dedent(toml_block)))
+    assert room.limits_for(["advanced"]).jobs == 20 and room.is_admin("sam", ["tas"])
+
+    snippet = (root / "docs" / "jupyterhub_config.py").read_text()
+    python_block = textwrap.dedent(section.split("```python\n", 1)[1].split("```", 1)[0])
+    shown = [line.strip() for line in python_block.splitlines() if "..." not in line]
+    missing = [line for line in shown if line and line not in snippet]
+    assert missing == [], "README lines not in docs/jupyterhub_config.py"
