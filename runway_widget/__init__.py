@@ -11,16 +11,53 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from .errors import (  # light: every error is importable from the package root
+    ApiframeError,
+    ApiStatusError,
+    AuthenticationError,
+    BadRequestError,
+    KeyRefusedError,
+    NetworkError,
+    NoReplyError,
+    QuotaExceededError,
+    RateLimitError,
+    RedirectError,
+    ServerError,
+    SubmissionUnknownError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+    UnexpectedReplyError,
+    ValidationError,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiStatusError",
     "ApiframeClient",
+    "ApiframeError",
+    "AuthenticationError",
+    "BadRequestError",
     "DemoServer",
     "GenerationRequest",
     "JobStore",
+    "KeyRefusedError",
+    "NetworkError",
+    "NoReplyError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RedirectError",
     "RunwayPanel",
+    "ServerError",
+    "SubmissionUnknownError",
     "Task",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskTimeoutError",
     "TaskTracker",
+    "UnexpectedReplyError",
+    "ValidationError",
     "WebhookReceiver",
     "__version__",
 ]

@@ -1,151 +1,97 @@
 """The APIFRAME Runway client: submit, fetch, wait, upload and download.
 
-Retries live in urllib3's `Retry`, mounted on the session's adapters, never in loops here:
+Retries, deadlines and size caps live in `runway_widget.transport`; turning replies into
+errors lives in `runway_widget.http_errors`. What is left here is the API itself:
 
-- reads (``/fetch``, ``/fetch-many``, ``/account``, downloads) retry 429, 5xx, refused
-  connections, timeouts and dropped connections, with full-jitter exponential backoff,
-  honouring ``Retry-After``;
-- ``/runway-imagine`` costs credits and has no idempotency key, so it is retried only when
-  the server certainly did not take it (429, 503, a connection that never opened). A read
-  timeout or a dropped connection raises `SubmissionUnknownError` instead.
+- reads (``/fetch``, ``/fetch-many``, ``/account``) retry 429, 5xx and network errors;
+  ``/runway-imagine`` costs credits, so it is retried only when the server certainly did
+  not take it, and raises `SubmissionUnknownError` when it cannot know;
+- every read first takes a token from ``read_budget``, so all callers of one client
+  together stay under its request rate (``fetch_batch(retry=False)`` leaves that to its
+  caller);
+- every call ends: ``deadline`` seconds at most (``timeout`` bounds each socket read),
+  replies capped at a few MB, downloads capped by ``download_limit`` and a deadline that
+  grows with their size.
 
-Every read first takes a token from ``read_budget``, so all callers of one client together
-stay under its request rate (``fetch_batch(retry=False)`` leaves that to its caller). The
-API key only travels in the ``Authorization`` header of calls to the API itself; everywhere
-else it is masked (`mask_secret`).
+The API key only travels in the ``Authorization`` header of calls to the API itself;
+everywhere else it is masked (`mask_secret`) or scrubbed (`Redactor`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import email.utils
+import ipaddress
 import json
 import logging
-import mimetypes
 import os
-import random
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from itertools import takewhile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import SplitResult, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    InvalidHeader,
-    MaxRetryError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-    ResponseError,
-)
-from urllib3.util.retry import Retry
 
 from . import __version__
 from .budget import RequestBudget
 from .credentials import resolve as resolve_credentials
+from .redaction import Redactor, key_problem, mask_secret, normalize_secret
 from .errors import (
     ApiframeError,
     AuthenticationError,
     NetworkError,
-    QuotaExceededError,
-    RateLimitError,
-    ServerError,
-    SubmissionUnknownError,
     TaskFailedError,
     TaskNotFoundError,
     TaskTimeoutError,
-    ValidationError,
+    UnexpectedReplyError,
+    shorten,
 )
-from .models import GenerationRequest, Problem, Task, is_http_url, video_filename
+from .http_errors import (
+    UNKNOWN_SUBMISSION_HINT,
+    describe_failure,
+    status_error,
+    transport_error,
+    unusable_reply,
+)
+from .models import (
+    FETCH_MANY_LIMIT,
+    GenerationRequest,
+    Task,
+    is_http_url,
+    video_filename,
+)
+from .transport import DeadlinePassed, Reply, ReplyTooLarge, Transport
+from .uploads import prepare_upload
 
 if TYPE_CHECKING:
     from .store import JobStore
 
 __all__ = [
     "DEFAULT_BASE_URL",
-    "DEMO_API_KEY",
-    "FETCH_MANY_LIMIT",
-    "UPLOAD_LIMIT",
+    "UNKNOWN_SUBMISSION_HINT",
     "ApiframeClient",
     "mask_secret",
 ]
 
 DEFAULT_BASE_URL = "https://api.apiframe.pro"
 DEFAULT_POLL_INTERVAL = 3.0
-FETCH_MANY_LIMIT = 20
-UPLOAD_LIMIT = 2 * 1024 * 1024
-UNKNOWN_SUBMISSION_HINT = (
-    "the task may or may not exist: check `runway-widget history` before resubmitting"
-)
-
-DEMO_API_KEY = "runway-widget-demo-key"  # the fixed key of the embedded demo backend
-_READ_RETRY_STATUSES = frozenset([429, *range(500, 600)])
-_SUBMIT_RETRY_STATUSES = frozenset([429, 503])
-_EXCERPT_CHARS = 160
-_DOWNLOAD_CHUNK = 256 * 1024
-_IMAGE_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
-    (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
-    (b"GIF8", "image/gif", ".gif"),
-)
+DOWNLOAD_LIMIT = 1024**3  # 1 GiB: a 10 s clip is tens of MB
+DOWNLOAD_MIN_RATE = 64 * 1024  # bytes a second a download must average
 
 logger = logging.getLogger("runway_widget.client")
 
 T = TypeVar("T")
 
 
-def mask_secret(secret: str | None) -> str:
-    """``…`` + the last 4 characters: enough to tell keys apart, never enough to use one."""
-    if not secret:
-        return "(not set)"
-    return "…" + secret[-4:] if len(secret) >= 8 else "…"
-
-
-class _JitterRetry(Retry):
-    """urllib3 `Retry` with full-jitter backoff, and a ceiling on how long Retry-After may hold.
-
-    Full jitter (a uniform draw up to the exponential cap) spreads the retries of many
-    clients that failed together. A Retry-After longer than ``backoff_max`` is not slept
-    through: the call fails at once with `RateLimitError.retry_after` so the caller decides.
-    """
-
-    def get_backoff_time(self) -> float:
-        errors = len(list(takewhile(lambda h: h.redirect_location is None, reversed(self.history))))
-        if errors == 0:
-            return 0.0
-        return random.uniform(0.0, min(self.backoff_max, self.backoff_factor * 2 ** (errors - 1)))
-
-    def get_retry_after(self, response: Any) -> float | None:
-        try:
-            return super().get_retry_after(response)
-        except InvalidHeader:
-            return None
-
-    def increment(
-        self,
-        method: str | None = None,
-        url: str | None = None,
-        response: Any = None,
-        error: Exception | None = None,
-        _pool: Any = None,
-        _stacktrace: Any = None,
-    ) -> _JitterRetry:
-        if response is not None and self.respect_retry_after_header:
-            wait = self.get_retry_after(response)
-            if wait is not None and wait > self.backoff_max:
-                raise MaxRetryError(_pool, url or "", ResponseError(f"Retry-After {wait:g}s"))
-        return super().increment(method, url, response, error, _pool, _stacktrace)
-
-
 class ApiframeClient:
     """One session to the APIFRAME Runway API (or the demo backend that speaks it).
 
-    Constructing never touches the network; a missing API key is reported by the first call.
+    Constructing never touches the network; a missing or unusable API key is reported by
+    the first call. ``timeout`` bounds each socket read, ``deadline`` (default 4 ×
+    ``timeout``) a whole call, retries included. ``demo=True`` marks the embedded demo
+    backend (nothing is paid); `demo` sets it.
     """
 
     def __init__(
@@ -159,66 +105,67 @@ class ApiframeClient:
         max_retries: int = 4,
         backoff_factor: float = 0.5,
         backoff_max: float = 30.0,
+        deadline: float | None = None,
+        download_limit: int = DOWNLOAD_LIMIT,
+        download_min_rate: float = DOWNLOAD_MIN_RATE,
+        demo: bool = False,
     ) -> None:
         credentials = resolve_credentials(api_key, base_url)
         self.api_key = credentials.api_key
-        self._base_url = (credentials.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._base_url = (credentials.base_url or DEFAULT_BASE_URL).strip().rstrip("/")
         self.timeout = timeout
+        self.deadline = deadline if deadline is not None else 4 * timeout
+        self.download_limit = download_limit
+        self.download_min_rate = download_min_rate
         self.poll_interval = _env_seconds("RUNWAY_WIDGET_POLL_INTERVAL", DEFAULT_POLL_INTERVAL)
         self.read_budget = RequestBudget(requests_per_second, burst=2)
         self._store = store
-        self._demo = False
-
-        reads = _JitterRetry(
-            total=max_retries,
-            allowed_methods=frozenset(["GET", "HEAD", "POST"]),
-            status_forcelist=_READ_RETRY_STATUSES,
+        self._demo = demo
+        self._transport = Transport(
+            user_agent=f"runway_widget/{__version__}",
+            timeout=timeout,
+            max_retries=max_retries,
             backoff_factor=backoff_factor,
             backoff_max=backoff_max,
-            raise_on_status=False,
         )
-        submissions = _JitterRetry(
-            total=max_retries,
-            connect=max_retries,
-            read=0,
-            other=0,
-            status=max_retries,
-            allowed_methods=frozenset(["POST"]),
-            status_forcelist=_SUBMIT_RETRY_STATUSES,
-            backoff_factor=backoff_factor,
-            backoff_max=backoff_max,
-            raise_on_status=False,
-        )
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = f"runway_widget/{__version__}"
-        read_adapter = HTTPAdapter(max_retries=reads)
-        self.session.mount("http://", read_adapter)
-        self.session.mount("https://", read_adapter)
-        self.session.mount(self.base_url + "/runway-imagine", HTTPAdapter(max_retries=submissions))
-        # For callers that schedule their own backoff (the tracker): exactly one attempt.
-        self._single_attempt = HTTPAdapter(max_retries=Retry(total=0, raise_on_status=False))
 
     # -- construction and identity -------------------------------------------------------------
 
     @classmethod
     def demo(cls, **kwargs: Any) -> ApiframeClient:
-        """A client on this process's shared demo backend (needs ``runway_widget[demo]``)."""
+        """A client on this process's shared demo backend (needs ``runway_widget[demo]``).
+
+        The one place the client reaches for the demo package, on demand only.
+        """
         from .demo import shared_demo_server
 
         server = shared_demo_server()
-        client = cls(api_key=server.api_key, base_url=server.base_url, **kwargs)
-        client._demo = True
-        return client
+        return cls(api_key=server.api_key, base_url=server.base_url, demo=True, **kwargs)
+
+    @property
+    def api_key(self) -> str | None:
+        """The key, stripped of surrounding whitespace (a key read from a file ends in "\\n")."""
+        return self._api_key
+
+    @api_key.setter
+    def api_key(self, value: str | None) -> None:
+        self._api_key = normalize_secret(value)
+        self._redact = Redactor([value, self._api_key])
 
     @property
     def base_url(self) -> str:
-        """Fixed for the client's life: the submission adapter is mounted under it."""
+        """Fixed for the client's life."""
         return self._base_url
 
     @property
     def is_demo(self) -> bool:
-        """True on the demo backend: nothing is paid, videos are rendered locally."""
-        return self._demo or self.api_key == DEMO_API_KEY
+        """True on the embedded demo backend: nothing is paid, videos are rendered locally."""
+        return self._demo
+
+    @property
+    def session(self) -> requests.Session:
+        """The ``requests`` session under every call (headers, proxies, certificates)."""
+        return self._transport.session
 
     @property
     def store(self) -> JobStore:
@@ -229,6 +176,18 @@ class ApiframeClient:
             self._store = JobStore()
         return self._store
 
+    def is_own_backend(self, url: str | None) -> bool:
+        """True when ``url`` is on this client's own backend *and* that backend is loopback.
+
+        Only such URLs (the demo server, a gateway on this machine) may be read by the
+        kernel on a server's say-so; any other loopback or private address in a reply could
+        carry internal data into a notebook, so it is never fetched.
+        """
+        if not is_http_url(url):
+            return False
+        own, other = urlsplit(self.base_url), urlsplit(str(url))
+        return _is_loopback(own.hostname) and _origin(own) == _origin(other)
+
     def __repr__(self) -> str:
         demo = ", demo" if self.is_demo else ""
         return (
@@ -237,8 +196,7 @@ class ApiframeClient:
         )
 
     def close(self) -> None:
-        self.session.close()
-        self._single_attempt.close()
+        self._transport.close()
 
     def __enter__(self) -> ApiframeClient:
         return self
@@ -264,8 +222,9 @@ class ApiframeClient:
             "POST",
             "/runway-imagine",
             parse=_parse_task_id,
+            policy="submit",
+            secrets=[request.webhook_secret],
             json=request.to_payload(),
-            submission=True,
         )
         self.store.record_submission(task_id, request, backend=self.base_url, demo=self.is_demo)
         logger.info("submitted task %s to %s", task_id, self.base_url)
@@ -278,10 +237,12 @@ class ApiframeClient:
     def fetch_batch(self, ids: list[str], *, retry: bool = True) -> dict[str, Task]:
         """One logical call for at most 20 ids: only the tasks the server returned.
 
-        One id goes to ``/fetch`` (unknown -> ``{}``), more to ``/fetch-many``.
-        ``retry=False`` is for a scheduler that paces itself (the tracker): exactly one HTTP
-        attempt, and no token taken here, since the scheduler takes it from ``read_budget``
-        (with ``reserve()``, which never blocks its thread) before calling.
+        One id goes to ``/fetch`` (unknown -> ``{}``), more to ``/fetch-many``. When the
+        server refuses a batch because of an unknown id, the batch is split until the
+        unknown ones are isolated (``retry=False``: nothing returned, so the caller checks
+        each id alone). ``retry=False`` is for a scheduler that paces itself (the tracker):
+        exactly one HTTP attempt, and no token taken here, since the scheduler takes it from
+        ``read_budget`` (with ``reserve()``, which never blocks its thread) before calling.
         """
         unique = list(dict.fromkeys(ids))
         if len(unique) > FETCH_MANY_LIMIT:
@@ -293,27 +254,37 @@ class ApiframeClient:
                 return {unique[0]: self._fetch_one(unique[0], retry=retry)}
             except TaskNotFoundError:
                 return {}
-        tasks = self._call(
-            "POST",
-            "/fetch-many",
-            parse=_parse_tasks,
-            json={"task_ids": unique},
-            take_token=retry,
-            retry=retry,
-        )
+        try:
+            tasks = self._call(
+                "POST",
+                "/fetch-many",
+                parse=_parse_tasks,
+                json={"task_ids": unique},
+                take_token=retry,
+                policy="read" if retry else "once",
+                task_ids=unique,
+            )
+        except TaskNotFoundError:
+            if not retry:
+                return {}
+            middle = len(unique) // 2
+            return {**self.fetch_batch(unique[:middle]), **self.fetch_batch(unique[middle:])}
         wanted = set(unique)
         return {task.task_id: task for task in tasks if task.task_id in wanted}
 
     def fetch_many(self, ids: Iterable[str]) -> list[Task]:
-        """Any number of tasks, in the order asked, in as few requests as the API allows."""
+        """Any number of tasks, in the order asked, in as few requests as the API allows.
+
+        A task the server does not know comes back as `Task.unknown` (status ``failed``,
+        ``raw["not_found"]``), so one bad id never costs the others' results.
+        """
         ids = list(ids)
         found: dict[str, Task] = {}
         for chunk in _chunks(list(dict.fromkeys(ids)), FETCH_MANY_LIMIT):
-            batch = {} if len(chunk) == 1 else self.fetch_batch(chunk)
-            found.update(batch)
+            found.update(self.fetch_batch(chunk))
             for task_id in chunk:
                 if task_id not in found:
-                    found[task_id] = self.fetch(task_id)
+                    found[task_id] = self._fetch_or_unknown(task_id)
         return [found[task_id] for task_id in ids]
 
     def account(self) -> dict[str, Any]:
@@ -322,25 +293,7 @@ class ApiframeClient:
 
     def upload_image(self, image: str | os.PathLike[str] | bytes) -> str:
         """Upload a first/last frame (a path or the bytes, at most 2 MB); returns its URL."""
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            data = bytes(image)
-            name = "image"
-        else:
-            path = Path(image).expanduser()
-            if not path.is_file():
-                raise ValidationError([Problem("image", f"no such image file: {path}")])
-            if path.stat().st_size > UPLOAD_LIMIT:
-                raise ValidationError([_too_big(path.stat().st_size)])
-            data = path.read_bytes()
-            name = path.name
-        if not data:
-            raise ValidationError([Problem("image", "the image is empty")])
-        if len(data) > UPLOAD_LIMIT:
-            raise ValidationError([_too_big(len(data))])
-        content_type, suffix = sniff_image(data)
-        if name == "image":
-            name += suffix
-        content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        name, data, content_type = prepare_upload(image)
         return self._call(
             "POST",
             "/upload",
@@ -358,13 +311,14 @@ class ApiframeClient:
         """Poll until the task finishes; ``on_progress(task)`` on every visible change.
 
         Returns the finished task; raises `TaskFailedError` or `TaskTimeoutError` (both
-        carrying the last task seen). The task itself goes on after a timeout.
+        carrying the last task seen). The task itself goes on after a timeout. No poll
+        outlives ``timeout``: a server that stalls ends the wait on time.
         """
         interval = self.poll_interval if poll_interval is None else poll_interval
         deadline = None if timeout is None else time.monotonic() + timeout
         last: Task | None = None
         while True:
-            task = self.fetch(task_id)
+            task = self._poll_within(task_id, deadline, last, timeout)
             changed = not task.same_progress(last)
             last = task
             if changed:
@@ -388,6 +342,7 @@ class ApiframeClient:
 
         Streamed to a temporary file next to the destination and renamed into place, so
         the destination is either the whole video or untouched, never a half-written MP4.
+        At most ``download_limit`` bytes, at ``download_min_rate`` bytes a second or better.
         """
         task_id: str | None = None
         if isinstance(task_or_url, Task):
@@ -395,12 +350,13 @@ class ApiframeClient:
             url = task_or_url.video_url
             if not url:
                 raise ApiframeError(
-                    f"task {task_id} has no video yet (status {task_or_url.status!r})"
+                    f"task {shorten(task_id)} has no video yet "
+                    f"(status {shorten(task_or_url.status)!r})"
                 )
         else:
             url = str(task_or_url)
         if not is_http_url(url):
-            raise ApiframeError(f"not an http(s) video URL: {url[:100]!r}")
+            raise ApiframeError(f"not an http(s) video URL: {shorten(url, 100)!r}")
         destination = Path(path).expanduser()
         if destination.is_dir():
             destination = destination / video_filename(None, task_id)
@@ -410,7 +366,7 @@ class ApiframeClient:
         )
         try:
             with os.fdopen(handle, "wb") as out:
-                self._stream(url, out)
+                self._download_into(url, out)
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(temporary, 0o644)  # mkstemp's 0600 is for secrets, not videos
@@ -421,21 +377,42 @@ class ApiframeClient:
             raise
         if task_id is not None:
             self.store.record_download(task_id, destination)
-        logger.info("saved %s to %s", url, destination)
+        logger.info("saved %s to %s", shorten(url, 200), destination)
         return destination
 
     # -- transport -----------------------------------------------------------------------------
 
-    def _fetch_one(self, task_id: str, *, retry: bool) -> Task:
+    def _fetch_one(self, task_id: str, *, retry: bool, deadline: float | None = None) -> Task:
         return self._call(
             "POST",
             "/fetch",
             parse=Task.from_json,
             json={"task_id": task_id},
             take_token=retry,
-            retry=retry,
-            task_id=task_id,
+            policy="read" if retry else "once",
+            task_ids=[task_id],
+            deadline=deadline,
         )
+
+    def _fetch_or_unknown(self, task_id: str) -> Task:
+        try:
+            return self.fetch(task_id)
+        except TaskNotFoundError:
+            return Task.unknown(task_id)
+
+    def _poll_within(
+        self, task_id: str, deadline: float | None, last: Task | None, timeout: float | None
+    ) -> Task:
+        """One fetch for `wait`, cut off when the wait itself runs out of time."""
+        if deadline is None:
+            return self.fetch(task_id)
+        left = max(0.5, deadline - time.monotonic())
+        try:
+            return self._fetch_one(task_id, retry=True, deadline=min(self.deadline, left))
+        except NetworkError:
+            if time.monotonic() >= deadline:
+                raise TaskTimeoutError(last, task_id, timeout) from None
+            raise
 
     def _call(
         self,
@@ -444,171 +421,81 @@ class ApiframeClient:
         *,
         parse: Callable[[Any], T],
         take_token: bool = False,
-        retry: bool = True,
-        submission: bool = False,
-        task_id: str | None = None,
+        policy: str = "read",
+        task_ids: list[str] | None = None,
+        secrets: Iterable[str | None] = (),
+        deadline: float | None = None,
         **body: Any,
     ) -> T:
         """One API call: key check, budget, request, error mapping, then ``parse`` the JSON."""
+        key = self._usable_key()
+        if take_token:
+            self.read_budget.acquire()
+        redact = Redactor([self.api_key, *secrets]) if secrets else self._redact
+        url = self.base_url + path
+        submission = policy == "submit"
+        try:
+            reply = self._transport.call(
+                method,
+                url,
+                policy=policy,
+                deadline=self.deadline if deadline is None else deadline,
+                headers={"Authorization": key},
+                **body,
+            )
+        except (requests.RequestException, DeadlinePassed, ReplyTooLarge) as exc:
+            raise transport_error(
+                exc, url, redact=redact, timeout=self.timeout, submission=submission
+            ) from None
+        logger.debug("%s %s -> HTTP %s", method, path, reply.status)
+        if not 200 <= reply.status < 300:
+            raise status_error(
+                reply,
+                url,
+                redact=redact,
+                key_mask=mask_secret(self.api_key),
+                task_ids=task_ids or (),
+                submission=submission,
+            )
+        try:
+            return parse(_json(reply))
+        except (ValueError, TypeError, KeyError, RecursionError, ApiframeError):
+            raise unusable_reply(reply, url, redact=redact, submission=submission) from None
+
+    def _usable_key(self) -> str:
+        """The key to send, or an `AuthenticationError` (before anything is sent)."""
         if not self.api_key:
             raise AuthenticationError(
                 "no API key: set APIFRAME_API_KEY or pass api_key=… "
                 "(or try the demo backend: ApiframeClient.demo())"
             )
-        if take_token:
-            self.read_budget.acquire()
-        url = self.base_url + path
-        headers = {"Authorization": self.api_key}
+        problem = key_problem(self.api_key)
+        if problem is not None:
+            raise AuthenticationError(problem)
+        return self.api_key
+
+    def _download_into(self, url: str, out: Any) -> None:
+        where = self._redact(shorten(url, 200))
         try:
-            response = self._send(method, url, retry=retry, headers=headers, **body)
-        except requests.RequestException as exc:
-            raise self._transport_error(exc, path, submission=submission) from exc
-        logger.debug("%s %s -> HTTP %s", method, path, response.status_code)
-        if not 200 <= response.status_code < 300:
-            raise self._status_error(response, path, task_id=task_id, submission=submission)
-        try:
-            return parse(response.json())
-        except (ValueError, TypeError, KeyError, ApiframeError):
-            raise self._malformed(response, path, submission=submission) from None
-
-    def _send(self, method: str, url: str, *, retry: bool, **kwargs: Any) -> requests.Response:
-        if retry:
-            return self.session.request(method, url, timeout=self.timeout, **kwargs)
-        prepared = self.session.prepare_request(requests.Request(method, url, **kwargs))
-        settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
-        response = self._single_attempt.send(prepared, timeout=self.timeout, **settings)
-        _ = response.content  # read the body here, where transport errors are mapped
-        return response
-
-    def _stream(self, url: str, out: IO[bytes]) -> None:
-        try:
-            with self.session.get(url, stream=True, timeout=self.timeout) as response:
-                if response.status_code != 200:
-                    raise ApiframeError(
-                        f"could not download {url}: HTTP {response.status_code}",
-                        status_code=response.status_code,
-                    )
-                expected = response.headers.get("Content-Length", "")
-                written = 0
-                for chunk in response.iter_content(_DOWNLOAD_CHUNK):
-                    out.write(chunk)
-                    written += len(chunk)
-                if (
-                    expected.isdigit()
-                    and "Content-Encoding" not in response.headers
-                    and (written != int(expected))
-                ):
-                    raise NetworkError(f"download of {url} cut short at {written} of {expected} B")
-        except requests.RequestException as exc:
-            raise NetworkError(f"download of {url} failed: {self._describe(exc)}") from exc
-
-    # -- error mapping -------------------------------------------------------------------------
-
-    def _scrub(self, text: str) -> str:
-        """Remove the key from text that came from elsewhere (a server echoing a header)."""
-        if self.api_key and len(self.api_key) >= 4:
-            return text.replace(self.api_key, mask_secret(self.api_key))
-        return text
-
-    def _excerpt(self, response: requests.Response) -> str:
-        text = " ".join(self._scrub(response.text).split())
-        return text[:_EXCERPT_CHARS] + ("…" if len(text) > _EXCERPT_CHARS else "")
-
-    def _body(self, response: requests.Response) -> Any:
-        text = self._scrub(response.text)
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text[: _EXCERPT_CHARS * 4]
-
-    def _describe(self, exc: requests.RequestException) -> str:
-        reason = _root_cause(exc)
-        if isinstance(exc, requests.Timeout) or isinstance(reason, ReadTimeoutError):
-            text = f"no answer within {self.timeout}s"
-        elif isinstance(reason, NewConnectionError):
-            text = "could not connect: " + str(reason).split(": ", 1)[-1]
-        elif isinstance(reason, ProtocolError):
-            detail = reason.args[1] if len(reason.args) > 1 else reason
-            text = f"the connection was dropped ({detail})"
-        else:
-            text = f"{type(reason).__name__}: {reason}"
-        return self._scrub(text)
-
-    def _transport_error(
-        self, exc: requests.RequestException, path: str, *, submission: bool
-    ) -> ApiframeError:
-        text = self._describe(exc)
-        if submission and not _certainly_not_sent(exc):
-            return SubmissionUnknownError(
-                f"no answer to the submission to {self.base_url}{path} ({text}): "
-                + UNKNOWN_SUBMISSION_HINT
+            self._transport.download(
+                url,
+                out,
+                limit=self.download_limit,
+                base_seconds=self.timeout,
+                min_rate=self.download_min_rate,
             )
-        return NetworkError(f"could not reach {self.base_url}{path}: {text}")
-
-    def _status_error(
-        self,
-        response: requests.Response,
-        path: str,
-        *,
-        task_id: str | None,
-        submission: bool,
-    ) -> ApiframeError:
-        status = response.status_code
-        body = self._body(response)
-        messages = _error_messages(body)
-        detail = "; ".join(messages) if messages else self._excerpt(response) or "(empty reply)"
-        if status == 400:
-            return ValidationError(messages or [detail], status_code=status, body=body)
-        if status == 403 and any(m.startswith("quota reached") for m in messages):
-            return QuotaExceededError(
-                f"the workshop gateway refused the job: {detail} (nothing was submitted)",
-                status_code=status,
-                body=body,
-            )
-        if status in (401, 403):
-            return AuthenticationError(
-                f"the API key {mask_secret(self.api_key)} was refused (HTTP {status}): "
-                "check APIFRAME_API_KEY or pass api_key=…",
-                status_code=status,
-                body=body,
-            )
-        if status == 404 and task_id is not None:
-            return TaskNotFoundError(task_id, status_code=status, body=body)
-        if status == 429:
-            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-            hint = f"; the server asks to wait {retry_after:g}s" if retry_after is not None else ""
-            return RateLimitError(
-                f"too many requests to {path} (HTTP 429), still after retrying{hint}",
-                retry_after=retry_after,
-                status_code=status,
-                body=body,
-            )
-        if status >= 500:
-            ambiguous = submission and status != 503
-            return ServerError(
-                f"the server failed on {path} (HTTP {status}): {detail}"
-                + (f"; {UNKNOWN_SUBMISSION_HINT}" if ambiguous else ""),
-                status_code=status,
-                body=body,
-            )
-        return ApiframeError(
-            f"unexpected reply from {path} (HTTP {status}): {detail}", status_code=status, body=body
-        )
-
-    def _malformed(
-        self, response: requests.Response, path: str, *, submission: bool
-    ) -> ApiframeError:
-        message = (
-            f"unexpected reply from {path} (HTTP {response.status_code}): "
-            f"{self._excerpt(response) or '(empty body)'!r}"
-        )
-        if submission:
-            return SubmissionUnknownError(
-                f"{message}; {UNKNOWN_SUBMISSION_HINT}",
-                status_code=response.status_code,
-                body=self._body(response),
-            )
-        return ApiframeError(message, status_code=response.status_code, body=self._body(response))
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            raise UnexpectedReplyError(
+                f"could not download {where}: HTTP {status}", status_code=status
+            ) from None
+        except ReplyTooLarge as exc:
+            raise UnexpectedReplyError(
+                f"the video at {where} is too large: {exc} (download_limit)"
+            ) from None
+        except (requests.RequestException, DeadlinePassed) as exc:
+            detail = self._redact(describe_failure(exc, self.timeout))
+            raise NetworkError(f"the download of {where} failed: {detail}") from None
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -620,7 +507,28 @@ def _env_seconds(name: str, default: float) -> float:
     except ValueError:
         logger.warning("ignoring %s=%r: not a number of seconds", name, os.environ.get(name))
         return default
-    return value if value >= 0 else default
+    return value if 0 <= value < float("inf") else default
+
+
+def _is_loopback(host: str | None) -> bool:
+    host = (host or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the scheme's default when absent) of a split URL."""
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return (scheme, "", -1)
+    default = {"http": 80, "https": 443}.get(scheme)
+    return (scheme, (parts.hostname or "").lower(), port if port is not None else default)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
@@ -628,44 +536,8 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[start : start + size]
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """The urllib3 error under a requests exception (unwrapping MaxRetryError)."""
-    cause = exc.args[0] if exc.args else None
-    if isinstance(cause, MaxRetryError) and cause.reason is not None:
-        cause = cause.reason
-    return cause if isinstance(cause, BaseException) else exc
-
-
-def _certainly_not_sent(exc: requests.RequestException) -> bool:
-    """True when the request never reached the server (so resubmitting is safe)."""
-    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
-        return True
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)):
-        return True
-    return isinstance(_root_cause(exc), ConnectTimeoutError)
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
-
-
-def _error_messages(body: Any) -> list[str]:
-    """The ``msg`` of each entry of ``{"errors": [{"msg": ...}]}``, or [] for another shape."""
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        return []
-    messages = [e.get("msg") if isinstance(e, dict) else e for e in errors]
-    return [str(m) for m in messages if m]
+def _json(reply: Reply) -> Any:
+    return json.loads(reply.body)
 
 
 def _parse_task_id(data: Any) -> str:
@@ -693,18 +565,3 @@ def _parse_image_url(data: Any) -> str:
     if not isinstance(url, str) or not url:
         raise TypeError("imageURL")
     return url
-
-
-def sniff_image(data: bytes) -> tuple[str | None, str]:
-    """The content type and file suffix of PNG, JPEG, GIF or WebP bytes; ``(None, "")`` else."""
-    for signature, content_type, suffix in _IMAGE_SIGNATURES:
-        if data.startswith(signature):
-            return content_type, suffix
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp", ".webp"
-    return None, ""
-
-
-def _too_big(size: int) -> Problem:
-    limit = f"{UPLOAD_LIMIT:,} bytes (2 MB)"
-    return Problem("image", f"the image is {size:,} bytes; the upload limit is {limit}")

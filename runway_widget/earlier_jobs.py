@@ -104,8 +104,13 @@ def settle_demo_jobs(
 
 def demo_task_alive(backend: str, task_id: str) -> bool:
     """Whether the demo server at ``backend`` still answers for ``task_id`` (one quick try)."""
-    from .client import DEMO_API_KEY, ApiframeClient
+    from .client import ApiframeClient
     from .errors import ApiframeError
+
+    try:
+        from .demo import DEMO_API_KEY
+    except ImportError:  # without the demo extras, no demo server here can be running it
+        return False
 
     client = ApiframeClient(
         api_key=DEMO_API_KEY, base_url=backend, timeout=PROBE_TIMEOUT, max_retries=0

@@ -3,18 +3,25 @@
 ::
 
     ApiframeError                 base of everything below
-    ├── ValidationError           bad request: caught locally (before any HTTP) or a 400
-    ├── AuthenticationError       401, or no API key at all
-    ├── RateLimitError            429 after retries
-    ├── ServerError               5xx after retries
-    ├── NetworkError              no answer from a read (connection refused, timeout) after retries
-    ├── SubmissionUnknownError    imagine was sent but no answer came back
-    ├── TaskNotFoundError         the server does not know this task_id
-    ├── QuotaExceededError        a workshop gateway refused: the participant's quota ran out
+    ├── ValidationError           bad request, caught locally before any HTTP
+    ├── AuthenticationError       no API key, or one that cannot be sent (control characters)
+    ├── NoReplyError              no usable answer came back
+    │   ├── NetworkError          a read got no answer (refused, reset, timed out) after retries
+    │   └── SubmissionUnknownError  imagine was sent but no answer came back
+    ├── ApiStatusError            the server answered, with an error; ``status_code``, ``body``
+    │   ├── BadRequestError       400 (also a ValidationError)
+    │   ├── KeyRefusedError       401/403 (also an AuthenticationError)
+    │   ├── TaskNotFoundError     the server does not know this task_id (404, or a 400 saying so)
+    │   ├── RateLimitError        429 after retries
+    │   ├── ServerError           5xx after retries
+    │   ├── QuotaExceededError    a workshop gateway refused: the participant's quota ran out
+    │   ├── RedirectError         a 3xx: API calls never follow one (a body is never resent)
+    │   └── UnexpectedReplyError  any other status, a reply too large, or not the JSON expected
     ├── TaskFailedError           the task ended "failed"; ``.task`` holds it
     └── TaskTimeoutError          a wait ran out of time; ``.task`` holds the last state seen
 
-Messages say what to do next. None of them ever contains the API key.
+``except NoReplyError`` catches "the server may not have seen it"; ``except ApiStatusError``
+catches "the server said no". Messages say what to do next, and never contain a secret.
 """
 
 from __future__ import annotations
@@ -26,18 +33,32 @@ if TYPE_CHECKING:
     from .models import Problem, Task
 
 __all__ = [
+    "ApiStatusError",
     "ApiframeError",
     "AuthenticationError",
+    "BadRequestError",
+    "KeyRefusedError",
     "NetworkError",
+    "NoReplyError",
     "QuotaExceededError",
     "RateLimitError",
+    "RedirectError",
     "ServerError",
     "SubmissionUnknownError",
     "TaskFailedError",
     "TaskNotFoundError",
     "TaskTimeoutError",
+    "UnexpectedReplyError",
     "ValidationError",
 ]
+
+ECHO_CHARS = 80  # the most of any outside input an error message repeats
+
+
+def shorten(text: object, limit: int = ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (with "…"), so a message never echoes a flood."""
+    value = str(text)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 class ApiframeError(Exception):
@@ -68,10 +89,34 @@ class ValidationError(ApiframeError):
 
 
 class AuthenticationError(ApiframeError):
-    """The API key is missing or was refused."""
+    """The API key is missing, unusable, or was refused."""
 
 
-class RateLimitError(ApiframeError):
+class NoReplyError(ApiframeError):
+    """No usable answer came back: the server may or may not have acted on the request."""
+
+
+class NetworkError(NoReplyError):
+    """No answer at all (refused, reset, timed out, past the deadline), still after retrying."""
+
+
+class SubmissionUnknownError(NoReplyError):
+    """``imagine`` was sent but no answer came back: the job may or may not exist."""
+
+
+class ApiStatusError(ApiframeError):
+    """The server answered with an error; ``status_code`` and ``body`` say what it was."""
+
+
+class BadRequestError(ValidationError, ApiStatusError):
+    """The server answered 400: the request (or an id in it) was rejected."""
+
+
+class KeyRefusedError(AuthenticationError, ApiStatusError):
+    """The server answered 401 or 403: the API key was refused."""
+
+
+class RateLimitError(ApiStatusError):
     """Too many requests, still after retrying; ``retry_after`` is the server's hint in seconds."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
@@ -79,30 +124,34 @@ class RateLimitError(ApiframeError):
         self.retry_after = retry_after
 
 
-class ServerError(ApiframeError):
+class ServerError(ApiStatusError):
     """The service answered 5xx, still after retrying."""
 
 
-class NetworkError(ApiframeError):
-    """No answer at all (refused, reset, timed out), still after retrying."""
-
-
-class SubmissionUnknownError(ApiframeError):
-    """``imagine`` was sent but no answer came back: the job may or may not exist."""
-
-
-class QuotaExceededError(ApiframeError):
+class QuotaExceededError(ApiStatusError):
     """A workshop gateway refused a submission: the message names what ran out (jobs,
     credits or concurrent jobs). Nothing was sent upstream, so nothing was spent."""
 
 
-class TaskNotFoundError(ApiframeError):
-    """The server does not know this task_id."""
+class RedirectError(ApiStatusError):
+    """The API answered with a redirect; it is not followed, so no body is sent twice."""
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.location = location
+
+
+class UnexpectedReplyError(ApiStatusError):
+    """An answer this client cannot use: an unexpected status, too large, or malformed."""
+
+
+class TaskNotFoundError(ApiStatusError):
+    """The server does not know this task_id (or, from a batch, one of these ids)."""
 
     def __init__(self, task_id: str, **kwargs: Any) -> None:
         super().__init__(
-            f"task {task_id} is unknown to the server: check the id, or the backend it was "
-            "submitted to (`runway-widget history` lists both)",
+            f"task {shorten(task_id)} is unknown to the server: check the id, or the backend "
+            "it was submitted to (`runway-widget history` lists both)",
             **kwargs,
         )
         self.task_id = task_id
@@ -113,7 +162,7 @@ class TaskFailedError(ApiframeError):
 
     def __init__(self, task: Task) -> None:
         reason = task.message or "no reason given"
-        super().__init__(f"task {task.task_id} failed: {reason}")
+        super().__init__(f"task {shorten(task.task_id)} failed: {reason}")
         self.task = task
 
 
@@ -121,14 +170,15 @@ class TaskTimeoutError(ApiframeError):
     """Waiting ran out of time. The task goes on: wait again, or attach to it later."""
 
     def __init__(self, task: Task | None, task_id: str, timeout: float | None) -> None:
-        last = f"last status {task.status!r}" if task is not None else "no status seen yet"
+        last = f"last status {shorten(task.status)!r}" if task is not None else "no status seen yet"
         if task is not None and task.percentage is not None:
             last += f" at {task.percentage}%"
+        short = shorten(task_id)
         super().__init__(
-            f"task {task_id} still running after {timeout:g}s ({last}); it is not lost: "
-            f"wait again, or `runway-widget fetch {task_id}` later"
+            f"task {short} still running after {timeout:g}s ({last}); it is not lost: "
+            f"wait again, or `runway-widget fetch {short}` later"
             if timeout is not None
-            else f"stopped waiting for task {task_id} ({last})"
+            else f"stopped waiting for task {short} ({last})"
         )
         self.task = task
         self.task_id = task_id

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from .errors import ApiframeError, ValidationError
+from .redaction import key_problem
+from .errors import ApiframeError, ValidationError, shorten
 
 GENERATION_TYPES = ("text2video", "image2video", "video2video")
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
 MODELS = ("gen3", "gen3a_turbo")
 DURATIONS = (5, 10)
 TERMINAL_STATUSES = ("finished", "failed")
+FETCH_MANY_LIMIT = 20  # the most ids one ``/fetch-many`` request takes
+UPLOAD_LIMIT = 2 * 1024 * 1024  # the largest image ``/upload`` takes
 
 _ONLY_FOR = {
     "image_url": "image2video",
@@ -103,8 +107,11 @@ class GenerationRequest:
             add("duration", "duration must be the integer 5 or 10")
         if self.flip is not None and not isinstance(self.flip, bool):
             add("flip", "flip must be true or false")
-        if self.webhook_secret is not None and not isinstance(self.webhook_secret, str):
-            add("webhook_secret", "webhook_secret must be a string")
+        if self.webhook_secret is not None:
+            if not isinstance(self.webhook_secret, str):
+                add("webhook_secret", "webhook_secret must be a string")
+            elif (problem := key_problem(self.webhook_secret, "webhook_secret")) is not None:
+                add("webhook_secret", problem)
         return found
 
     def validate(self) -> GenerationRequest:
@@ -129,16 +136,31 @@ class GenerationRequest:
         return payload
 
 
-def _parse_percentage(value: Any) -> int | None:
+def finite_number(value: Any, low: float = -math.inf, high: float = math.inf) -> float | None:
+    """A number from outside (the network, the journal) as a finite float in [low, high].
+
+    Accepts numbers and numeric strings; NaN, infinities, overflowing or out-of-range
+    values, booleans and anything else are None: the field is treated as absent.
+    """
     if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, str):
+        value = value.strip().rstrip("%")
+        if len(value) > 40:  # no real number is this long; int() of one would be slow
+            return None
     try:
-        number = float(str(value).strip().rstrip("%"))
-    except ValueError:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
-    if number != number:  # NaN
+    if not math.isfinite(number) or not low <= number <= high:
         return None
-    return max(0, min(100, round(number)))
+    return number
+
+
+def parse_percentage(value: Any) -> int | None:
+    """0..100 from a number or a string ("40", "40%"); absent when not a finite number."""
+    number = finite_number(value)
+    return None if number is None else max(0, min(100, round(number)))
 
 
 @dataclass(frozen=True)
@@ -156,17 +178,29 @@ class Task:
     def from_json(cls, data: Any) -> Task:
         """Parse a reply; a wrong shape is an `ApiframeError`, never a KeyError."""
         if not isinstance(data, Mapping) or not isinstance(data.get("task_id"), str):
-            raise ApiframeError(f"unexpected task shape from the server: {str(data)[:200]!r}")
+            raise ApiframeError(f"unexpected task shape from the server: {shorten(data, 200)!r}")
         status = data.get("status")
         message = data.get("message") or data.get("error")
         video_url = data.get("video_url")
         return cls(
             task_id=data["task_id"],
             status=str(status) if status is not None else "unknown",
-            percentage=_parse_percentage(data.get("percentage")),
+            percentage=parse_percentage(data.get("percentage")),
             video_url=video_url if isinstance(video_url, str) and video_url else None,
             message=str(message) if message else None,
             raw=dict(data),
+        )
+
+    @classmethod
+    def unknown(cls, task_id: str, detail: str = "") -> Task:
+        """A terminal stand-in for a task the server says it does not know."""
+        message = f"the server does not know task {shorten(task_id)}{detail}: check the id, " \
+            "or the backend it was submitted to"
+        return cls(
+            task_id=task_id,
+            status="failed",
+            message=message,
+            raw={"task_id": task_id, "status": "failed", "message": message, "not_found": True},
         )
 
     @property

@@ -31,7 +31,7 @@ from typing import Any
 import filelock
 import platformdirs
 
-from .models import TERMINAL_STATUSES, GenerationRequest, Task, _parse_percentage
+from .models import TERMINAL_STATUSES, GenerationRequest, Task, parse_percentage
 
 __all__ = ["SCHEMA_VERSION", "JobHistory", "JobRecord", "JobStore", "default_path"]
 
@@ -384,7 +384,7 @@ def _apply(job: JobRecord, entry: dict[str, Any]) -> None:
         if isinstance(entry.get("status"), str) and entry["status"]:
             job.status = entry["status"]
         if "percentage" in entry:
-            job.percentage = _parse_percentage(entry["percentage"])
+            job.percentage = parse_percentage(entry["percentage"])
         for name in ("video_url", "message"):
             if name in entry and (entry[name] is None or isinstance(entry[name], str)):
                 setattr(job, name, entry[name] or None)

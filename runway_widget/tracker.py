@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import ApiframeError, RateLimitError, TaskFailedError, TaskTimeoutError
-from .models import Task
+from .models import FETCH_MANY_LIMIT, Task
 from .schedule import STATUS_ORDER, PollPlan, Timing
 
 __all__ = ["TaskTracker", "TrackHandle"]
@@ -40,7 +40,6 @@ __all__ = ["TaskTracker", "TrackHandle"]
 logger = logging.getLogger("runway_widget.tracker")
 
 THREAD_NAME = "runway-widget-poller"
-MAX_BATCH = 20  # the most ids one fetch-many request takes
 UNKNOWN_LIMIT = 4  # single checks that find nothing before a task is given up as unknown
 PROGRESS_PERIOD = 0.5  # seconds between interpolated progress callbacks
 JOIN_TIMEOUT = 5.0  # stop() waits this long for a request in flight
@@ -377,15 +376,15 @@ class TaskTracker:
             chosen.on_time = True
             return [chosen]
         pool = sorted((e for e in active if not e.single), key=lambda e: e.plan.due)
-        due = [e for e in pool if e.plan.due <= now][:MAX_BATCH]
+        due = [e for e in pool if e.plan.due <= now][:FETCH_MANY_LIMIT]
         if not due:
             return []
         extra = [e for e in pool[len(due) :] if e.plan.due - e.plan.pull_window() <= now]
         for e in due:
             e.on_time = True
-        for e in extra[: MAX_BATCH - len(due)]:
+        for e in extra[: FETCH_MANY_LIMIT - len(due)]:
             e.on_time = False
-        return due + extra[: MAX_BATCH - len(due)]
+        return due + extra[: FETCH_MANY_LIMIT - len(due)]
 
     def _poll_once(self, stop: threading.Event) -> None:
         if not self._take_token(stop):

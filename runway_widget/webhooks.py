@@ -23,7 +23,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from .client import mask_secret
+from .redaction import mask_secret
 from .errors import ApiframeError
 from .http_service import BackgroundHTTPServer, BoundedRequestHandler
 from .models import Task, is_http_url

@@ -50,6 +50,7 @@ def demo_client(demo_server, tmp_path):
         base_url=demo_server.base_url,
         store=JobStore(tmp_path / "jobs.jsonl"),
         requests_per_second=50,
+        demo=True,
     )
     yield client
     client.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import traceback
 from collections.abc import Iterator
@@ -14,12 +16,8 @@ from api_server import TEST_API_KEY, ApiServer, Reply, error
 from urllib3.util.retry import RequestHistory
 
 from runway_widget.budget import RequestBudget
-from runway_widget.client import (
-    DEFAULT_BASE_URL,
-    ApiframeClient,
-    _JitterRetry,
-    mask_secret,
-)
+from runway_widget.client import DEFAULT_BASE_URL, ApiframeClient
+from runway_widget.redaction import mask_secret
 from runway_widget.errors import (
     ApiframeError,
     AuthenticationError,
@@ -30,10 +28,12 @@ from runway_widget.errors import (
     TaskFailedError,
     TaskNotFoundError,
     TaskTimeoutError,
+    UnexpectedReplyError,
     ValidationError,
 )
 from runway_widget.models import GenerationRequest, Task
 from runway_widget.store import JobStore
+from runway_widget.transport import _JitterRetry
 
 HINT = "check `runway-widget history` before resubmitting"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -112,9 +112,19 @@ def test_missing_key_fails_on_first_request_without_sending(api, store):
     assert api.count() == 0
 
 
-def test_is_demo_only_for_the_demo_key(make_client):
-    assert make_client(api_key="runway-widget-demo-key").is_demo
+def test_is_demo_only_for_a_client_made_by_demo(make_client):
+    assert not make_client(api_key="runway-widget-demo-key").is_demo
     assert not make_client().is_demo
+
+
+def test_layers_only_look_down():
+    """The demo backend never imports the client (the demo key lives with the demo)."""
+    probe = (
+        "import sys, runway_widget.demo.server\n"
+        "print('runway_widget.client' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
 
 
 # -- imagine ----------------------------------------------------------------------------------
@@ -347,7 +357,7 @@ def test_malformed_replies_are_apiframe_errors_with_status_and_excerpt(
     with pytest.raises(ApiframeError) as caught:
         call(client)
     error_ = caught.value
-    assert type(error_) is ApiframeError
+    assert type(error_) is UnexpectedReplyError
     assert error_.status_code == 200
     assert f"unexpected reply from {path} (HTTP 200)" in str(error_)
     assert not isinstance(error_, (ValueError, KeyError))
@@ -441,8 +451,9 @@ def test_fetch_many_refetches_omitted_ids_and_keeps_order_and_duplicates(client,
     tasks = client.fetch_many(["a", "b", "c", "a"])
     assert [t.task_id for t in tasks] == ["a", "b", "c", "a"]
     assert [seen.json for seen in api.requests("/fetch")] == [{"task_id": "b"}]
-    with pytest.raises(TaskNotFoundError):
-        client.fetch_many(["a", "ghost"])
+    known, ghost = client.fetch_many(["a", "ghost"])
+    assert known.status == "staged"
+    assert ghost.is_failed and ghost.raw["not_found"] and "does not know" in ghost.message
 
 
 def test_account(client, api):

@@ -32,13 +32,12 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from ..client import DEMO_API_KEY
 from ..http_service import (
     BackgroundHTTPServer,
     BoundedRequestHandler,
     presented_key,
 )
-from ..models import GenerationRequest
+from ..models import FETCH_MANY_LIMIT, UPLOAD_LIMIT, GenerationRequest
 from .inputs import InputLoader
 from .render_pool import RenderPool
 from .renderer import RenderSpec
@@ -52,8 +51,7 @@ DEFAULT_JOB_SECONDS = 6.0
 JOB_SECONDS_ENV = "RUNWAY_WIDGET_DEMO_SECONDS"
 CREDITS_PER_SECOND = 1  # a 5 s clip costs 5 credits, a 10 s clip 10
 MAX_JSON_BYTES = 1024 * 1024
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024
-MAX_FETCH_MANY = 20
+DEMO_API_KEY = "runway-widget-demo-key"  # the fixed key of the embedded demo backend
 MODERATED_WORD = re.compile(r"\bforbidden\b", re.IGNORECASE)
 UPLOAD_FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
 CONTENT_TYPES = {
@@ -235,7 +233,7 @@ class _Handler(BoundedRequestHandler):
     def _read_upload(self) -> bytes:
         content_type = self.headers.get("Content-Type", "")
         too_big = "image must be at most 2 MB"
-        length = self._content_length(MAX_UPLOAD_BYTES + 64 * 1024, too_big)
+        length = self._content_length(UPLOAD_LIMIT + 64 * 1024, too_big)
         body = self._read_exactly(length)
         if not content_type.lower().startswith("multipart/form-data"):
             raise _ApiError(400, "send the image as multipart/form-data in the field 'image'")
@@ -247,7 +245,7 @@ class _Handler(BoundedRequestHandler):
                 data = part.get_payload(decode=True)
                 if not isinstance(data, bytes) or not data:
                     break
-                if len(data) > MAX_UPLOAD_BYTES:
+                if len(data) > UPLOAD_LIMIT:
                     raise _ApiError(400, too_big)
                 return data
         raise _ApiError(400, "the multipart field 'image' is required")
@@ -566,8 +564,8 @@ class DemoServer:
         ids = body.get("task_ids")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise _ApiError(400, "task_ids must be a list of task ids")
-        if not 2 <= len(ids) <= MAX_FETCH_MANY:
-            raise _ApiError(400, f"task_ids must hold between 2 and {MAX_FETCH_MANY} ids")
+        if not 2 <= len(ids) <= FETCH_MANY_LIMIT:
+            raise _ApiError(400, f"task_ids must hold between 2 and {FETCH_MANY_LIMIT} ids")
         now = time.time()
         found = (self._tasks.get(i) for i in ids)
         return {"tasks": [self._snapshot(t, now) for t in found if t is not None]}

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..client import sniff_image
 from ..errors import ApiframeError
 from ..models import ASPECT_RATIOS, DURATIONS, MODELS, GenerationRequest, Problem, is_http_url
+from ..uploads import sniff_image
 from . import html
 from .lifecycle import close_tree
 from .media import IMAGE_LIMIT, VIDEO_LIMIT, MediaSource, MediaTooLarge, MediaUnavailable

@@ -1,20 +1,20 @@
 """Getting a video or image to the browser, wherever the browser is.
 
-A remote http(s) URL is handed to the browser as is (``<video src=…>``). A *local* URL — a
-loopback host (127.0.0.0/8, ``localhost``, ``::1``) or the demo server's own address — may not
-be reachable from the browser (Binder, JupyterHub): the kernel reads those bytes and sends them
-through an ``ipywidgets.Video``/``Image``. The Jupyter server's websocket caps one message near
+A remote http(s) URL is handed to the browser as is (``<video src=…>``). A *local* URL — one on
+the client's own loopback backend (`ApiframeClient.is_own_backend`: the demo server, a gateway
+on this machine) — may not be reachable from the browser (Binder, JupyterHub): the kernel reads
+those bytes and sends them through an ``ipywidgets.Video``/``Image``. No other URL is ever read
+by the kernel: a loopback or private address in a server's reply could carry internal data into
+a saved notebook. The Jupyter server's websocket caps one message near
 10 MB, so bigger files are never sent that way: the caller says where the file is instead.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 
@@ -40,16 +40,6 @@ class MediaUnavailable(Exception):
     """The bytes could not be read (server gone, 404, not a local URL)."""
 
 
-def _is_loopback_host(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class MediaSource:
     """Decides local vs remote and reads local bytes with a size cap.
 
@@ -57,24 +47,27 @@ class MediaSource:
     the user never receives the API key.
     """
 
-    def __init__(self, local_addresses: Iterable[str] = (), timeout: float = 15.0) -> None:
-        self._extra = {a.lower() for a in local_addresses if a}
+    def __init__(
+        self, is_own_backend: Callable[[str], bool] | None = None, timeout: float = 15.0
+    ) -> None:
+        self._is_own_backend = is_own_backend
         self._timeout = timeout
         self._session = requests.Session()
 
     def is_local(self, url: str | None) -> bool:
-        """True for an http(s) URL on a loopback host or on one of the given local addresses."""
-        if not is_http_url(url):
+        """True for an http(s) URL on the client's own loopback backend (and nothing else)."""
+        if url is None or self._is_own_backend is None or not is_http_url(url):
             return False
-        parts = urlsplit(url)
-        return _is_loopback_host(parts.hostname or "") or parts.netloc.lower() in self._extra
+        return self._is_own_backend(url)
 
     def read_url(self, url: str, limit: int) -> bytes:
         """The bytes behind a local URL, at most ``limit`` of them, or an exception saying why."""
         if not self.is_local(url):
             raise MediaUnavailable("not a local URL")
         try:
-            with self._session.get(url, stream=True, timeout=self._timeout) as response:
+            with self._session.get(
+                url, stream=True, timeout=self._timeout, allow_redirects=False
+            ) as response:
                 if response.status_code != 200:
                     raise MediaUnavailable(f"HTTP {response.status_code}")
                 declared = response.headers.get("Content-Length")

@@ -105,8 +105,7 @@ class RunwayPanel(widgets.VBox):
         self.auto_download = auto_download
         self.download_dir = Path(download_dir)
         self.webhooks = webhooks
-        demo_address = [urlsplit(self.client.base_url).netloc] if self.client.is_demo else []
-        self._media = MediaSource(demo_address)
+        self._media = MediaSource(self.client.is_own_backend)
         self._submit_lock = threading.Lock()
         self._last_sent: tuple[float, dict[str, Any]] | None = None
         self._cards: list[JobCard] = []
