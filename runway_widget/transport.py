@@ -152,6 +152,8 @@ def current_deadline() -> CallDeadline | None:
 
 
 class _WatchedHTTPConnection(HTTPConnection):
+    """Hands the running call's deadline the connection, then the socket it sent on."""
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         deadline = current_deadline()
         if deadline is not None:
@@ -161,14 +163,8 @@ class _WatchedHTTPConnection(HTTPConnection):
             deadline.hold(self.sock)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        deadline = current_deadline()
-        if deadline is not None:
-            deadline.watch(self)
-        super().request(*args, **kwargs)
-        if deadline is not None:
-            deadline.hold(self.sock)
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    """The same, over TLS."""
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
@@ -333,10 +329,14 @@ class Transport:
         limit: int = MAX_REPLY_BYTES,
         **request: Any,
     ) -> Reply:
-        """One API call, redirects not followed; raises ``requests`` errors, `DeadlinePassed`
-        or `ReplyTooLarge`."""
+        """One API call, redirects not followed.
+
+        Raises ``requests`` errors, `DeadlinePassed` or `ReplyTooLarge`.
+        """
         prepared = self.session.prepare_request(requests.Request(method, url, **request))
-        settings = self.session.merge_environment_settings(prepared.url, {}, True, None, None)
+        settings = self.session.merge_environment_settings(
+            prepared.url or url, {}, True, None, None
+        )
         with CallDeadline(deadline) as bound:
             try:
                 response = self._adapters[policy].send(
