@@ -37,7 +37,6 @@ import requests
 from . import __version__
 from .budget import RequestBudget
 from .credentials import resolve as resolve_credentials
-from .redaction import Redactor, key_problem, mask_secret, normalize_secret
 from .errors import (
     ApiframeError,
     AuthenticationError,
@@ -62,6 +61,7 @@ from .models import (
     is_http_url,
     video_filename,
 )
+from .redaction import Redactor, key_problem, mask_secret, normalize_secret
 from .transport import DeadlinePassed, Reply, ReplyTooLarge, Transport
 from .uploads import prepare_upload
 

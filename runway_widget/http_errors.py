@@ -25,7 +25,6 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from .redaction import Redactor
 from .errors import (
     ApiframeError,
     BadRequestError,
@@ -40,6 +39,7 @@ from .errors import (
     UnexpectedReplyError,
     shorten,
 )
+from .redaction import Redactor
 from .transport import DeadlinePassed, Reply, ReplyTooLarge
 
 __all__ = [

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from .redaction import key_problem
 from .errors import ApiframeError, ValidationError, shorten
+from .redaction import key_problem
 
 GENERATION_TYPES = ("text2video", "image2video", "video2video")
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")

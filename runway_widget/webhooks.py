@@ -23,10 +23,10 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from .redaction import mask_secret
 from .errors import ApiframeError
 from .http_service import BackgroundHTTPServer, BoundedRequestHandler
 from .models import Task, is_http_url
+from .redaction import mask_secret
 
 __all__ = ["WebhookReceiver"]
 

@@ -17,7 +17,6 @@ from urllib3.util.retry import RequestHistory
 
 from runway_widget.budget import RequestBudget
 from runway_widget.client import DEFAULT_BASE_URL, ApiframeClient
-from runway_widget.redaction import mask_secret
 from runway_widget.errors import (
     ApiframeError,
     AuthenticationError,
@@ -32,6 +31,7 @@ from runway_widget.errors import (
     ValidationError,
 )
 from runway_widget.models import GenerationRequest, Task
+from runway_widget.redaction import mask_secret
 from runway_widget.store import JobStore
 from runway_widget.transport import _JitterRetry
 
