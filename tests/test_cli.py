@@ -147,13 +147,32 @@ def test_generate_prints_the_task_id_before_waiting(api, capsys):
     assert job.status == "failed" and job.message == "the prompt was refused by moderation"
 
 
-def test_generate_timeout_keeps_the_job_and_says_how_to_follow_it(api, capsys):
+def test_generate_timeout_keeps_the_job_and_the_hint_can_be_followed(api, tmp_path, capsys):
     api.script("/runway-imagine", Reply(json={"task_id": "slow-1"}))
     api.add_task("slow-1", {"status": "processing", "percentage": "5"})
     code = main(["generate", "slow", "--timeout", "0.2"])
     assert code == 1
-    assert_one_clear_error(capsys.readouterr().err, "slow-1", "runway-widget fetch slow-1")
+    assert_one_clear_error(
+        capsys.readouterr().err,
+        "task slow-1 goes on (processing 5%)",
+        "`runway-widget wait slow-1`, then `runway-widget download slow-1`",
+    )
     assert JobStore().get("slow-1").status == "processing"
+
+    url = f"{api.base_url}/videos/slow-1.mp4"
+    api.add_task(
+        "slow-1",
+        {"status": "processing", "percentage": "60"},
+        {"status": "finished", "percentage": "100", "video_url": url},
+    )
+    api.files["/videos/slow-1.mp4"] = VIDEO
+    assert main(["wait", "slow-1", "--timeout", "30"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["slow-1: finished", f"video: {url}"]
+    assert main(["download", "slow-1"]) == 0
+    saved = tmp_path / capsys.readouterr().out.strip()
+    assert saved.name == "slow-slow1.mp4"  # named from the prompt in the history
+    assert saved.read_bytes() == VIDEO
+    assert JobStore().get("slow-1").local_path == str(saved.resolve())
 
 
 def test_ctrl_c_while_waiting_exits_130_and_names_the_task(api, capsys):
@@ -168,7 +187,7 @@ def test_ctrl_c_while_waiting_exits_130_and_names_the_task(api, capsys):
     err = capsys.readouterr().err
     assert code == 130
     assert "Traceback" not in err
-    assert "long-1 goes on" in last_line(err) and "runway-widget fetch long-1" in last_line(err)
+    assert "long-1 goes on" in last_line(err) and "runway-widget wait long-1" in last_line(err)
 
 
 @pytest.mark.parametrize(
@@ -199,13 +218,13 @@ def test_usage_errors_exit_2(api, capsys, argv):
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("generate", "fetch", "account", "history", "demo-server"):
+    for command in ("generate", "fetch", "wait", "download", "account", "history", "demo-server"):
         assert command in out
     assert main(["generate", "--help"]) == 0
     out = capsys.readouterr().out
     for flag in ("--type", "--image-url", "--end-image-url", "--video-url", "--aspect-ratio",
                  "--model", "--duration", "--flip", "--webhook-url", "--webhook-secret",
-                 "--demo", "--out", "--timeout"):  # fmt: skip
+                 "--demo", "--out", "--force", "--timeout"):  # fmt: skip
         assert flag in out
 
 
@@ -404,3 +423,288 @@ def test_demo_server_runs_until_ctrl_c(home, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# -- where the clip goes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "out", "needles"),
+    [
+        (lambda d: (d / "taken.mp4").write_bytes(b"1"), "taken.mp4", ["already exists", "--force"]),
+        (lambda d: (d / "folder").mkdir(), "folder", ["is a folder", "folder/clip.mp4"]),
+        (lambda d: (d / "afile").write_text("x"), "afile/clip.mp4", ["afile is a file"]),
+        (lambda d: (d / "afile").write_text("x"), "afile/deeper/clip.mp4", ["afile is a file"]),
+        (lambda d: None, "/proc/clip.mp4", ["cannot write in /proc"]),
+    ],
+)  # fmt: skip
+def test_a_bad_out_is_refused_before_anything_is_sent(api, tmp_path, capsys, make, out, needles):
+    make(tmp_path)
+    assert main(["generate", "x", "--out", out]) == 2
+    assert_one_clear_error(capsys.readouterr().err, *needles)
+    assert api.count() == 0
+    if out == "taken.mp4":
+        assert (tmp_path / out).read_bytes() == b"1"
+
+
+def test_force_replaces_an_existing_out_and_a_new_folder_is_made(api, tmp_path, capsys):
+    (tmp_path / "taken.mp4").write_bytes(b"mine")
+    script_job(api)
+    assert main(["generate", "x", "--out", "taken.mp4", "--force"]) == 0
+    assert (tmp_path / "taken.mp4").read_bytes() == VIDEO
+    script_job(api, "cli-2")
+    assert main(["generate", "x", "--out", "new/folders/clip.mp4"]) == 0
+    assert (tmp_path / "new/folders/clip.mp4").read_bytes() == VIDEO
+
+
+def finishing(api: ApiServer, task_id: str, side_effect) -> Reply:
+    """A /fetch reply that finishes ``task_id`` and, as it is read, changes the disk."""
+
+    def reply(seen):
+        side_effect()
+        return {
+            "task_id": task_id,
+            "status": "finished",
+            "percentage": "100",
+            "video_url": f"{api.base_url}/videos/{task_id}.mp4",
+        }
+
+    return Reply(json=reply)
+
+
+def test_a_file_that_appears_during_the_job_is_never_overwritten(api, tmp_path, capsys):
+    target = tmp_path / "clip.mp4"
+    script_job(api)
+    api.script("/fetch", finishing(api, "cli-1", lambda: target.write_bytes(b"mine")))
+    assert main(["generate", "x", "--out", "clip.mp4"]) == 0
+    captured = capsys.readouterr()
+    assert target.read_bytes() == b"mine"
+    assert captured.out.strip() == "clip-1.mp4"
+    assert (tmp_path / "clip-1.mp4").read_bytes() == VIDEO
+    assert "clip.mp4 appeared meanwhile and is kept; saving to clip-1.mp4" in captured.err
+
+
+def test_a_failed_save_after_the_job_keeps_the_clip_and_says_where(api, home, tmp_path, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    script_job(api)
+
+    def block_the_folder():
+        folder.rmdir()
+        folder.write_text("now a file")
+
+    api.script("/fetch", finishing(api, "cli-1", block_the_folder))
+    assert main(["generate", "x", "--out", "out/clip.mp4"]) == 0
+    captured = capsys.readouterr()
+    kept = Path(captured.out.strip())
+    assert kept == home / "clips" / "clip.mp4"
+    assert kept.read_bytes() == VIDEO
+    assert "could not save to out/clip.mp4" in captured.err
+    assert f"the clip is kept at {kept}" in captured.err
+    assert JobStore().get("cli-1").local_path == str(kept)
+
+
+def test_a_download_that_fails_says_how_to_try_again(api, capsys):
+    script_job(api)
+    del api.files["/videos/cli-1.mp4"]
+    assert main(["generate", "x", "--out", "clip.mp4"]) == 1
+    assert_one_clear_error(
+        capsys.readouterr().err, "the clip stays on the server", "runway-widget download cli-1"
+    )
+
+
+def test_download_of_an_unfinished_or_failed_task(api, capsys):
+    api.add_task("run-1", {"status": "processing", "percentage": "40"})
+    api.add_task("bad-1", {"status": "failed", "message": "no luck"})
+    assert main(["download", "run-1"]) == 1
+    assert_one_clear_error(capsys.readouterr().err, "processing 40%", "runway-widget wait run-1")
+    assert main(["download", "bad-1"]) == 1
+    assert_one_clear_error(capsys.readouterr().err, "task bad-1 failed: no luck")
+
+
+def test_wait_for_a_failed_task_and_as_json(api, capsys):
+    api.add_task("bad-1", {"status": "processing"}, {"status": "failed", "message": "no luck"})
+    assert main(["wait", "bad-1"]) == 1
+    assert_one_clear_error(capsys.readouterr().err, "task bad-1 failed: no luck")
+    api.add_task("ok-1", {"status": "finished", "percentage": 100, "video_url": "https://x/v.mp4"})
+    assert main(["wait", "ok-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["video_url"] == "https://x/v.mp4"
+
+
+# -- numbers and settings, checked first ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["generate", "x", "--timeout", "0"], "--timeout must be a positive number"),
+        (["generate", "x", "--timeout", "-5"], "--timeout must be a positive number"),
+        (["generate", "x", "--timeout", "nan"], "--timeout must be a positive number"),
+        (["wait", "t-1", "--timeout", "0"], "--timeout must be a positive number"),
+        (["demo-server", "--job-seconds", "-1"], "--job-seconds must be 0 or more"),
+        (["demo-server", "--job-seconds", "inf"], "--job-seconds must be 0 or more"),
+        (["demo-server", "--port", "70000"], "--port must be between 0 and 65535"),
+        (["demo-server", "--port", "-1"], "--port must be between 0 and 65535"),
+    ],
+)
+def test_out_of_range_numbers_are_one_line_before_anything_happens(api, capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert_one_clear_error(err, needle)
+    assert api.count() == 0
+
+
+@pytest.mark.parametrize("value", ["fast", "-3", "nan", "1e999"])
+@pytest.mark.parametrize("argv", [["generate", "x", "--demo"], ["demo-server"]])
+def test_a_bad_demo_seconds_setting_is_refused_before_submitting(
+    home, monkeypatch, capsys, argv, value
+):
+    monkeypatch.setenv("RUNWAY_WIDGET_DEMO_SECONDS", value)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert_one_clear_error(err, "RUNWAY_WIDGET_DEMO_SECONDS", "not a number of seconds")
+    assert JobStore().jobs() == []
+
+
+def test_demo_server_on_a_taken_port_is_one_line(home, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["demo-server", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert_one_clear_error(err, f"127.0.0.1:{port}", "the port is taken", "--port")
+
+
+# -- tasks of a demo backend that has ended -----------------------------------------------------
+
+
+@pytest.fixture
+def old_demo_job(home) -> str:
+    JobStore().record_submission(
+        "demo-old-1", GenerationRequest(prompt="gone"), "http://127.0.0.1:9", demo=True
+    )
+    return "demo-old-1"
+
+
+@pytest.mark.parametrize("command", ["fetch", "wait", "download"])
+@pytest.mark.parametrize("flags", [[], ["--demo"]])
+def test_a_task_of_an_ended_demo_backend_says_so(old_demo_job, monkeypatch, capsys, command, flags):
+    monkeypatch.delenv("APIFRAME_API_KEY", raising=False)
+    assert main([command, old_demo_job, *flags]) == 1
+    err = capsys.readouterr().err
+    assert_one_clear_error(err, "demo-old-1", "demo backend (http://127.0.0.1:9) that has ended")
+    assert "unknown to the server" not in err
+
+
+def test_an_ended_demo_task_is_also_recognised_by_a_live_backend(api, old_demo_job, capsys):
+    assert main(["fetch", old_demo_job]) == 1
+    assert_one_clear_error(capsys.readouterr().err, "that has ended")
+
+
+# -- terminal output is inert ---------------------------------------------------------------------
+
+HOSTILE = (
+    "\x1b[2J\x1b]0;pwned\x07\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\\x9b31m\r\u202e"
+)
+
+
+def assert_inert(text: str, *, shown: bool = True) -> None:
+    """No raw control character; and, as shown text, no leftover of an escape sequence."""
+    for bad in ("\x1b", "\x07", "\x9b", "\r", "\u202e"):
+        assert bad not in text, repr(text)
+    for leftover in ("pwned", "evil.example") if shown else ():
+        assert leftover not in text, repr(text)
+
+
+def test_server_text_never_reaches_the_terminal_raw(api, capsys):
+    api.add_task(
+        "t-x",
+        {
+            "status": "processing" + HOSTILE,
+            "percentage": "10",
+            "video_url": "https://cdn.example/v.mp4" + HOSTILE,
+            "message": "careful" + HOSTILE + "\nsecond line",
+        },
+    )
+    assert main(["fetch", "t-x"]) == 0
+    captured = capsys.readouterr()
+    assert_inert(captured.out + captured.err)
+    assert "t-x: processingclick 10%" in captured.out
+    assert "message: carefulclick second line" in captured.out
+    assert main(["fetch", "t-x", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert_inert(captured.out, shown=False)
+    assert json.loads(captured.out)["message"].startswith("careful\x1b[2J")  # data kept, escaped
+
+    api.account_info = {"email": "a@b" + HOSTILE, "plan": HOSTILE, "credits": 1}
+    assert main(["account"]) == 0
+    captured = capsys.readouterr()
+    assert_inert(captured.out + captured.err)
+    assert main(["account", "--json"]) == 0
+    assert_inert(capsys.readouterr().out, shown=False)
+
+    assert main(["history"]) == 0
+    captured = capsys.readouterr()
+    assert_inert(captured.out + captured.err)
+
+
+def test_hostile_task_ids_and_failure_messages_are_inert(api, capsys):
+    task_id = "id" + HOSTILE
+    api.script("/runway-imagine", Reply(json={"task_id": task_id}))
+    api.add_task(task_id, {"status": "failed", "message": "boom" + HOSTILE})
+    assert main(["generate", "x"]) == 1
+    captured = capsys.readouterr()
+    assert_inert(captured.out + captured.err.replace("\r", "\n"))  # the bar's own \r are fine
+    assert "Submitted task idclick" in captured.err
+    assert "boomclick" in last_line(captured.err)
+    api.script("/account", error(400, "down" + HOSTILE))
+    assert main(["account"]) == 2
+    captured = capsys.readouterr()
+    assert_inert(captured.err)
+
+
+# -- local images --------------------------------------------------------------------------------
+
+
+def test_a_local_image_is_uploaded_for_image2video(api, tmp_path, capsys):
+    from runway_widget.demo.samples import sample_path
+
+    frame = tmp_path / "frame.png"
+    frame.write_bytes(sample_path("lighthouse.png").read_bytes())
+    script_job(api)
+    code = main(
+        ["generate", "push in", "--type", "image2video", "--image-url", str(frame),
+         "--end-image-url", "https://example.com/b.png", "--out", "clip.mp4"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    uploads = api.requests("/upload")
+    assert len(uploads) == 1 and b"\x89PNG" in uploads[0].body
+    sent = api.requests("/runway-imagine")[0].json
+    assert sent["image_url"].startswith(f"{api.base_url}/uploads/")
+    assert sent["end_image_url"] == "https://example.com/b.png"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["--image-url", "no/such/frame.png"], ["--image-url no/such/frame.png", "no such image"]),
+        (["--image-url", "."], ["--image-url .", "no such image file"]),
+        (["--end-image-url", "no-such.png", "--image-url", "https://x/a.png"], ["--end-image-url"]),
+    ],
+)
+def test_a_bad_local_image_is_refused_before_anything_is_sent(api, tmp_path, capsys, argv, needles):
+    assert main(["generate", "x", "--type", "image2video", *argv]) == 2
+    assert_one_clear_error(capsys.readouterr().err, *needles)
+    assert api.count("/runway-imagine") == 0
+
+
+def test_a_local_image_with_other_request_errors_uploads_nothing(api, tmp_path, capsys):
+    (tmp_path / "frame.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
+    assert main(["generate", "x", "--image-url", "frame.png"]) == 2  # text2video: no image
+    assert_one_clear_error(capsys.readouterr().err, "image_url is only for image2video")
+    assert api.count() == 0

@@ -23,9 +23,15 @@ except ImportError as exc:
         name=exc.name,
     ) from exc
 
-from .server import DEMO_API_KEY, DemoFaults, DemoServer
+from .server import DEMO_API_KEY, DemoFaults, DemoServer, job_seconds_from_env
 
-__all__ = ["DEMO_API_KEY", "DemoFaults", "DemoServer", "shared_demo_server"]
+__all__ = [
+    "DEMO_API_KEY",
+    "DemoFaults",
+    "DemoServer",
+    "job_seconds_from_env",
+    "shared_demo_server",
+]
 
 _shared_lock = threading.Lock()
 _shared: DemoServer | None = None

@@ -106,17 +106,29 @@ class _ApiError(Exception):
         self.headers = headers or {}
 
 
+def job_seconds_from_env() -> float | None:
+    """``RUNWAY_WIDGET_DEMO_SECONDS`` as seconds, None when unset; ValueError says what is wrong."""
+    raw = os.environ.get(JOB_SECONDS_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"{JOB_SECONDS_ENV}={raw[:40]!r} is not a number of seconds (0 or more, e.g. 6)"
+        )
+    return value
+
+
 def _default_job_seconds() -> float:
-    raw = os.environ.get(JOB_SECONDS_ENV)
-    if raw:
-        try:
-            value = float(raw)
-            if math.isfinite(value) and value >= 0:
-                return value
-        except ValueError:
-            pass
-        logger.warning("ignoring %s=%r: not a number of seconds", JOB_SECONDS_ENV, raw)
-    return DEFAULT_JOB_SECONDS
+    try:
+        value = job_seconds_from_env()
+    except ValueError as exc:
+        logger.warning("ignoring %s", exc)
+        value = None
+    return DEFAULT_JOB_SECONDS if value is None else value
 
 
 class _Handler(BoundedRequestHandler):
@@ -391,6 +403,10 @@ class DemoServer:
         """Bind (a free port when ``port`` is 0) and serve from a daemon thread."""
         if self._httpd is not None:
             return self
+        # Bind first: a taken port fails here, before any thread or folder exists.
+        httpd = BackgroundHTTPServer(
+            (self.host, self.port), _Handler, owner=self, name="runway-widget-demo-server"
+        )
         self._stopping.clear()
         self._workdir = tempfile.TemporaryDirectory(prefix="runway-widget-demo-")
         root = Path(self._workdir.name)
@@ -400,9 +416,7 @@ class DemoServer:
             root / "videos", InputLoader(self._local_file, root / "inputs"), self._render_workers
         )
         self._webhooks = WebhookSender(self._snapshot)
-        self._httpd = BackgroundHTTPServer(
-            (self.host, self.port), _Handler, owner=self, name="runway-widget-demo-server"
-        ).start()
+        self._httpd = httpd.start()
         self.port = self._httpd.port
         logger.info("demo server listening on %s", self.base_url)
         return self
