@@ -223,3 +223,20 @@ def _limits(**kwargs):
     from runway_widget.gateway.roster import Limits
 
     return Limits(**kwargs)
+
+
+def test_with_a_public_url_the_upstream_pushes_to_the_gateways_own_webhook(tmp_path):
+    from tests.gateway_support import free_port
+
+    port = free_port()
+    with demo_gateway(tmp_path, job_seconds=2.0, port=port,
+                      public_url=f"http://127.0.0.1:{port}") as gateway:
+        uma = participant(gateway, tmp_path)
+        task_id = uma.imagine(prompt="pushed", generation_type="text2video")
+        task = uma.wait(task_id, timeout=60, poll_interval=0.2)
+        assert task.video_url.startswith(f"http://127.0.0.1:{port}/videos/")
+        assert gateway.upstream.demo.webhook_stats.get("delivered", 0) >= 1
+        forged = call(gateway, "POST", "/upstream-webhook", json={"task_id": task_id,
+                      "status": "failed"}, headers={"x-webhook-secret": "guess"})
+        assert forged.status_code == 401
+        assert uma.fetch(task_id).is_finished

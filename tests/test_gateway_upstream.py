@@ -88,9 +88,10 @@ def test_an_upstream_500_on_submit_is_recorded_as_unknown_and_never_retried(api,
     assert jo.account()["jobs_left"] == 2
 
 
-def test_a_dropped_submit_is_unknown_too(api, gateway, tmp_path):
+@pytest.mark.parametrize("reply", [Reply(drop=True), Reply(delay=6.0)], ids=["drop", "timeout"])
+def test_a_dropped_or_timed_out_submit_is_unknown_too(api, gateway, tmp_path, reply):
     kim = participant(gateway, tmp_path, jobs=2)
-    api.script("/runway-imagine", Reply(drop=True))
+    api.script("/runway-imagine", reply)
     with pytest.raises(ServerError):
         kim.imagine(prompt="lost answer", generation_type="text2video")
     assert api.count("/runway-imagine") == 1

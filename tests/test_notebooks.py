@@ -15,6 +15,7 @@ NOTEBOOKS = [
     "03_video_to_video.ipynb",
     "04_workshop_gallery.ipynb",
     "05_python_client.ipynb",
+    "06_running_a_workshop.ipynb",
 ]
 
 

@@ -1,0 +1,293 @@
+"""A room through the gateway: upstream requests, /fetch latency, lost tasks, overspend.
+
+P simulated participants (loopback) each submit 2 jobs (and try a 3rd, over their 2-job
+quota), then poll ``/fetch`` for each job every second until it ends. Run times are spread
+over 20–40 s (seeded). Two runs side by side, each on its own demo backend in this process:
+
+(a) baseline: the participants poll the upstream directly (one request per task per second);
+(b) gateway: the same participants poll a ``runway-widget gateway serve`` process (SQLite),
+    which follows every task with one batched poller and answers fetches from its state.
+
+Participants are asyncio tasks on tornado's HTTP client in this process; the gateway is a
+separate process, so its latency is measured end to end as a participant sees it. Prints the
+figures and a last line ``upstream_requests_per_task=… upstream_ratio=… fetch_p99_ms=…
+lost=… overspend=…``.
+
+    python benchmarks/gateway_load.py            # 200 participants, 400 jobs (about 2 min)
+    python benchmarks/gateway_load.py --quick    # 20 participants, short jobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+PROMPT = "a lighthouse in a storm"  # one prompt: the demo renders the clip once
+JOBS_EACH = 2
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class Run:
+    label: str
+    tasks: int = 0
+    finished: int = 0
+    accepted_over_quota: int = 0
+    upstream_polls: int = 0
+    upstream_other: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def p(self, q: float) -> float:
+        return _pct(self.latencies_ms, q)
+
+    @property
+    def per_task(self) -> float:
+        return self.upstream_polls / self.tasks if self.tasks else math.nan
+
+    def line(self) -> str:
+        return (
+            f"  {self.label:<8} tasks {self.tasks:4d}  finished {self.finished:4d}  "
+            f"upstream polls {self.upstream_polls:6d} ({self.per_task:6.2f}/task)  "
+            f"fetch p50 {self.p(0.5):6.1f} ms p99 {self.p(0.99):6.1f} ms  "
+            f"({len(self.latencies_ms)} fetches)"
+        )
+
+
+def spread(seed: int, low: float, high: float):
+    rng = random.Random(seed)
+    lock = threading.Lock()
+
+    def job_seconds(payload: dict) -> float:
+        with lock:
+            return rng.uniform(low, high)
+
+    return job_seconds
+
+
+async def participant(
+    client: AsyncHTTPClient,
+    base: str,
+    key: str,
+    run: Run,
+    deadline: float,
+    start_at: float,
+    attempts: int,
+) -> None:
+    """Submit ``attempts`` jobs, then poll each accepted one every second until it ends."""
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    headers = {"Authorization": key, "Content-Type": "application/json"}
+    body = json.dumps({"prompt": PROMPT, "generation_type": "text2video"})
+    task_ids = []
+    for _ in range(attempts):
+        try:
+            reply = await client.fetch(
+                base + "/runway-imagine",
+                method="POST",
+                body=body,
+                headers=headers,
+                request_timeout=60,
+            )
+            task_ids.append(json.loads(reply.body)["task_id"])
+        except HTTPClientError as exc:
+            if exc.code != 403:
+                raise
+    run.tasks += min(len(task_ids), JOBS_EACH)
+    run.accepted_over_quota += max(0, len(task_ids) - JOBS_EACH)
+    pending = set(task_ids)
+    while pending and time.monotonic() < deadline:
+        for task_id in list(pending):
+            began = time.perf_counter()
+            reply = await client.fetch(
+                base + "/fetch",
+                method="POST",
+                headers=headers,
+                body=json.dumps({"task_id": task_id}),
+                request_timeout=30,
+                raise_error=False,
+            )
+            run.latencies_ms.append(1000 * (time.perf_counter() - began))
+            if reply.code == 200 and json.loads(reply.body)["status"] in ("finished", "failed"):
+                pending.discard(task_id)
+                run.finished += 1
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def drive(
+    base: str, keys: list[str], run: Run, deadline: float, window: float, attempts: int
+) -> None:
+    client = AsyncHTTPClient(max_clients=len(keys) + 10)
+    now = time.monotonic()
+    await asyncio.gather(
+        *(
+            participant(client, base, key, run, deadline, now + window * i / len(keys), attempts)
+            for i, key in enumerate(keys)
+        )
+    )
+    client.close()
+
+
+def baseline(count: int, low: float, high: float, seed: int, window: float) -> Run:
+    from runway_widget.demo import DemoServer
+
+    run = Run("baseline")
+    with DemoServer(job_seconds=spread(seed, low, high), credits=10**9) as demo:
+        # the upstream knows no per-participant quota: each submits just its 2 jobs
+        deadline = time.monotonic() + window + high + 60
+        keys = [demo.api_key] * count
+        asyncio.run(drive(demo.base_url, keys, run, deadline, window, JOBS_EACH))
+        run.upstream_polls = demo.stats.get("/fetch", 0) + demo.stats.get("/fetch-many", 0)
+    return run
+
+
+def through_gateway(count: int, low: float, high: float, seed: int, window: float) -> Run:
+    from runway_widget.demo import DemoServer
+    from runway_widget.gateway.database import open_engine
+    from runway_widget.gateway.roster import Limits, Roster
+
+    run = Run("gateway")
+    with (
+        tempfile.TemporaryDirectory() as home,
+        DemoServer(job_seconds=spread(seed, low, high), credits=10**9) as demo,
+    ):
+        db = f"sqlite:///{Path(home) / 'gateway.sqlite3'}"
+        roster = Roster(open_engine(db))
+        keys = [roster.add(f"p{i:03d}", Limits(jobs=JOBS_EACH)) for i in range(count)]
+        roster.engine.dispose()
+        port = _free_port()
+        env = {**os.environ, "APIFRAME_API_KEY": demo.api_key, "RUNWAY_WIDGET_HOME": home}
+        log = open(Path(home) / "gateway.log", "wb")  # noqa: SIM115
+        gateway = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "runway_widget.cli",
+                "gateway",
+                "serve",
+                "--port",
+                str(port),
+                "--db",
+                db,
+                "--upstream",
+                demo.base_url,
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(base)
+            deadline = time.monotonic() + window + high + 60
+            asyncio.run(drive(base, keys, run, deadline, window, JOBS_EACH + 1))
+            run.upstream_polls = demo.stats.get("/fetch", 0) + demo.stats.get("/fetch-many", 0)
+            run.upstream_other = demo.stats.get("/videos", 0)
+            report = Roster(open_engine(db)).report()
+            run.accepted_over_quota = sum(
+                max(0, row["jobs_used"] - row["jobs_limit"]) for row in report
+            )
+            rss = _rss_mb(gateway.pid)
+        finally:
+            gateway.terminate()
+            gateway.wait(15)
+            log.close()
+        served = _served_ms(Path(home) / "gateway.log")
+    print(
+        f"  gateway process peak RSS {rss:.0f} MB; clip downloads from the upstream: "
+        f"{run.upstream_other}; /fetch time inside the gateway p50 {_pct(served, 0.5):.1f} ms "
+        f"p99 {_pct(served, 0.99):.1f} ms"
+    )
+    return run
+
+
+def _served_ms(log: Path) -> list[float]:
+    """The gateway's own timing of each /fetch, from its access log."""
+    times = []
+    for line in log.read_text(errors="replace").splitlines():
+        start = line.find("{")
+        if start >= 0 and '"/fetch"' in line:
+            times.append(json.loads(line[start:])["ms"])
+    return times
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(base: str) -> None:
+    for _ in range(300):
+        try:
+            if requests.get(base + "/health", timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the gateway did not start")
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return math.nan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20 participants, short jobs")
+    parser.add_argument("--participants", type=int)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    count = args.participants or (20 if args.quick else 200)
+    low, high = (4.0, 8.0) if args.quick else (20.0, 40.0)
+    window = 2.0 if args.quick else 5.0
+    print(
+        f"{count} participants x {JOBS_EACH} jobs, run times {low:g}-{high:g} s, "
+        f"polling /fetch every {POLL_SECONDS:g} s"
+    )
+    base_run = baseline(count, low, high, args.seed, window)
+    print(base_run.line())
+    gate_run = through_gateway(count, low, high, args.seed, window)
+    print(gate_run.line())
+    lost = gate_run.tasks - gate_run.finished
+    ratio = gate_run.per_task / base_run.per_task
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"  upstream requests per task: {gate_run.per_task:.2f} vs {base_run.per_task:.2f} "
+        f"direct (ratio {ratio:.3f}); lost {lost}; over-quota jobs accepted "
+        f"{gate_run.accepted_over_quota}; benchmark process peak RSS {peak:.0f} MB"
+    )
+    print(
+        f"upstream_requests_per_task={gate_run.per_task:.2f} upstream_ratio={ratio:.3f} "
+        f"fetch_p99_ms={gate_run.p(0.99):.1f} lost={lost} "
+        f"overspend={gate_run.accepted_over_quota}"
+    )
+
+
+if __name__ == "__main__":
+    main()
