@@ -23,24 +23,24 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import random
 import resource
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests/
+from poll_efficiency import spread
+
+from tests.gateway_support import free_port, serve_process, stop_process
 
 PROMPT = "a lighthouse in a storm"  # one prompt: the demo renders the clip once
 JOBS_EACH = 2
 POLL_SECONDS = 1.0
+CONNECTIONS = 48  # requests in flight at once: under the demo backend's connection cap
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Run:
     accepted_over_quota: int = 0
     upstream_polls: int = 0
     upstream_other: int = 0
+    errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
 
     def p(self, q: float) -> float:
@@ -65,19 +66,8 @@ class Run:
             f"  {self.label:<8} tasks {self.tasks:4d}  finished {self.finished:4d}  "
             f"upstream polls {self.upstream_polls:6d} ({self.per_task:6.2f}/task)  "
             f"fetch p50 {self.p(0.5):6.1f} ms p99 {self.p(0.99):6.1f} ms  "
-            f"({len(self.latencies_ms)} fetches)"
+            f"({len(self.latencies_ms)} fetches, {self.errors} errors)"
         )
-
-
-def spread(seed: int, low: float, high: float):
-    rng = random.Random(seed)
-    lock = threading.Lock()
-
-    def job_seconds(payload: dict) -> float:
-        with lock:
-            return rng.uniform(low, high)
-
-    return job_seconds
 
 
 async def participant(
@@ -112,17 +102,23 @@ async def participant(
     pending = set(task_ids)
     while pending and time.monotonic() < deadline:
         for task_id in list(pending):
-            began = time.perf_counter()
-            reply = await client.fetch(
-                base + "/fetch",
-                method="POST",
-                headers=headers,
-                body=json.dumps({"task_id": task_id}),
-                request_timeout=30,
-                raise_error=False,
-            )
-            run.latencies_ms.append(1000 * (time.perf_counter() - began))
-            if reply.code == 200 and json.loads(reply.body)["status"] in ("finished", "failed"):
+            try:
+                reply = await client.fetch(
+                    base + "/fetch",
+                    method="POST",
+                    headers=headers,
+                    body=json.dumps({"task_id": task_id}),
+                    request_timeout=30,
+                    raise_error=False,
+                )
+            except OSError:
+                run.errors += 1
+                continue
+            # request_time: from the first byte sent, without waiting for a free client slot
+            run.latencies_ms.append(1000 * reply.request_time)
+            if reply.code != 200:
+                run.errors += 1
+            elif json.loads(reply.body)["status"] in ("finished", "failed"):
                 pending.discard(task_id)
                 run.finished += 1
         await asyncio.sleep(POLL_SECONDS)
@@ -131,7 +127,7 @@ async def participant(
 async def drive(
     base: str, keys: list[str], run: Run, deadline: float, window: float, attempts: int
 ) -> None:
-    client = AsyncHTTPClient(max_clients=len(keys) + 10)
+    client = AsyncHTTPClient(max_clients=CONNECTIONS)
     now = time.monotonic()
     await asyncio.gather(
         *(
@@ -169,30 +165,12 @@ def through_gateway(count: int, low: float, high: float, seed: int, window: floa
         roster = Roster(open_engine(db))
         keys = [roster.add(f"p{i:03d}", Limits(jobs=JOBS_EACH)) for i in range(count)]
         roster.engine.dispose()
-        port = _free_port()
-        env = {**os.environ, "APIFRAME_API_KEY": demo.api_key, "RUNWAY_WIDGET_HOME": home}
-        log = open(Path(home) / "gateway.log", "wb")  # noqa: SIM115
-        gateway = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runway_widget.cli",
-                "gateway",
-                "serve",
-                "--port",
-                str(port),
-                "--db",
-                db,
-                "--upstream",
-                demo.base_url,
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
+        port = free_port()
+        env = {"APIFRAME_API_KEY": demo.api_key, "RUNWAY_WIDGET_HOME": home}
+        log = Path(home) / "gateway.log"
+        gateway = serve_process(port, "--db", db, "--upstream", demo.base_url, env=env, log=log)
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_up(base)
             deadline = time.monotonic() + window + high + 60
             asyncio.run(drive(base, keys, run, deadline, window, JOBS_EACH + 1))
             run.upstream_polls = demo.stats.get("/fetch", 0) + demo.stats.get("/fetch-many", 0)
@@ -203,9 +181,7 @@ def through_gateway(count: int, low: float, high: float, seed: int, window: floa
             )
             rss = _rss_mb(gateway.pid)
         finally:
-            gateway.terminate()
-            gateway.wait(15)
-            log.close()
+            stop_process(gateway)
         served = _served_ms(Path(home) / "gateway.log")
     print(
         f"  gateway process peak RSS {rss:.0f} MB; clip downloads from the upstream: "
@@ -228,23 +204,6 @@ def _served_ms(log: Path) -> list[float]:
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_up(base: str) -> None:
-    for _ in range(300):
-        try:
-            if requests.get(base + "/health", timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the gateway did not start")
 
 
 def _rss_mb(pid: int) -> float:

@@ -169,7 +169,8 @@ class GatewayServer:
         if hub_auth is not None:
             hub = HubParticipants(hub_auth, self.roster, self.room, self._db_pool)
             return auth or hub, HubLogin(hub)
-        auth = auth or TokenAuth(self.roster, self._db_pool)
+        embedded = self.engine.dialect.name == "sqlite"  # token reads inline: see TokenAuth
+        auth = auth or TokenAuth(self.roster, None if embedded else self._db_pool)
         return auth, TokenLogin(auth, self.roster, self._db_pool)
 
     # -- running ---------------------------------------------------------------------------

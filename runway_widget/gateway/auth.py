@@ -43,7 +43,9 @@ class TokenAuth:
     """Personal tokens minted by ``gateway token add`` or ``POST /join``, looked up by hash.
 
     Every request reads the database, so a revocation takes effect at the next request,
-    whichever gateway process serves it.
+    whichever gateway process serves it. With an ``executor`` (a networked database) the
+    read runs there; without one (embedded SQLite: an indexed read that a writer never
+    blocks, well under a millisecond) it runs inline, sparing two thread switches.
     """
 
     def __init__(self, roster: Roster, executor: Executor | None = None) -> None:
@@ -54,5 +56,7 @@ class TokenAuth:
         token = bare_token(authorization_header)
         if token is None:
             return None
+        if self._executor is None:
+            return self._roster.authenticate(token)
         lookup: Callable[[str], Any] = self._roster.authenticate
         return await asyncio.get_running_loop().run_in_executor(self._executor, lookup, token)

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import requests
 
@@ -53,7 +54,7 @@ class ParticipantWebhooks:
         if target is not None:
             self._pool.submit(self._post, target, participant_task(row, self._video_base()))
 
-    def _post(self, target: tuple[str, str | None], body: dict[str, object]) -> None:
+    def _post(self, target: tuple[str, str | None], body: dict[str, Any]) -> None:
         url, secret = target
         headers = {"x-webhook-secret": secret} if secret else {}
         try:
