@@ -27,10 +27,11 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests/
 from poll_efficiency import spread
@@ -81,36 +82,31 @@ async def participant(
 ) -> None:
     """Submit ``attempts`` jobs, then poll each accepted one every second until it ends."""
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-    headers = {"Authorization": key, "Content-Type": "application/json"}
-    body = json.dumps({"prompt": PROMPT, "generation_type": "text2video"})
+
+    def post(path: str, body: dict) -> Awaitable[HTTPResponse]:
+        return client.fetch(
+            base + path,
+            method="POST",
+            headers={"Authorization": key, "Content-Type": "application/json"},
+            body=json.dumps(body),
+            request_timeout=60,
+            raise_error=False,
+        )
+
     task_ids = []
     for _ in range(attempts):
-        try:
-            reply = await client.fetch(
-                base + "/runway-imagine",
-                method="POST",
-                body=body,
-                headers=headers,
-                request_timeout=60,
-            )
+        reply = await post("/runway-imagine", {"prompt": PROMPT, "generation_type": "text2video"})
+        if reply.code == 200:
             task_ids.append(json.loads(reply.body)["task_id"])
-        except HTTPClientError as exc:
-            if exc.code != 403:
-                raise
+        elif reply.code != 403:
+            run.errors += 1
     run.tasks += min(len(task_ids), JOBS_EACH)
     run.accepted_over_quota += max(0, len(task_ids) - JOBS_EACH)
     pending = set(task_ids)
     while pending and time.monotonic() < deadline:
         for task_id in list(pending):
             try:
-                reply = await client.fetch(
-                    base + "/fetch",
-                    method="POST",
-                    headers=headers,
-                    body=json.dumps({"task_id": task_id}),
-                    request_timeout=30,
-                    raise_error=False,
-                )
+                reply = await post("/fetch", {"task_id": task_id})
             except OSError:
                 run.errors += 1
                 continue
