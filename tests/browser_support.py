@@ -49,10 +49,15 @@ LAB_SETTINGS = {
 SCREENSHOTS_ENV = "RUNWAY_WIDGET_SCREENSHOTS"
 
 
+def refreshing_screenshots() -> bool:
+    """``RUNWAY_WIDGET_SCREENSHOTS=docs`` (or 1, true, yes) asks to refresh the docs' pictures."""
+    return os.environ.get(SCREENSHOTS_ENV, "").lower() in ("docs", "1", "true", "yes")
+
+
 def screenshot_path(name: str, scratch: Path) -> Path:
-    """``docs/NAME`` when ``RUNWAY_WIDGET_SCREENSHOTS=1`` asks to refresh the docs' pictures,
-    else ``scratch/NAME``: an ordinary test run never rewrites files in the repository."""
-    if os.environ.get(SCREENSHOTS_ENV, "").lower() in ("1", "true", "yes"):
+    """``docs/NAME`` when refreshing the docs' pictures, else ``scratch/NAME``: an ordinary
+    test run never rewrites files in the repository."""
+    if refreshing_screenshots():
         folder = Path(__file__).resolve().parent.parent / "docs"
     else:
         folder = scratch

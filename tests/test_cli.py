@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -708,3 +709,25 @@ def test_a_local_image_with_other_request_errors_uploads_nothing(api, tmp_path, 
     assert main(["generate", "x", "--image-url", "frame.png"]) == 2  # text2video: no image
     assert_one_clear_error(capsys.readouterr().err, "image_url is only for image2video")
     assert api.count() == 0
+
+
+def test_the_readme_image2video_line_runs_offline_on_the_demo(home, tmp_path, monkeypatch, capsys):
+    """The README's image2video command, as written, from a clone's root: a local sample."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    line = next(ln for ln in readme.splitlines() if "generate" in ln and "image2video" in ln)
+    argv = shlex.split(line.split("#")[0])
+    assert argv[0] == "runway-widget" and "--demo" in argv
+    image = argv[argv.index("--image-url") + 1]
+    assert not image.startswith(("http://", "https://")) and (root / image).is_file()
+    monkeypatch.setenv("RUNWAY_WIDGET_DEMO_SECONDS", "1")
+    monkeypatch.setenv("RUNWAY_WIDGET_POLL_INTERVAL", "0.2")
+    monkeypatch.chdir(root)
+    out = tmp_path / "push-in.mp4"
+    code = main([*argv[1:], "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert out.read_bytes()[4:8] == b"ftyp"
+    job = JobStore().jobs()[0]
+    assert job.request["generation_type"] == "image2video"
+    assert "/uploads/" in job.request["image_url"]

@@ -50,6 +50,12 @@ def test_notebook_runs_without_a_key(
     ).execute()
 
     assert _stderr(notebook) == []
+    left_behind = [
+        path.relative_to(tmp_path).as_posix()
+        for path in tmp_path.rglob("*")
+        if path.is_file() and home not in path.parents and path.suffix != ".mp4"
+    ]
+    assert left_behind == [], "only downloaded clips (*.mp4, ignored by git) may stay"
 
 
 def test_every_notebook_is_listed_and_stored_without_outputs() -> None:
