@@ -12,7 +12,9 @@ import argparse
 import contextlib
 import dataclasses
 import errno
+import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -69,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         _check_numbers(args)
-        return args.run(args)
+        with _warnings_on_stderr():
+            return args.run(args)
     except KeyboardInterrupt:
         _say("interrupted")
         return EXIT_INTERRUPTED
@@ -445,6 +448,48 @@ def _out(line: str) -> None:
 
 def _out_json(data: Any) -> None:
     print(inert_json(data), flush=True)
+
+
+class _WarningLine(logging.Formatter):
+    """``warning: <message>``, one inert line: never a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return inert(f"warning: {record.getMessage()}")
+
+
+class _FirstOfEachKind(logging.Filter):
+    """One line per kind of problem (a history that cannot be written fails at every step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[str, object]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = (record.name, record.msg)
+        first = kind not in self._seen
+        self._seen.add(kind)
+        return first
+
+
+@contextlib.contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """The package's warnings (a history it cannot write, say) shown while a command runs.
+
+    Skipped under ``RUNWAY_WIDGET_LOG``, which already sends the package's log to stderr.
+    """
+    if os.environ.get("RUNWAY_WIDGET_LOG"):
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_WarningLine())
+    handler.addFilter(_FirstOfEachKind())
+    package = logging.getLogger("runway_widget")
+    package.addHandler(handler)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
 
 
 def _say(line: str) -> None:

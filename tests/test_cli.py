@@ -731,3 +731,16 @@ def test_the_readme_image2video_line_runs_offline_on_the_demo(home, tmp_path, mo
     job = JobStore().jobs()[0]
     assert job.request["generation_type"] == "image2video"
     assert "/uploads/" in job.request["image_url"]
+
+
+def test_a_history_that_cannot_be_written_is_a_visible_warning(api, tmp_path, monkeypatch, capsys):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the history folder should be")
+    monkeypatch.setenv("RUNWAY_WIDGET_HOME", str(blocked))
+    script_job(api)
+    assert main(["generate", "x", "--out", "clip.mp4"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: could not save" in err and "cli-1" in err and str(blocked) in err
+    assert err.count("warning:") == 1  # once, though every step of the job failed to write
+    assert "Traceback" not in err
+    assert (tmp_path / "clip.mp4").read_bytes() == VIDEO
