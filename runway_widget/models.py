@@ -80,7 +80,7 @@ class GenerationRequest:
 
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             add("prompt", "prompt is required")
-        kind = self.generation_type
+        kind: str | None = self.generation_type
         if kind not in GENERATION_TYPES:
             add("generation_type", f"generation_type must be one of {', '.join(GENERATION_TYPES)}")
             kind = None

@@ -24,14 +24,19 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import filelock
 import platformdirs
 
-from .models import TERMINAL_STATUSES, GenerationRequest, Task, parse_percentage
+from .models import (
+    TERMINAL_STATUSES,
+    GenerationRequest,
+    Task,
+    finite_number,
+    parse_percentage,
+)
 
 __all__ = ["SCHEMA_VERSION", "JobHistory", "JobRecord", "JobStore", "default_path"]
 
@@ -42,23 +47,7 @@ _STATUS_FIELDS = ("status", "percentage", "video_url", "message")
 _SECRET_MARKERS = ("secret", "apikey", "authorization", "password", "token")
 _LOCK_TIMEOUT = 10.0
 
-# Names used by journals written before records carried a schema version.
-_LEGACY_NAMES = {
-    "id": "task_id",
-    "taskId": "task_id",
-    "base_url": "backend",
-    "payload": "request",
-    "params": "request",
-    "progress": "percentage",
-    "created": "submitted_at",
-    "created_at": "submitted_at",
-    "time": "at",
-    "ts": "at",
-    "updated_at": "at",
-    "path": "local_path",
-    "file": "local_path",
-    "type": "kind",
-}
+_LATEST_TIME = 253402300799.0  # 9999-12-31: any later "time" is damage, not a date
 
 logger = logging.getLogger("runway_widget.store")
 
@@ -124,6 +113,13 @@ class JobStore:
         self._file_lock = filelock.FileLock(str(self.path) + ".lock", timeout=_LOCK_TIMEOUT)
         self._last: dict[str, tuple[Any, ...]] = {}
         self._backends: dict[str, str | None] = {}
+        self.write_error: str | None = None
+        self.failed_writes = 0
+
+    @property
+    def write_failed(self) -> bool:
+        """True once a record could not be written: jobs since then may be missing from it."""
+        return self.failed_writes > 0
 
     def __repr__(self) -> str:
         return f"JobStore({str(self.path)!r})"
@@ -204,12 +200,22 @@ class JobStore:
             self._append(record, durable=True, what=f"download of task {task_id}")
 
     def _append(self, record: dict[str, Any], *, durable: bool, what: str) -> bool:
-        """Write one whole line with a single O_APPEND write; log (never raise) on failure."""
+        """Write one whole line with a single O_APPEND write; never raise on failure.
+
+        A failure is logged and kept in `write_error` / `failed_writes`, so a view or the
+        command line can say that the history is not being kept (the package's logger is
+        silent unless configured).
+        """
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         try:
             self._write_line(line.encode("utf-8"), durable=durable)
         except OSError as exc:
             logger.error("could not save %s to the job history %s: %s", what, self.path, exc)
+            self.failed_writes += 1
+            self.write_error = (
+                f"the job history {self.path} cannot be written ({exc.strerror or exc}): "
+                f"{what} is not recorded"
+            )
             return False
         return True
 
@@ -327,44 +333,24 @@ def _fold(data: bytes) -> JobHistory:
 
 
 def _parse_line(raw: bytes) -> dict[str, Any] | str:
-    """One journal line as a current-version record, or (a string) why it cannot be used."""
+    """One journal line as a record, or (a string) why it cannot be used.
+
+    Fields a newer version added are ignored; a kind it added is reported.
+    """
     try:
         entry = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return "not valid UTF-8"
-    except ValueError:
+    except (ValueError, RecursionError):
         return "not valid JSON"
     if not isinstance(entry, dict):
         return "not a JSON object"
-    entry = _migrate(entry)
     task_id = entry.get("task_id")
     if not isinstance(task_id, str) or not task_id:
         return "no task_id"
-    if entry["kind"] not in _KINDS:
-        return f"unknown record kind {str(entry['kind'])[:40]!r} (from a newer version?)"
+    if entry.get("kind") not in _KINDS:
+        return f"unknown record kind {str(entry.get('kind'))[:40]!r} (from a newer version?)"
     return entry
-
-
-def _migrate(entry: dict[str, Any]) -> dict[str, Any]:
-    """Bring a record from any version to the current field names; unknown fields stay put."""
-    if entry.get("v") == SCHEMA_VERSION and "kind" in entry:
-        return entry
-    migrated = dict(entry)
-    for old, new in _LEGACY_NAMES.items():
-        if old in migrated and new not in migrated:
-            migrated[new] = migrated.pop(old)
-    if not isinstance(migrated.get("request"), dict) and isinstance(migrated.get("prompt"), str):
-        migrated["request"] = {"prompt": migrated["prompt"]}
-    if "kind" not in migrated:
-        if isinstance(migrated.get("request"), dict):
-            migrated["kind"] = "submitted"
-        elif "local_path" in migrated and "status" not in migrated:
-            migrated["kind"] = "download"
-        else:
-            migrated["kind"] = "status"
-    if migrated["kind"] == "submitted" and "submitted_at" not in migrated:
-        migrated["submitted_at"] = migrated.get("at")
-    return migrated
 
 
 def _apply(job: JobRecord, entry: dict[str, Any]) -> None:
@@ -395,14 +381,7 @@ def _apply(job: JobRecord, entry: dict[str, Any]) -> None:
 
 
 def _as_time(value: Any) -> float | None:
-    """Epoch seconds from a number or (older journals) an ISO 8601 string."""
-    if isinstance(value, bool):
+    """Epoch seconds from a journal field; None when absent, not a number or absurd."""
+    if not isinstance(value, (int, float)):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
+    return finite_number(value, 0.0, _LATEST_TIME)

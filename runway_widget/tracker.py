@@ -23,19 +23,24 @@ import atexit
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ApiframeError, RateLimitError, TaskFailedError, TaskTimeoutError
 from .models import FETCH_MANY_LIMIT, Task
 from .schedule import STATUS_ORDER, PollPlan, Timing
 
-__all__ = ["TaskTracker", "TrackHandle"]
+if TYPE_CHECKING:
+    from .budget import RequestBudget
+    from .store import JobStore
+
+__all__ = ["TaskSource", "TaskTracker", "TrackHandle", "UpdateFeed"]
 
 logger = logging.getLogger("runway_widget.tracker")
 
@@ -47,6 +52,28 @@ EARLY_PUSHES = 256  # pushes kept for tasks not tracked yet (a webhook may beat 
 
 UpdateCallback = Callable[[Task], object]
 ProgressCallback = Callable[[float], object]
+RETRY_AFTER_LIMIT = 10  # a server's Retry-After pauses polling at most this many max_intervals
+
+
+class TaskSource(Protocol):
+    """What the tracker needs of a client; `runway_widget.client.ApiframeClient` is one."""
+
+    @property
+    def read_budget(self) -> RequestBudget: ...
+
+    @property
+    def store(self) -> JobStore: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    def fetch_batch(self, ids: list[str], *, retry: bool = True) -> dict[str, Task]: ...
+
+
+class UpdateFeed(Protocol):
+    """Pushed updates (a `runway_widget.webhooks.WebhookReceiver`, a gateway's upstream)."""
+
+    def subscribe(self, callback: Callable[[Task], object]) -> Callable[[], None]: ...
 
 
 @dataclasses.dataclass(eq=False)
@@ -118,9 +145,9 @@ class TaskTracker:
 
     def __init__(
         self,
-        client: Any,
+        client: TaskSource,
         *,
-        webhooks: Any = None,
+        webhooks: UpdateFeed | None = None,
         min_interval: float = 0.5,
         max_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -142,7 +169,7 @@ class TaskTracker:
         self._hold_until = 0.0
         self._errors = 0
         self._next_progress = 0.0
-        self._receivers: list[Any] = []
+        self._receivers: list[UpdateFeed] = []
         self._unsubscribers: list[Callable[[], None]] = []
         _TRACKERS.add(self)
         if webhooks is not None:
@@ -245,7 +272,7 @@ class TaskTracker:
             self._ensure_thread()
         self._wake.set()
 
-    def listen(self, receiver: Any) -> None:
+    def listen(self, receiver: UpdateFeed) -> None:
         """Take pushed updates from a webhook receiver (``receiver.subscribe(callback)``)."""
         with self._lock:
             if any(r is receiver for r in self._receivers):
@@ -357,15 +384,15 @@ class TaskTracker:
                 self._back_off(None)
 
     def _take_token(self, stop: threading.Event) -> bool:
-        budget = getattr(self.client, "read_budget", None)
-        while budget is not None:
+        budget = self.client.read_budget
+        while not stop.is_set():
             delay = budget.reserve()
             if delay <= 0:
                 return True
             self._animate(stop)
             if stop.wait(min(delay, PROGRESS_PERIOD)):
                 return False
-        return not stop.is_set()
+        return False
 
     def _select(self, now: float) -> list[_Entry]:
         """The tasks for one request: due ones first, then others that are due soon."""
@@ -439,10 +466,12 @@ class TaskTracker:
     def _back_off(self, exc: Exception | None, retry_after: float | None = None) -> None:
         """Pause every poll: for ``Retry-After``, else a jittered, growing delay."""
         self._errors += 1
-        if retry_after is not None and retry_after >= 0:
+        if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+            retry_after = min(retry_after, RETRY_AFTER_LIMIT * self._timing.max_interval)
             delay = retry_after + random.uniform(0, 0.1 * max(retry_after, 1.0))
         else:
-            cap = min(self._timing.max_interval, self._timing.min_interval * 2.0**self._errors)
+            growth = 2.0 ** min(self._errors, 32)  # capped: a long outage must not overflow
+            cap = min(self._timing.max_interval, self._timing.min_interval * growth)
             delay = cap / 2 + random.uniform(0, cap / 2)
         self._hold_until = self._clock() + delay
         logger.warning("polling paused %.1f s after %s", delay, exc or "an unexpected error")
@@ -504,8 +533,10 @@ class TaskTracker:
             for sub in subs:
                 if sub.on_update is not None:
                     _call(sub.on_update, task, task.task_id)
-            if task.is_finished or (not task.is_done and task.percentage is not None):
-                self._show(entry, subs, 100.0 if task.is_finished else float(task.percentage))
+            if task.is_finished:
+                self._show(entry, subs, 100.0)
+            elif not task.is_done and task.percentage is not None:
+                self._show(entry, subs, float(task.percentage))
             if task.is_done:
                 self._settle(entry, task)
 
@@ -545,11 +576,8 @@ class TaskTracker:
                     self._show(entry, subs, round(min(99.0, estimate), 1))
 
     def _journal(self, task: Task) -> None:
-        store = getattr(self.client, "store", None)
-        if store is None:
-            return
         try:
-            store.record_task(task, backend=getattr(self.client, "base_url", None))
+            self.client.store.record_task(task, backend=self.client.base_url)
         except Exception:
             logger.exception("could not record task %s in the job history", task.task_id)
 

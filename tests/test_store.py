@@ -155,6 +155,20 @@ def test_a_write_failure_is_logged_with_the_task_id_not_raised(
     assert "paid-task-42" in caplog.text
 
 
+def test_a_write_failure_is_visible_without_logging(tmp_path: Path) -> None:
+    """The package's logger is silent by default: the store itself says it failed."""
+    store = JobStore(tmp_path / "jobs.jsonl")
+    store.record_submission("t-ok", request(), BACKEND)
+    assert not store.write_failed and store.write_error is None
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")  # unwritable even for root
+    broken = JobStore(blocker / "jobs.jsonl")
+    broken.record_submission("paid-task-43", request(), BACKEND)
+    broken.record_task(Task("paid-task-43", "finished", 100), backend=BACKEND)
+    assert broken.write_failed and broken.failed_writes == 2
+    assert "paid-task-43" in broken.write_error and str(blocker) in broken.write_error
+
+
 # -- damage and older versions ---------------------------------------------------------------
 
 
@@ -207,45 +221,80 @@ def test_garbage_and_blank_lines_are_reported_by_line_number(store: JobStore) ->
     assert "UTF-8" in history.skipped[3]
 
 
-OLDER_JOURNAL = """\
-{"id": "old-1", "base_url": "https://api.apiframe.pro", "prompt": "an old lighthouse", \
-"created": "2025-03-01T10:00:00+00:00"}
-{"id": "old-1", "status": "processing", "progress": "40", "time": 1740823300}
-{"id": "old-1", "status": "finished", "video_url": "https://cdn.example/old-1.mp4", \
-"time": 1740823400}
-{"id": "old-1", "path": "/videos/an-old-lighthouse.mp4", "time": 1740823500}
-
-{"id": "old-2", "base_url": "https://api.apiframe.pro", "payload": {"prompt": "second", \
-"webhook_secret": "legacy-secret-value", "duration": 10}, "created_at": 1740900000}
-{"v": 2, "kind": "status", "task_id": "old-2", "status": "processing", "percentage": 10, \
+NEWER_JOURNAL = """\
+{"v": 1, "kind": "submitted", "task_id": "t-2", "backend": "https://api.apiframe.pro", \
+"request": {"prompt": "second", "duration": 10}, "submitted_at": 1740900000}
+{"v": 2, "kind": "status", "task_id": "t-2", "status": "processing", "percentage": 10, \
 "at": 1740900010, "eta_seconds": 12}
-{"v": 2, "kind": "thumbnail", "task_id": "old-2", "at": 1740900011}
+{"v": 2, "kind": "thumbnail", "task_id": "t-2", "at": 1740900011}
+{"id": "t-3", "status": "finished"}
 """
 
 
-def test_an_older_version_journal_is_migrated_and_newer_fields_ignored(
-    store: JobStore,
-) -> None:
+def test_newer_fields_are_ignored_and_unknown_kinds_reported(store: JobStore) -> None:
     store.path.parent.mkdir(parents=True)
-    store.path.write_text(OLDER_JOURNAL, "utf-8")
+    store.path.write_text(NEWER_JOURNAL, "utf-8")
 
     history = store.load()
-    assert [job.task_id for job in history.jobs] == ["old-2", "old-1"]
-    old1, old2 = history.jobs[1], history.jobs[0]
-    assert old1.backend == REAL
-    assert old1.prompt == "an old lighthouse"
-    assert old1.submitted_at == 1740823200.0
-    assert (old1.status, old1.percentage) == ("finished", 40)
-    assert old1.video_url == "https://cdn.example/old-1.mp4"
-    assert old1.local_path == "/videos/an-old-lighthouse.mp4"
-    assert old1.updated_at == 1740823500.0
-    assert old2.request == {"prompt": "second", "duration": 10}
-    assert (old2.status, old2.percentage, old2.is_done) == ("processing", 10, False)
-    assert len(history.skipped) == 1
-    assert history.skipped[0].startswith("line 8: unknown record kind 'thumbnail'")
+    (job,) = history.jobs
+    assert (job.task_id, job.prompt, job.submitted_at) == ("t-2", "second", 1740900000.0)
+    assert (job.status, job.percentage, job.updated_at) == ("processing", 10, 1740900010.0)
+    assert history.skipped[0].startswith("line 3: unknown record kind 'thumbnail'")
+    assert history.skipped[1] == "line 4: no task_id"
 
-    store.record_task(Task("old-2", "finished", 100, video_url="https://cdn.example/2.mp4"))
-    assert store.get("old-2").is_done
+
+ABSURD_NUMBERS = """\
+{"v": 1, "kind": "submitted", "task_id": "t-1", "backend": "b", "request": {"prompt": "p"}, \
+"submitted_at": 1e400}
+{"v": 1, "kind": "status", "task_id": "t-1", "status": "processing", "percentage": Infinity, \
+"at": NaN}
+{"v": 1, "kind": "status", "task_id": "t-1", "percentage": "1e999", "at": -1e400}
+{"v": 1, "kind": "submitted", "task_id": "t-2", "backend": "b", "submitted_at": 99999999999999}
+{"v": 1, "kind": "status", "task_id": "t-2", "percentage": %s, "at": 1740900000}
+""" % ("9" * 400)
+
+
+def test_absurd_numbers_in_the_journal_are_treated_as_absent(store: JobStore) -> None:
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text(ABSURD_NUMBERS, "utf-8")
+    history = store.load()
+    jobs = {job.task_id: job for job in history.jobs}
+    assert (jobs["t-1"].submitted_at, jobs["t-1"].updated_at) == (0.0, 0.0)
+    assert (jobs["t-1"].status, jobs["t-1"].percentage) == ("processing", None)
+    assert jobs["t-2"].submitted_at == 0.0
+    assert jobs["t-2"].percentage is None
+    assert history.skipped == []
+
+
+def test_the_command_line_warns_once_when_the_history_cannot_be_written(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from api_server import TEST_API_KEY, ApiServer
+
+    from runway_widget.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")  # unwritable even for root
+    monkeypatch.setenv("RUNWAY_WIDGET_HOME", str(blocker / "home"))
+    with ApiServer() as api:
+        monkeypatch.setenv("APIFRAME_BASE_URL", api.base_url)
+        monkeypatch.setenv("APIFRAME_API_KEY", TEST_API_KEY)
+        api.add_task("t-9", {"status": "processing", "percentage": "45"})
+        assert main(["fetch", "t-9"]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "t-9" in warnings[0] and str(blocker) in warnings[0]
+    assert "Traceback" not in err
+
+
+def test_history_with_absurd_times_prints(store: JobStore, monkeypatch, capsys) -> None:
+    from runway_widget.cli import main
+
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text(ABSURD_NUMBERS, "utf-8")
+    monkeypatch.setenv("RUNWAY_WIDGET_HOME", str(store.path.parent))
+    assert main(["history"]) == 0
+    assert "t-1" in capsys.readouterr().out
 
 
 # -- secrets ---------------------------------------------------------------------------------
