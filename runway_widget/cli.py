@@ -41,7 +41,6 @@ from .models import (
     Task,
     video_filename,
 )
-from .store import JobStore
 from .terminal import inert, inert_json
 
 if TYPE_CHECKING:
@@ -70,7 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse already explained
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    args.store = JobStore()  # one history for the command, checked for failed writes at the end
     try:
         _check_numbers(args)
         with _warnings_on_stderr():
@@ -87,9 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ApiframeError, CommandError) as exc:
         _say(f"error: {exc}")
         return getattr(exc, "code", EXIT_FAILURE)
-    finally:
-        if args.store.write_error:
-            _say(f"warning: {args.store.write_error} (check RUNWAY_WIDGET_HOME)")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -181,7 +176,9 @@ def _account(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    store = args.store
+    from .store import JobStore
+
+    store = JobStore()
     history = store.load()
     jobs = history.jobs if args.all else history.jobs[:RECENT_JOBS]
     if args.json:
@@ -320,8 +317,10 @@ def _save(client: ApiframeClient, task: Task, target: Path, force: bool) -> Path
 @contextlib.contextmanager
 def _task_client(args: argparse.Namespace) -> Iterator[tuple[ApiframeClient, str]]:
     """A client for a task named on the command line; a demo task that is gone says so."""
+    from .store import JobStore
+
     task_id = args.task_id
-    record = args.store.get(task_id)
+    record = JobStore().get(task_id)
     ran_on_demo = record is not None and record.demo
     try:
         client = _client(args)
@@ -358,8 +357,8 @@ def _client(args: argparse.Namespace) -> ApiframeClient:
     if getattr(args, "demo", False):
         _demo_seconds_from_env()
         _say(DEMO_NOTICE)
-        return ApiframeClient.demo(store=args.store)
-    client = ApiframeClient(store=args.store)
+        return ApiframeClient.demo()
+    client = ApiframeClient()
     if not client.api_key:
         raise CommandError(
             "no API key: set APIFRAME_API_KEY (and APIFRAME_BASE_URL for another backend), "

@@ -266,27 +266,6 @@ def test_absurd_numbers_in_the_journal_are_treated_as_absent(store: JobStore) ->
     assert history.skipped == []
 
 
-def test_the_command_line_warns_once_when_the_history_cannot_be_written(
-    tmp_path: Path, monkeypatch, capsys
-) -> None:
-    from api_server import TEST_API_KEY, ApiServer
-
-    from runway_widget.cli import main
-
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a directory")  # unwritable even for root
-    monkeypatch.setenv("RUNWAY_WIDGET_HOME", str(blocker / "home"))
-    with ApiServer() as api:
-        monkeypatch.setenv("APIFRAME_BASE_URL", api.base_url)
-        monkeypatch.setenv("APIFRAME_API_KEY", TEST_API_KEY)
-        api.add_task("t-9", {"status": "processing", "percentage": "45"})
-        assert main(["fetch", "t-9"]) == 0
-    err = capsys.readouterr().err
-    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "t-9" in warnings[0] and str(blocker) in warnings[0]
-    assert "Traceback" not in err
-
-
 def test_history_with_absurd_times_prints(store: JobStore, monkeypatch, capsys) -> None:
     from runway_widget.cli import main
 
