@@ -209,7 +209,7 @@ class JoinHandler(BaseApiHandler):
         if not isinstance(code, str) or not code or not isinstance(name, str) or not name.strip():
             raise ApiError(400, 'send {"code": …, "name": …}')
         try:
-            token, name = await self.context.workshop._run_db(self.context.roster.join, code, name)
+            token, name = await self.context.workshop.run_db(self.context.roster.join, code, name)
         except RosterError as exc:
             raise ApiError(403, str(exc)) from None
         self.reply({"token": token, "name": name})

@@ -128,25 +128,25 @@ class Workshop:
             raise ValidationError(problems, status_code=400)
         hook_url, hook_secret = self._upstream_webhook or (None, None)
         forwarded = dataclasses.replace(request, webhook_url=hook_url, webhook_secret=hook_secret)
-        job_id = await self._run_db(
+        job_id = await self.run_db(
             self.ledger.reserve, who.id, credits_for(request), request.public_payload()
         )
         try:
             task_id = await self.upstream.run(self.upstream.client.imagine, forwarded)
         except (SubmissionUnknownError, asyncio.CancelledError):
-            await self._run_db(self.ledger.unknown, job_id)
+            await self.run_db(self.ledger.unknown, job_id)
             raise
         except ServerError as exc:
             settle = self.ledger.refused if exc.status_code == 503 else self.ledger.unknown
-            await self._run_db(settle, job_id)
+            await self.run_db(settle, job_id)
             raise
         except ApiframeError:
-            await self._run_db(self.ledger.refused, job_id)
+            await self.run_db(self.ledger.refused, job_id)
             raise
         except BaseException:
-            await self._run_db(self.ledger.unknown, job_id)
+            await self.run_db(self.ledger.unknown, job_id)
             raise
-        await self._run_db(self.ledger.accepted, job_id, task_id)
+        await self.run_db(self.ledger.accepted, job_id, task_id)
         if request.webhook_url and self.hooks is not None:
             self.hooks.register(task_id, request.webhook_url, request.webhook_secret)
         row = JobRow(who.id, task_id, "submitted", "staged", None, None, None, None, None)
@@ -159,13 +159,13 @@ class Workshop:
         """The caller's own task, or None: another's task looks exactly like an unknown one."""
         row = self._rows.get(task_id)
         if row is None:
-            row = await self._run_db(self.ledger.job, task_id)
+            row = await self.run_db(self.ledger.job, task_id)
         if row is None or row.participant_id != who.id or row.state not in _VISIBLE:
             return None
         return row
 
     async def account(self, who: Participant) -> dict[str, Any]:
-        row = await self._run_db(self.ledger.account, who.id)
+        row = await self.run_db(self.ledger.account, who.id)
         if row is None:
             return {"email": who.name, "credits": 0, "total_images": 0, "plan": "workshop"}
         return {
@@ -208,7 +208,8 @@ class Workshop:
             except Exception:
                 logger.exception("a listener failed on task %s", row.task_id)
 
-    async def _run_db(self, call: Callable[..., T], *args: Any) -> T:
+    async def run_db(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a blocking database call in the database pool, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._db, call, *args)
 
 
