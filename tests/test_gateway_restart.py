@@ -46,3 +46,25 @@ def test_a_killed_gateway_resumes_every_unfinished_task_from_the_ledger(tmp_path
     assert "resumed 3 unfinished task(s)" in log.read_text()
     report = Roster(open_engine(db)).report()[0]
     assert (report["finished"], report["running"], report["jobs_used"]) == (3, 0, 3)
+
+
+def test_a_submit_cut_short_by_a_kill_becomes_an_unknown_submission(tmp_path):
+    from sqlalchemy import update
+
+    from runway_widget.gateway.database import jobs
+    from runway_widget.gateway.ledger import Ledger
+    from tests.gateway_support import demo_gateway
+
+    db = f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
+    engine = open_engine(db)
+    roster = Roster(engine)
+    roster.add("pia", Limits(jobs=2))
+    [pia] = roster.participants()
+    Ledger(engine).reserve(pia["id"], 5, {"prompt": "in flight"})  # killed before the answer
+    fresh = Ledger(engine).reserve(pia["id"], 5, {"prompt": "another process, still sending"})
+    with engine.begin() as conn:
+        conn.execute(update(jobs).where(jobs.c.id != fresh).values(created_at=0.0))
+    with demo_gateway(tmp_path, db=db) as gateway:
+        [row] = gateway.report()
+    assert (row["unknown"], row["jobs_used"], row["running"]) == (1, 2, 1)
+    assert "in flight" in row["unknown_submissions"][0]["request"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
@@ -54,6 +55,7 @@ MAX_CONNECTIONS = 2000
 IDLE_SECONDS = 75.0
 BODY_SECONDS = 30.0
 DB_WORKERS = 4
+SWEEP_SECONDS = 60  # how often reservations orphaned by a dead process are looked for
 
 
 class _BoundedHTTPServer(HTTPServer):
@@ -132,6 +134,7 @@ class GatewayServer:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: _BoundedHTTPServer | None = None
+        self._sweeper: PeriodicCallback | None = None
 
     # -- identity --------------------------------------------------------------------------
 
@@ -279,8 +282,12 @@ class GatewayServer:
         server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         self._server = server
+        self._sweeper = PeriodicCallback(self.workshop.sweep, SWEEP_SECONDS * 1000)
+        self._sweeper.start()
 
     async def _close_server(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stop()
         if self._server is not None:
             self._server.stop()
             await self._server.close_all_connections()

@@ -129,6 +129,25 @@ class Ledger:
         """No answer to the submit: keep jobs and credits reserved, free the running slot."""
         self._end(job_id, "reserved", "unknown", message="no answer from the upstream")
 
+    def orphans_to_unknown(self, older_than: float) -> int:
+        """Reservations left by a process that died mid-submit: their outcome is unknown.
+
+        Only those older than ``older_than`` seconds, so a submit still in flight in another
+        process sharing the database is left alone. Returns how many were moved.
+        """
+        with self.engine.connect() as conn:
+            ids = (
+                conn.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.state == "reserved", jobs.c.created_at < time.time() - older_than
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        message = "the gateway stopped before the upstream answered"
+        return sum(self._end(job_id, "reserved", "unknown", message=message) for job_id in ids)
+
     def update_task(
         self,
         task_id: str,

@@ -29,6 +29,7 @@ __all__ = ["Workshop", "credits_for", "participant_task"]
 logger = logging.getLogger("runway_widget.gateway")
 
 DEFAULT_DURATION = 5
+ORPHAN_SECONDS = 120.0  # longer than any submit may take (upstream timeout and its retries)
 T = TypeVar("T")
 Notify = Callable[[JobRow], None]
 
@@ -99,7 +100,11 @@ class Workshop:
     # -- life ------------------------------------------------------------------------------
 
     def resume(self) -> int:
-        """Follow every unfinished task in the ledger (after a restart); returns how many."""
+        """Follow every unfinished task in the ledger (after a restart); returns how many.
+
+        Reservations a killed process left behind become unknown submissions, for the report.
+        """
+        self._sweep_orphans()
         rows = self.ledger.following()
         for row in rows:
             self._rows[row.task_id] = row
@@ -110,6 +115,15 @@ class Workshop:
         if rows:
             logger.info("resumed %d unfinished task(s) from the ledger", len(rows))
         return len(rows)
+
+    def sweep(self) -> None:
+        """Look for orphaned reservations again (periodically, off the event loop)."""
+        self._db.submit(self._sweep_orphans)
+
+    def _sweep_orphans(self) -> None:
+        orphans = self.ledger.orphans_to_unknown(ORPHAN_SECONDS)
+        if orphans:
+            logger.warning("%d submission(s) cut short by a stop are now unknown", orphans)
 
     def close(self) -> None:
         self.tracker.stop()
