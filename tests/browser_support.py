@@ -7,6 +7,7 @@ JupyterLab 4 in Debian Chromium.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-gpu",
     "--disable-dev-shm-usage",
 ]
-PROGRESS_BAR = ".jp-OutputArea-output .widget-hprogress .progress .progress-bar"
+PROGRESS_BAR = ".jp-OutputArea-output .rw-job-bar .rw-job-bar-fill"
 VIDEO = ".jp-OutputArea-output video"
 KERNEL_IDLE = (
     ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']"
@@ -308,3 +309,83 @@ def wait_for_playable_video(page: Any, timeout: float = 90.0) -> Any:
 def play(video: Any) -> dict[str, Any]:
     """Muted play() and how far `currentTime` advanced in about a second."""
     return video.evaluate(PLAYBACK_PROBE)
+
+
+def require_browser() -> Any:
+    """Playwright's ``sync_playwright``; skips the test when it or Chromium is missing."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip('playwright is missing (pip install -e ".[test]")')
+    return sync_playwright
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright (skips the test when it is missing)."""
+    with require_browser()() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def choose_theme(page: Any, name: str) -> None:
+    """Settings > Theme > ``name`` (e.g. "JupyterLab Dark"), then wait for the body to say so."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Settings$")).click()
+    page.locator("li.lm-Menu-item", has_text=re.compile(r"^Theme")).first.hover()
+    page.locator("li.lm-Menu-item", has_text=re.compile(f"^{re.escape(name)}$")).first.click()
+    light = "false" if "Dark" in name else "true"
+    page.wait_for_function(
+        "light => document.body.dataset.jpThemeLight === light", arg=light, timeout=30_000
+    )
+    page.wait_for_timeout(500)  # the theme's stylesheet applies
+
+
+# For every visible element with its own text inside `root`: its text colour against the
+# nearest opaque background behind it (WCAG relative luminance, alpha blended).
+CONTRAST_PROBE = """
+root => {
+  const rgba = s => { const m = s.match(/[\\d.]+/g) || [0, 0, 0, 0];
+    return [+m[0], +m[1], +m[2], m.length > 3 ? +m[3] : 1]; };
+  const lin = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  const lum = ([r, g, b]) => 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3]));
+  const background = el => {
+    const layers = [];
+    for (let n = el; n; n = n.parentElement) {
+      const c = rgba(getComputedStyle(n).backgroundColor);
+      if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    const opaque = layers.length && layers[layers.length - 1][3] >= 1;
+    let base = (opaque ? layers.pop() : [255, 255, 255, 1]).slice(0, 3);
+    while (layers.length) base = over(layers.pop(), base);
+    return base;
+  };
+  const out = [];
+  for (const el of root.querySelectorAll("*")) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || el.closest("[hidden]") || el.closest("button:disabled")) continue;
+    const box = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    const invisible = style.visibility === "hidden" || +style.opacity === 0;
+    if (!box.width || !box.height || invisible) continue;
+    const bg = background(el);
+    const fg = over(rgba(style.color), bg);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    out.push({text: el.textContent.trim().slice(0, 40), ratio: (a + 0.05) / (b + 0.05),
+              color: style.color, cls: el.className.toString().slice(0, 60)});
+  }
+  return out;
+}
+"""
+
+
+def contrast(page: Any, selector: str) -> list[dict[str, Any]]:
+    """Text contrast of every visible text element under the first ``selector``."""
+    return page.locator(selector).first.evaluate(CONTRAST_PROBE)

@@ -29,16 +29,6 @@ SLEEP_NOTEBOOK = "sleep_while_generating.ipynb"
 PROMPT = "a lighthouse in a storm"
 
 
-def _sync_playwright() -> Any:
-    if not Path(lab_ui.CHROMIUM).exists():
-        pytest.skip(f"{lab_ui.CHROMIUM} is missing (apt-get install chromium; .ci/run does)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip('playwright is missing (pip install -e ".[test]")')
-    return sync_playwright
-
-
 def _write_sleep_notebook(path: Path) -> None:
     """The panel, then a cell that keeps the kernel busy while a job is in flight."""
     quickstart = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", as_version=4)
@@ -56,18 +46,13 @@ def _write_sleep_notebook(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def playwright_browser() -> Iterator[Any]:
-    sync_playwright = _sync_playwright()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=lab_ui.CHROMIUM, args=lab_ui.CHROMIUM_ARGS
-        )
+    with lab_ui.chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_ui.JupyterLab]:
-    _sync_playwright()
+    lab_ui.require_browser()
     root = tmp_path_factory.mktemp("lab_root")
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
         shutil.copy(notebook, root / notebook.name)

@@ -98,7 +98,7 @@ def test_the_unchanged_panel_runs_through_the_gateway(tmp_path):
             task = panel.tracker.wait(job.task_id, timeout=60)
             assert task.video_url.startswith(gateway.base_url + "/videos/")
             assert panel.submit() is None  # the quota is used up
-            banner = panel._banner.value
+            banner = panel.banner
             assert "quota reached: all 1 jobs of your quota are used" in banner
             assert token not in banner
             with pytest.raises(QuotaExceededError, match="quota reached"):

@@ -119,10 +119,14 @@ def test_the_panel_never_reads_a_loopback_video_of_another_port(tmp_path):
         try:
             far, near = panel.attach("elsewhere"), panel.attach("own")
             wait_for(lambda: far.state == "finished" and near.state == "finished", "both to end")
-            wait_for(lambda: near.video.value, "the own backend's video to be read")
-            assert bytes(near.video.value).endswith(b"own video")
+            far_view, near_view = panel.view(far), panel.view(near)
+            for view in (far_view, near_view):
+                view.act("open")
+            wait_for(lambda: near_view.video, "the own backend's video to be read")
+            assert bytes(near_view.video).endswith(b"own video")
+            wait_for(lambda: far_view.video_src, "the other URL handed to the browser")
             assert internal.count() == 0, "the kernel fetched a URL of another local service"
-            assert bytes(far.video.value) == b""
+            assert bytes(far_view.video) == b""
         finally:
             panel.close()
             tracker.stop()

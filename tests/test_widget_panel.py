@@ -9,17 +9,20 @@ import ipywidgets as widgets
 import pytest
 from widget_helpers import (
     assert_safe_markup,
+    finish,
     imagine_count,
     is_mp4,
     panel_factory,
+    playing_bytes,
     shown_html,
-    tags,
     wait_for,
 )
 
 from runway_widget.client import ApiframeClient
-from runway_widget.models import Task, video_filename
+from runway_widget.errors import ValidationError
+from runway_widget.models import GenerationRequest, Task, video_filename
 from runway_widget.store import JobStore
+from runway_widget.widget import history as history_module
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -29,89 +32,126 @@ def make_panel(demo_client, tmp_path):
     yield from panel_factory(demo_client, tmp_path)
 
 
-def playing_bytes(card) -> bool:
-    return card.player.children == (card.video,) and is_mp4(card.video.value)
-
-
-def finish(card) -> None:
-    wait_for(lambda: card.state != "running", f"task {card.task_id} to end")
-    if card.state == "finished":
-        wait_for(lambda: playing_bytes(card), "the player to get the video bytes")
-
-
 def test_generate_shows_progress_then_the_video(make_panel, demo_server):
     panel = make_panel()
     panel.form.prompt.value = "a lighthouse in a storm"
     panel.form.generate.click()
     assert len(panel.jobs) == 1
-    card = panel.jobs[0]
-    assert panel._job_list.children[0] is card
-    assert card.player.children == ()  # no empty player on the page
+    job = panel.jobs[0]
+    view = panel.view(job)
+    assert panel.job_list.box.children == (view,)
+    assert not view.opened and view.video == b""  # no empty player on the page
     seen: list[float] = []
-    card.bar.observe(lambda change: seen.append(change["new"]), names="value")
-    finish(card)
-    assert card.state == "finished"
+    view.observe(lambda change: seen.append(change["new"]), names="progress")
+    finish(panel, job)
+    assert job.state == "finished"
     assert seen == sorted(seen), "the bar went backwards"
     assert any(0 < value < 100 for value in seen), f"no progress between 0 and 100: {seen}"
-    assert card.bar.value == 100 and card.bar.bar_style == "success"
-    assert "finished" in card.status.value
+    assert view.progress == 100 and view.status == "finished"
+    assert view.label.startswith("finished · ")
     # The demo's URL is the kernel's loopback: a browser elsewhere could not open it, so the
-    # card plays the bytes and offers no link to it.
-    assert "127.0.0.1" not in card.link.value and "href" not in card.link.value
-    assert "1 finished" in panel._counts.value
-    assert "0 running" in panel._counts.value
+    # view plays the bytes and offers no link to it.
+    assert view.link == "" and view.video_src == ""
+    assert "1 finished" in panel.header.counts.value
+    assert "0 running" in panel.header.counts.value
     assert imagine_count(demo_server) == 1
 
 
-def test_newest_card_is_on_top(make_panel):
+def test_newest_job_is_on_top(make_panel):
     panel = make_panel()
-    first = panel.form
-    first.prompt.value = "first"
+    panel.form.prompt.value = "first"
     one = panel.submit()
-    first.prompt.value = "second"
+    panel.form.prompt.value = "second"
     two = panel.submit()
     assert panel.jobs == [two, one]
-    assert panel._job_list.children[:2] == (two, one)
-    for card in (one, two):
-        finish(card)
+    assert panel.view(two).layout.order == "0" and panel.view(one).layout.order == "1"
+    # Views are appended, never reordered in the box (that would restart their players).
+    assert panel.job_list.box.children == (panel.view(one), panel.view(two))
+    for job in (one, two):
+        finish(panel, job, plays=False)
+    assert panel.jobs == [two, one]
+
+
+def test_finished_job_collapses_and_opens_again_holding_bytes_only_when_open(make_panel):
+    panel = make_panel()
+    panel.form.prompt.value = "a clip to open and close"
+    job = panel.submit()
+    view = panel.view(job)
+    finish(panel, job)  # a job finishing while the panel watches opens by itself
+    view.act("close")
+    assert not view.opened and view.video == b"" and view.video_src == ""
+    view.act("open")
+    wait_for(lambda: playing_bytes(view), "the player to get its bytes again")
+
+
+def test_one_finished_job_opens_by_itself_and_at_most_a_few_stay_open(make_panel):
+    from runway_widget.widget.players import MAX_OPEN
+
+    panel = make_panel()
+    jobs = []
+    for i in range(MAX_OPEN + 1):
+        panel.form.prompt.value = f"clip number {i}"
+        jobs.append(panel.submit())
+    for job in jobs:
+        wait_for(lambda job=job: job.state == "finished", "every job to finish")
+    views = [panel.view(job) for job in jobs]
+    # Each job opened its player as it finished, closing the one opened before.
+    wait_for(lambda: [v.opened for v in views].count(True) == 1 and
+             any(playing_bytes(v) for v in views), "one open player")
+    for view in views:
+        view.act("open")
+    wait_for(lambda: sum(playing_bytes(v) for v in views) == MAX_OPEN, "the open players")
+    assert [v.opened for v in views].count(True) == MAX_OPEN
+    assert not views[0].opened and views[0].video == b""  # the first opened closed first
+    assert all(v.video == b"" for v in views if not v.opened)
+
+
+def test_gallery_lays_jobs_side_by_side(make_panel):
+    panel = make_panel()
+    box = panel.job_list.box
+    assert "rw-gallery" not in box._dom_classes
+    panel.job_list.mode.value = "gallery"
+    assert "rw-gallery" in box._dom_classes
+    panel.job_list.mode.value = "list"
+    assert "rw-gallery" not in box._dom_classes
 
 
 def test_failure_shows_the_message_and_try_again_resubmits(make_panel, demo_server):
     panel = make_panel()
     panel.form.prompt.value = "a forbidden ritual"
-    card = panel.submit()
-    wait_for(lambda: card.state == "failed", "the forbidden prompt to fail")
-    assert card.bar.bar_style == "danger"
-    assert card.message.layout.display == "block"
-    assert card.task.message and card.task.message[:20] in card.message.value.replace(
-        "&#x27;", "'"
-    )
-    assert card.retry_button.layout.display != "none"
-    assert card.save_button.layout.display == "none"
-    assert "1 failed" in panel._counts.value
+    job = panel.submit()
+    view = panel.view(job)
+    wait_for(lambda: job.state == "failed", "the forbidden prompt to fail")
+    assert view.status == "failed"
+    assert job.task.message and job.task.message[:20] in view.message
+    assert "retry" in view.actions and "save" not in view.actions
+    assert "1 failed" in panel.header.counts.value
     panel.form.prompt.value = "something else entirely"
-    card.retry_button.click()
+    view.act("retry")
     assert imagine_count(demo_server) == 2
     again = panel.jobs[0]
-    assert again is not card and again.prompt == "a forbidden ritual"
+    assert again is not job and again.prompt == "a forbidden ritual"
     wait_for(lambda: again.state == "failed", "the retried job to fail again")
 
 
-def test_two_clicks_during_one_submit_send_one_job(make_panel, demo_server):
+def test_two_clicks_during_one_submit_send_one_job_and_say_so(make_panel, demo_server):
     panel = make_panel()
     panel.form.prompt.value = "only once"
     demo_server.faults.slow_seconds = 1.0
     first = threading.Thread(target=panel.form.generate.click)
     first.start()
     wait_for(lambda: panel.form.generate.disabled, "Generate to be disabled while submitting")
+    assert panel.form.generate.description == "Sending…"
     panel.form.generate.click()
+    assert "Click ignored" in panel.form._status.value
     assert panel.submit() is None
     first.join(30)
     demo_server.faults.slow_seconds = 0
     assert not panel.form.generate.disabled
+    assert panel.form.generate.description == "Generate"
     assert imagine_count(demo_server) == 1
     assert len(panel.jobs) == 1
-    finish(panel.jobs[0])
+    finish(panel, panel.jobs[0])
 
 
 def test_a_queued_repeat_click_is_ignored_but_a_changed_form_is_sent(make_panel, demo_server):
@@ -120,23 +160,38 @@ def test_a_queued_repeat_click_is_ignored_but_a_changed_form_is_sent(make_panel,
     panel.form.generate.click()
     panel.form.generate.click()  # arrives right after the first submit returned
     assert imagine_count(demo_server) == 1
+    assert "Click ignored" in panel.form._status.value
     panel.form.prompt.value = "a different job"
     panel.form.generate.click()
     assert imagine_count(demo_server) == 2
-    for card in panel.jobs:
-        finish(card)
+    assert "Click ignored" not in panel.form._status.value
+    for job in panel.jobs:
+        finish(panel, job, plays=False)
+
+
+def test_submit_on_an_invalid_form_raises_and_shows_the_problems(make_panel, demo_server):
+    panel = make_panel()
+    panel.form.generation_type.value = "image2video"
+    with pytest.raises(ValidationError) as caught:
+        panel.submit()
+    assert set(caught.value.problems) == {"prompt is required",
+                                          "image_url is required for image2video"}
+    assert set(panel.form.problems) == set(caught.value.problems)
+    assert "prompt is required" in panel.form._errors["prompt"].value
+    assert imagine_count(demo_server) == 0 and panel.jobs == []
 
 
 def test_use_as_input_fills_the_form_with_the_video(make_panel):
     panel = make_panel()
     panel.form.prompt.value = "waves at dusk"
-    card = panel.submit()
-    finish(card)
-    assert card.use_button.layout.display != "none"
-    card.use_button.click()
+    job = panel.submit()
+    finish(panel, job)
+    view = panel.view(job)
+    assert "use" in view.actions
+    view.act("use")
     form = panel.form
     assert form.generation_type.value == "video2video"
-    assert form.video_url.value == card.task.video_url
+    assert form.video_url.value == job.task.video_url
     preview = form._video_preview
     assert len(preview.children) == 1 and isinstance(preview.children[0], widgets.Video)
     assert is_mp4(preview.children[0].value)
@@ -145,87 +200,105 @@ def test_use_as_input_fills_the_form_with_the_video(make_panel):
 def test_save_downloads_into_the_folder_and_journals_it(make_panel, demo_client, tmp_path):
     panel = make_panel()
     panel.form.prompt.value = "a red kite over hills"
-    card = panel.submit()
-    finish(card)
-    card.save_button.click()
-    target = tmp_path / "videos" / video_filename("a red kite over hills", card.task_id)
-    wait_for(lambda: "saved to" in card.link.value, "the save to finish")
+    job = panel.submit()
+    finish(panel, job)
+    view = panel.view(job)
+    view.act("save")
+    target = tmp_path / "videos" / video_filename("a red kite over hills", job.task_id)
+    wait_for(lambda: view.saved.startswith("saved to"), "the save to finish")
     assert target.is_file() and is_mp4(target.read_bytes())
-    assert "saved to" in card.link.value
-    assert demo_client.store.get(card.task_id).local_path == str(target)
+    assert view.saved == f"saved to {target}"
+    assert demo_client.store.get(job.task_id).local_path == str(target)
+
+
+def test_a_failed_save_says_why(make_panel, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    panel = make_panel(download_dir=blocker / "videos")
+    panel.form.prompt.value = "nowhere to go"
+    job = panel.submit()
+    finish(panel, job)
+    view = panel.view(job)
+    view.act("save")
+    wait_for(lambda: view.save_error, "the save error")
+    assert view.save_error.startswith("not saved: ") and view.saved == ""
 
 
 def test_auto_download_saves_every_finished_video(make_panel, demo_client, tmp_path):
     panel = make_panel(auto_download=True, download_dir=tmp_path / "auto")
     panel.form.prompt.value = "snow falling on cedars"
-    card = panel.submit()
-    target = tmp_path / "auto" / video_filename("snow falling on cedars", card.task_id)
+    job = panel.submit()
+    target = tmp_path / "auto" / video_filename("snow falling on cedars", job.task_id)
     wait_for(lambda: target.is_file(), "the auto-download")
-    finish(card)
-    wait_for(lambda: demo_client.store.get(card.task_id).local_path, "the journalled path")
-    assert Path(demo_client.store.get(card.task_id).local_path) == target
-    assert card.video.value == target.read_bytes()
+    finish(panel, job)
+    wait_for(lambda: demo_client.store.get(job.task_id).local_path, "the journalled path")
+    assert Path(demo_client.store.get(job.task_id).local_path) == target
+    assert panel.view(job).video == target.read_bytes()
 
 
 def test_show_code_is_a_requests_call_without_the_key(make_panel, demo_client):
     panel = make_panel()
     panel.form.prompt.value = "a paper boat"
-    card = panel.submit()
-    card.code_button.value = True
-    code = card.code.value
-    assert card.code.layout.display == "block"
-    assert "os.environ[&quot;APIFRAME_API_KEY&quot;]" in code
+    job = panel.submit()
+    view = panel.view(job)
+    view.act("code")
+    code = view.code
+    assert 'os.environ["APIFRAME_API_KEY"]' in code
     assert "a paper boat" in code and "/runway-imagine" in code
     assert demo_client.api_key not in code
-    source = card.code_text()
-    compile(source, "snippet", "exec")
-    card.code_button.value = False
-    assert card.code.layout.display == "none"
-    finish(card)
+    compile(view.code_text(), "snippet", "exec")
+    view.act("code")
+    assert view.code == ""
+    finish(panel, job)
 
 
-def test_hostile_prompt_and_server_message_are_escaped(make_panel):
+def test_hostile_prompt_and_server_message_stay_text(make_panel):
     panel = make_panel()
     prompt = f'{HOSTILE} forbidden " onmouseover="alert(2)'
     panel.form.prompt.value = prompt
-    card = panel.submit()
-    header = card._header.value
-    assert "&lt;img src=x onerror=alert(1)&gt;" in header
-    (div,) = [a for tag, a in tags(header) if tag == "div" and ("class", "rw-prompt") in a]
-    assert dict(div)["title"] == prompt
-    wait_for(lambda: card.state == "failed", "the job to fail")
-    card.update(Task(card.task_id, "failed", message=HOSTILE))  # terminal: ignored
+    job = panel.submit()
+    view = panel.view(job)
+    assert view.prompt == prompt  # shown with textContent by the view's script
+    wait_for(lambda: job.state == "failed", "the job to fail")
+    assert not job.apply(Task(job.task_id, "failed", message=HOSTILE))  # terminal: ignored
+    assert HOSTILE not in view.message
     assert_safe_markup(shown_html(panel))
-    assert "<img" not in card.message.value
 
 
-def test_hostile_task_from_the_server_is_escaped(make_panel):
+def test_the_view_script_never_parses_markup():
+    from runway_widget.widget.job_view import STATIC
+
+    script = (STATIC / "job_view.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script, sink
+    assert "textContent" in script
+
+
+def test_hostile_task_from_the_server_is_never_a_src(make_panel):
     panel = make_panel()
-    card = panel.attach("hostile-task")
-    card.update(Task("hostile-task", "finished", 100, "javascript:alert(1)"))
-    wait_for(lambda: "no playable video URL" in card._player_html.value, "the player note")
-    assert card.player.children == (card._player_html,)
+    job = panel.attach("hostile-task")
+    view = panel.view(job)
+    job.apply(Task("hostile-task", "finished", 100, "javascript:alert(1)"))
+    view.act("open")
+    wait_for(lambda: "no playable video URL" in view.note, "the player note")
+    assert view.note_is_error and view.video_src == "" and view.link == ""
+    assert "save" not in view.actions and "use" not in view.actions
     other = panel.attach("hostile-message")
-    other.update(Task("hostile-message", "failed", message=HOSTILE + "<script>x()</script>"))
-    assert "&lt;img src=x" in other.message.value
-    markup = shown_html(panel)
-    assert_safe_markup(markup)
-    assert "javascript:" not in "".join(
-        value or "" for _, attrs in tags(markup) for _, value in attrs
-    )
+    panel.view(other)
+    other.apply(Task("hostile-message", "failed", message=HOSTILE + "<script>x()</script>"))
+    assert HOSTILE in panel.view(other).message
+    assert_safe_markup(shown_html(panel))
 
 
 def test_a_remote_video_plays_from_its_url_and_is_linked(make_panel):
     panel = make_panel()
-    card = panel.attach("remote-task")
+    job = panel.attach("remote-task")
+    view = panel.view(job)
     url = "https://cdn.example.com/clips/a.mp4?sig=1&x=<y>"
-    card.update(Task("remote-task", "finished", 100, url))
-    wait_for(lambda: "<video" in card._player_html.value, "the remote player")
-    assert card.player.children == (card._player_html,)
-    escaped = '"https://cdn.example.com/clips/a.mp4?sig=1&amp;x=&lt;y&gt;"'
-    assert f"src={escaped}" in card._player_html.value
-    assert f"href={escaped}" in card.link.value
-    assert_safe_markup(shown_html(panel))
+    job.apply(Task("remote-task", "finished", 100, url))
+    view.act("open")
+    wait_for(lambda: view.video_src == url, "the remote player")
+    assert view.video == b"" and view.link == url
 
 
 def test_submit_errors_are_a_banner(make_panel, demo_server, tmp_path):
@@ -234,33 +307,44 @@ def test_submit_errors_are_a_banner(make_panel, demo_server, tmp_path):
     panel = make_panel(client=wrong)
     panel.form.prompt.value = "anything"
     assert panel.submit() is None
-    assert panel._banner_row.layout.display == "flex"
+    assert panel._banner.shown
     assert "API key" in panel.banner
     assert panel.jobs == []
-    wait_for(lambda: "unavailable" in panel._credits.value, "the credits error")
-    panel._banner_close.click()
-    assert panel._banner_row.layout.display == "none"
+    wait_for(lambda: "unavailable" in panel.header.credits.value, "the credits error")
+    panel._banner.close_button.click()
+    assert not panel._banner.shown and panel.banner == ""
     wrong.close()
 
 
-def test_an_unanswered_submit_warns_to_check_history(make_panel, demo_server):
-    panel = make_panel()
+def _submit_without_answer(panel, demo_server) -> None:
     panel.form.prompt.value = "lost in transit"
     demo_server.faults.drop_rate = 1.0
     try:
         assert panel.submit() is None
     finally:
         demo_server.faults.drop_rate = 0.0
+
+
+def test_an_unanswered_submit_warns_to_check_history(make_panel, demo_server):
+    panel = make_panel()
+    _submit_without_answer(panel, demo_server)
     assert "no answer came back" in panel.banner
-    assert "history" in panel.banner
+    assert "history" in panel.banner and "rw-banner-warn" in panel.banner
     assert panel.jobs == []
     assert not panel.form.generate.disabled
+
+
+def test_a_dashboard_banner_has_no_command_line_hint(make_panel, demo_server):
+    panel = make_panel(dashboard=True)
+    _submit_without_answer(panel, demo_server)
+    assert "no answer came back" in panel.banner
+    assert "runway-widget" not in panel.banner
 
 
 def test_rate_limited_submit_is_a_banner_and_nothing_is_added(make_panel, demo_server):
     panel = make_panel()
     panel.form.prompt.value = "too eager"
-    wait_for(lambda: "…" not in panel._credits.value, "the first credits call")
+    wait_for(lambda: "…" not in panel.header.credits.value, "the first credits call")
     demo_server.faults.retry_after = 0.05
     demo_server.faults.rate_limit_burst = 50
     try:
@@ -269,24 +353,25 @@ def test_rate_limited_submit_is_a_banner_and_nothing_is_added(make_panel, demo_s
         demo_server.faults.reset()
     assert "Too many requests" in panel.banner
     assert panel.jobs == []
-    card = panel.submit()
-    assert card is not None and panel._banner_row.layout.display == "none"
-    finish(card)
+    job = panel.submit()
+    assert job is not None and not panel._banner.shown
+    finish(panel, job)
 
 
 def test_header_shows_backend_credits_and_refreshes(make_panel, demo_client):
     panel = make_panel()
-    assert "DEMO" in panel._title.value
-    wait_for(lambda: "credits" in panel._credits.value and "…" not in panel._credits.value,
+    header = panel.header
+    assert "DEMO" in header.title.value
+    wait_for(lambda: "credits" in header.credits.value and "…" not in header.credits.value,
              "the credits")
-    assert "unavailable" not in panel._credits.value
+    assert "unavailable" not in header.credits.value
     panel.form.prompt.value = "a refresh check"
-    card = panel.submit()
-    finish(card)
-    panel._refresh_button.click()
-    assert card.state == "finished"
+    job = panel.submit()
+    finish(panel, job)
+    header.refresh_button.click()
+    assert job.state == "finished"
     text = repr(panel)
-    assert "DEMO" in text and card.task_id in text and "finished" in text
+    assert "DEMO" in text and job.task_id in text and "finished" in text
     assert demo_client.api_key not in text
     bundle = panel._repr_mimebundle_()
     assert bundle["text/plain"] == text
@@ -295,11 +380,11 @@ def test_header_shows_backend_credits_and_refreshes(make_panel, demo_client):
 def test_attach_follows_a_task_submitted_elsewhere(make_panel, demo_client):
     panel = make_panel()
     task_id = demo_client.imagine(prompt="from the command line", generation_type="text2video")
-    card = panel.attach(task_id)
-    assert card.prompt == "from the command line"
-    assert panel.attach(task_id) is card
-    finish(card)
-    assert card.state == "finished"
+    job = panel.attach(task_id)
+    assert job.prompt == "from the command line"
+    assert panel.attach(task_id) is job
+    finish(panel, job)
+    assert job.state == "finished"
 
 
 def test_default_panel_uses_the_demo_backend(monkeypatch):
@@ -309,21 +394,22 @@ def test_default_panel_uses_the_demo_backend(monkeypatch):
     panel = RunwayPanel()
     try:
         assert panel.client.is_demo
-        assert "DEMO" in panel._title.value
+        assert "DEMO" in panel.header.title.value
     finally:
         panel.close()
 
 
 @pytest.mark.parametrize("earlier", [0, 3])
 def test_resume_after_restart_shows_history_and_finishes_unfinished(
-    make_panel, demo_client, demo_server, earlier
+    make_panel, demo_client, demo_server, earlier, monkeypatch
 ):
+    monkeypatch.setattr(history_module, "VISIBLE_HISTORY", 5)
     store = demo_client.store
     backend = demo_client.base_url
     first = make_panel()
     first.form.prompt.value = "finished before the restart"
     done = first.submit()
-    finish(done)
+    finish(first, done)
     for i in range(3 + earlier):  # older finished jobs, journalled as the tracker would
         store.record_submission(f"old-{i}", _request(f"old job {i}"), backend=backend)
         store.record_task(Task(f"old-{i}", "finished", 100, done.task.video_url), backend=backend)
@@ -333,29 +419,30 @@ def test_resume_after_restart_shows_history_and_finishes_unfinished(
     assert running.state == "running"
 
     second = make_panel()
-    cards = {card.task_id: card for card in second.jobs}
-    assert second.jobs[0].task_id == running.task_id  # newest first
-    assert running.task_id in cards
+    ids = [job.task_id for job in second.jobs]
+    assert ids[0] == running.task_id  # running first
+    button = second.history.earlier_button
     if earlier:
         assert len(second.jobs) == 5
-        assert second._earlier_toggle.layout.display != "none"
-        assert f"Show {earlier} earlier" in second._earlier_toggle.description
-        second._earlier_toggle.value = True
+        assert "rw-hidden" not in button._dom_classes
+        assert f"Show {earlier} earlier" in button.description
+        button.click()
         assert len(second.jobs) == 5 + earlier
-        assert done.task_id in {card.task_id for card in second.jobs}
+        assert "rw-hidden" in button._dom_classes
+        assert done.task_id in {job.task_id for job in second.jobs}
     else:
         assert len(second.jobs) == 5
-        assert second._earlier_toggle.layout.display == "none"
-    resumed = {card.task_id: card for card in second.jobs}[running.task_id]
-    finish(resumed)
+        assert "rw-hidden" in button._dom_classes
+    resumed = {job.task_id: job for job in second.jobs}[running.task_id]
+    finish(second, resumed)
     assert resumed.state == "finished"
-    again = {card.task_id: card for card in second.jobs}[done.task_id]
-    finish(again)
-    assert is_mp4(again.video.value)
+    again = {job.task_id: job for job in second.jobs}[done.task_id]
+    view = second.view(again)
+    assert not view.opened  # jobs from the history come collapsed
+    view.act("open")
+    wait_for(lambda: playing_bytes(view), "the restored job's player")
     assert imagine_count(demo_server) == 2
 
 
-def _request(prompt: str):
-    from runway_widget.models import GenerationRequest
-
+def _request(prompt: str) -> GenerationRequest:
     return GenerationRequest(prompt=prompt, generation_type="text2video")

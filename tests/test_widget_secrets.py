@@ -44,22 +44,45 @@ def test_typed_webhook_secret_and_key_stay_out_of_the_state(key_client, tmp_path
             form.webhook_url.value = receiver.url
             form.webhook_secret.value = WEBHOOK_SECRET
             assert WEBHOOK_SECRET not in saved_state(panel)
-            card = panel.submit()
-            assert card is not None
-            card.code_button.value = True
-            wait_for(lambda: card.state == "finished", "the job to finish")
-            wait_for(lambda: is_mp4(card.video.value), "the video")
+            job = panel.submit()
+            assert job is not None
+            view = panel.view(job)
+            view.act("code")
+            wait_for(lambda: job.state == "finished", "the job to finish")
+            wait_for(lambda: is_mp4(view.video), "the video")
             wait_for(lambda: receiver.stats["accepted"] > 0, "a webhook with the typed secret")
             assert receiver.stats["rejected"] == 0
             state = saved_state(panel)
-            texts = [state, repr(panel), card.code.value, caplog.text,
+            texts = [state, repr(panel), repr(job), view.code, caplog.text,
                      key_client.store.path.read_text()]
             for text in texts:
                 assert key not in text
                 assert WEBHOOK_SECRET not in text
-            assert 'os.environ[&quot;APIFRAME_WEBHOOK_SECRET&quot;]' in card.code.value
+            assert 'os.environ["APIFRAME_WEBHOOK_SECRET"]' in view.code
         finally:
             panel.close()
+
+
+def test_a_failed_submit_leaves_no_part_of_the_secret_in_the_state(key_client, demo_server,
+                                                                   tmp_path):
+    panel = RunwayPanel(client=key_client, download_dir=tmp_path / "videos")
+    try:
+        form = panel.form
+        form.prompt.value = "a secret that never leaves"
+        form.webhook_url.value = "https://hooks.example.com/in"
+        form.webhook_secret.value = WEBHOOK_SECRET
+        demo_server.faults.drop_rate = 1.0
+        try:
+            assert panel.submit() is None  # sent, no answer: the banner says so
+        finally:
+            demo_server.faults.drop_rate = 0.0
+        assert "no answer came back" in panel.banner
+        state = saved_state(panel)
+        for tail in (WEBHOOK_SECRET[-4:], WEBHOOK_SECRET[-3:], WEBHOOK_SECRET[:5]):
+            assert tail not in state, tail
+        assert "secret is set" in form._secret_note.value
+    finally:
+        panel.close()
 
 
 def test_receive_updates_here_uses_the_receiver_secret_without_a_trait(key_client, tmp_path):

@@ -98,3 +98,17 @@ def panel_factory(demo_client: Any, tmp_path: Any) -> Iterator[Callable[..., Any
     yield make
     for panel in panels:
         panel.close()
+
+
+def playing_bytes(view: Any) -> bool:
+    """The view's player is open and holds an MP4."""
+    return bool(view.opened) and is_mp4(view.video)
+
+
+def finish(panel: Any, job: Any, *, plays: bool = True) -> None:
+    """Wait for ``job`` to end; a finished one must then play from bytes in its open player
+    (unless ``plays`` is False: a later job's finish may have closed it)."""
+    wait_for(lambda: job.state != "running", f"task {job.task_id} to end")
+    if job.state == "finished" and plays:
+        view = panel.view(job)
+        wait_for(lambda: playing_bytes(view), "the player to get the video bytes")

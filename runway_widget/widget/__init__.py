@@ -1,9 +1,9 @@
-"""The notebook panel: a form, live job cards and inline players (pure ipywidgets)."""
+"""The notebook panel: a form, live job views and inline players (ipywidgets, one anywidget)."""
 
 from __future__ import annotations
 
 from .form import GenerationForm
-from .job_card import JobCard
+from .job_view import JobView
 from .panel import RunwayPanel
 
-__all__ = ["GenerationForm", "JobCard", "RunwayPanel"]
+__all__ = ["GenerationForm", "JobView", "RunwayPanel"]

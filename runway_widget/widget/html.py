@@ -9,39 +9,16 @@ CSS variables, so the panel follows the light and dark themes.
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 from ..models import is_http_url
 
-STYLE = """<style>
-.rw-panel { color: var(--jp-ui-font-color1); }
-.rw-card { border: 1px solid var(--jp-border-color2); border-radius: 6px;
-  background: var(--jp-layout-color1); }
-.rw-section { border-top: 1px solid var(--jp-border-color2); }
-.rw-title { font-size: var(--jp-content-font-size2, 1.1em); font-weight: 600; }
-.rw-muted { color: var(--jp-ui-font-color2); font-size: var(--jp-ui-font-size0, 0.9em); }
-.rw-mono { font-family: var(--jp-code-font-family); font-size: var(--jp-code-font-size); }
-.rw-prompt { font-weight: 600; color: var(--jp-ui-font-color1); overflow-wrap: anywhere; }
-.rw-badge { display: inline-block; padding: 0 6px; border-radius: 4px;
-  border: 1px solid var(--jp-border-color2); background: var(--jp-layout-color2);
-  color: var(--jp-ui-font-color1); font-size: var(--jp-ui-font-size0, 0.9em); }
-.rw-badge-demo { border-color: var(--jp-warn-color1); color: var(--jp-warn-color1);
-  font-weight: 700; }
-.rw-badge-live { border-color: var(--jp-brand-color1); color: var(--jp-brand-color1); }
-.rw-error { color: var(--jp-error-color1); }
-.rw-ok { color: var(--jp-success-color1); }
-.rw-banner { padding: 6px 10px; border-radius: 4px; border-left: 4px solid var(--jp-error-color1);
-  background: var(--jp-layout-color2); color: var(--jp-ui-font-color1); }
-.rw-banner-warn { border-left-color: var(--jp-warn-color1); }
-.rw-banner ul, .rw-problems ul { margin: 2px 0 0 0; padding-left: 20px; }
-.rw-problems { color: var(--jp-error-color1); }
-.rw-code { margin: 0; padding: 8px; white-space: pre; overflow-x: auto; border-radius: 4px;
-  background: var(--jp-layout-color2); color: var(--jp-content-font-color1);
-  border: 1px solid var(--jp-border-color2);
-  font-family: var(--jp-code-font-family); font-size: var(--jp-code-font-size); }
-.rw-link a { color: var(--jp-content-link-color, var(--jp-brand-color1)); }
-.rw-media video, .rw-media img { max-width: 100%; border-radius: 4px;
-  background: var(--jp-layout-color2); }
-</style>"""
+STATIC = Path(__file__).parent / "static"
+# The panel's style, sent once with its header (the job views share it).
+STYLE = "<style>\n{}{}</style>".format(
+    (STATIC / "panel.css").read_text(encoding="utf-8"),
+    (STATIC / "job_view.css").read_text(encoding="utf-8"),
+)
 
 
 def esc(value: object) -> str:

@@ -1,0 +1,102 @@
+"""Slow work off the kernel thread, in separate lanes so one kind cannot starve another.
+
+A hanging ``/account`` (the credits in the header) must not hold up the videos of any panel,
+so account calls and media work (reading a clip's bytes, saving it) run in different lanes,
+each a small pool shared by every panel (a re-run cell pins no threads of its own). Each lane
+is bounded: the same piece of work (a key) is never queued twice, a full queue refuses more,
+and work that waited past its deadline is dropped instead of run late. The calls themselves
+carry the client's own deadlines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger("runway_widget.widget")
+
+
+class Lane:
+    """A bounded pool for one kind of background work."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        workers: int = 2,
+        queue_limit: int = 64,
+        max_wait: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._workers = workers
+        self._queue_limit = queue_limit
+        self._max_wait = max_wait
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: set[Hashable] = set()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"<Lane {self.name}: {len(self._pending)} pending>"
+
+    def submit(self, key: Hashable, fn: Callable[..., object], *args: Any) -> bool:
+        """Run ``fn(*args)`` in the lane; False when refused (already queued, or full)."""
+        with self._lock:
+            if key in self._pending:
+                return False
+            if len(self._pending) >= self._queue_limit:
+                log.warning("%s lane full: dropped %r", self.name, key)
+                return False
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._workers, thread_name_prefix=f"runway-widget-{self.name}"
+                )
+            self._pending.add(key)
+            executor = self._executor
+        queued_at = self._clock()
+        try:
+            executor.submit(self._run, key, queued_at, fn, args)
+        except RuntimeError:  # the interpreter is shutting down
+            self._done(key)
+            return False
+        return True
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def _run(self, key: Hashable, queued_at: float, fn: Callable[..., object],
+             args: tuple[Any, ...]) -> None:
+        try:
+            if self._clock() - queued_at > self._max_wait:
+                log.info("%s lane: %r waited too long, dropped", self.name, key)
+                return
+            fn(*args)
+        except Exception:
+            log.exception("%s lane: background work failed", self.name)
+        finally:
+            self._done(key)
+
+    def _done(self, key: Hashable) -> None:
+        with self._lock:
+            self._pending.discard(key)
+
+    def shutdown(self) -> None:
+        """Stop taking work; running work finishes in its own time."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            with contextlib.suppress(RuntimeError):
+                executor.shutdown(wait=False, cancel_futures=True)
+
+
+# Account and metadata calls (credits): may hang on a bad server, so they get their own lane.
+ACCOUNT = Lane("account", workers=2, queue_limit=32, max_wait=60.0)
+# Clip bytes for opened players and saves: what the user is waiting to see.
+MEDIA = Lane("media", workers=2, queue_limit=256, max_wait=300.0)

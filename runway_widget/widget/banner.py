@@ -1,0 +1,135 @@
+"""The message above the form, and which message each kind of failure gets.
+
+`MESSAGES` maps an error class (by name, so an error added later to `runway_widget.errors`
+needs no import here) to what the user reads: a title, a hint, and whether it is a warning
+(something to check) or an error (nothing happened). The most specific class in the error's
+MRO wins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+
+from . import html, ui_updates
+from .shared_models import SharedModels, is_shown, set_shown
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the banner says for one kind of failure."""
+
+    title: str
+    hint: str | Callable[[BaseException], str | None] | None = None
+    warn: bool = False
+
+
+def _retry_hint(exc: BaseException) -> str | None:
+    retry_after = getattr(exc, "retry_after", None)
+    return f"Retry in about {retry_after:.0f} s." if retry_after else None
+
+
+MESSAGES: dict[str, Message] = {
+    "ValidationError": Message("The service rejected the request"),
+    "SubmissionUnknownError": Message(
+        "The request was sent but no answer came back",
+        "The job may or may not exist (and may be charged). Check your job history "
+        "(`runway-widget history`, or the APIFRAME dashboard) before resubmitting.",
+        warn=True,
+    ),
+    "AuthenticationError": Message("The API key was refused or is missing"),
+    "QuotaExceededError": Message(
+        "Your quota is used up: nothing was sent",
+        "Ask the workshop's organiser for more, or wait for running jobs to finish.",
+        warn=True,
+    ),
+    "RateLimitError": Message("Too many requests: nothing was sent", _retry_hint, warn=True),
+    "NetworkError": Message("Could not reach the service: nothing was sent"),
+    "ServerError": Message("The service had an error"),
+    "ApiframeError": Message("Submitting failed"),
+    "Exception": Message("Submitting failed unexpectedly"),
+}
+DASHBOARD_HINTS = {"SubmissionUnknownError": "The job may or may not exist (and may be "
+                   "charged). Ask the organiser to check the job history before resubmitting."}
+# A clause that tells the user to run a command: ": check `runway-widget history` before …"
+_COMMAND_CLAUSE = re.compile(r"[:;,(]?\s*[^:;,.()]*`runway-widget[^`]*`[^;,.()]*\)?")
+
+
+def without_commands(text: str) -> str:
+    """``text`` without clauses that point to the command line (a dashboard has none)."""
+    return _COMMAND_CLAUSE.sub("", text).strip()
+
+
+def message_for(exc: BaseException) -> Message:
+    """The entry of `MESSAGES` for the most specific class of ``exc``."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ in MESSAGES:
+            return MESSAGES[cls.__name__]
+    return MESSAGES["Exception"]
+
+
+def details_for(exc: BaseException, message: Message, *, dashboard: bool = False) -> list[str]:
+    """The lines under the title: what went wrong, then what to do."""
+    problems = getattr(exc, "problems", None)
+    if isinstance(problems, list) and problems:
+        lines = [str(p) for p in problems]
+    elif type(exc).__module__.startswith("runway_widget"):
+        lines = [str(exc)]
+    else:
+        lines = [f"{type(exc).__name__}: {exc}"]
+    hint = message.hint(exc) if callable(message.hint) else message.hint
+    if dashboard:
+        hint = DASHBOARD_HINTS.get(type(exc).__name__, hint)
+    if hint:
+        lines.append(hint)
+    if dashboard:
+        lines = [line for line in map(without_commands, lines) if line]
+    return lines
+
+
+class Banner(widgets.HBox):
+    """A dismissable message box: a bold title and detail lines, all escaped."""
+
+    def __init__(self, shared: SharedModels, *, dashboard: bool = False) -> None:
+        self._dashboard = dashboard
+        self._text = shared.html_widget("", "rw-grow")
+        self.close_button = shared.button_widget("", "rw-icon-button", icon="times",
+                                                 tooltip="Dismiss")
+        self.close_button.on_click(lambda _: self.hide())
+        super().__init__([self._text, self.close_button], layout=shared.layout)
+        self.add_class("rw-banner-row")
+        set_shown(self, False)
+
+    @property
+    def markup(self) -> str:
+        """The banner's markup ("" when hidden)."""
+        return self._text.value
+
+    @property
+    def shown(self) -> bool:
+        return is_shown(self)
+
+    def show(self, title: str, details: list[str] | None = None, *, warn: bool = False) -> None:
+        markup = html.banner(title, details, warn=warn)
+
+        def update() -> None:
+            self._text.value = markup
+            set_shown(self, True)
+
+        ui_updates.apply(update)
+
+    def show_error(self, exc: BaseException) -> None:
+        """The banner for a failure, from `MESSAGES`."""
+        message = message_for(exc)
+        self.show(message.title, details_for(exc, message, dashboard=self._dashboard),
+                  warn=message.warn)
+
+    def hide(self) -> None:
+        def update() -> None:
+            self._text.value = ""
+            set_shown(self, False)
+
+        ui_updates.apply(update)

@@ -1,0 +1,87 @@
+"""The panel's first line: which backend, the credits left, how many jobs run, Refresh.
+
+The credits come from ``/account``, which can hang on a bad server: they load in the
+account lane, never on the kernel thread and never in the lane that carries videos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import ipywidgets as widgets
+
+from ..errors import ApiframeError
+from ..job import FAILED, FINISHED, RUNNING
+from . import html, ui_updates
+from .background import ACCOUNT
+from .shared_models import SharedModels
+
+if TYPE_CHECKING:
+    from ..client import ApiframeClient
+
+DEMO_TITLE = "A local demo backend: no API key, no credits, generated test clips"
+
+
+def backend_badge(client: ApiframeClient) -> str:
+    """The DEMO badge (with the demo's address as a hover title) or the live host."""
+    if client.is_demo:
+        return (
+            f'<span class="rw-badge rw-badge-demo" title="{html.esc(DEMO_TITLE)}">DEMO</span> '
+            + html.span("local demo backend, no key needed", "rw-muted rw-demo-address",
+                        title=f"Serving at {client.base_url} in the kernel")
+        )
+    host = urlsplit(client.base_url).netloc or client.base_url
+    return html.span(host, "rw-badge rw-badge-live", title=client.base_url)
+
+
+def counts_text(states: Iterable[str]) -> str:
+    """``2 running · 5 finished · 1 failed`` (failed only when there are some)."""
+    states = list(states)
+    parts = [f"{states.count(RUNNING)} running", f"{states.count(FINISHED)} finished"]
+    if states.count(FAILED):
+        parts.append(f"{states.count(FAILED)} failed")
+    return " · ".join(parts)
+
+
+class Header(widgets.HBox):
+    """Title, backend badge, credits, job counts and the Refresh button."""
+
+    def __init__(self, client: ApiframeClient, on_refresh: Callable[[], object],
+                 shared: SharedModels) -> None:
+        self._client = client
+        self.title = shared.html_widget(
+            html.STYLE + html.span("Runway video", "rw-title") + " " + backend_badge(client),
+            "rw-grow")
+        self.credits = shared.html_widget(html.span("credits: …", "rw-muted"))
+        self.counts = shared.html_widget(html.span(counts_text([]), "rw-muted"))
+        self.refresh_button = shared.button_widget(
+            "Refresh", icon="refresh",
+            tooltip="Poll every job and the credits now (use this on Colab)")
+        self.refresh_button.on_click(lambda _: on_refresh())
+        super().__init__([self.title, self.credits, self.counts, self.refresh_button],
+                         layout=shared.layout)
+        self.add_class("rw-header")
+
+    def show_counts(self, states: Iterable[str]) -> None:
+        ui_updates.set_values(self.counts, value=html.span(counts_text(states), "rw-muted"))
+
+    def refresh_credits(self, *, wait: bool = False) -> None:
+        """Ask the account for its credits (in the account lane unless ``wait``)."""
+        if wait:
+            self._load_credits()
+        else:
+            ACCOUNT.submit(("credits", id(self)), self._load_credits)
+
+    def _load_credits(self) -> None:
+        try:
+            info = self._client.account()
+        except ApiframeError as exc:
+            markup = html.span(f"credits unavailable: {exc}", "rw-error")
+        else:
+            credits = info.get("credits")
+            text = f"{credits:,} credits" if isinstance(credits, int) else f"credits: {credits}"
+            plan = info.get("plan")
+            markup = html.span(text, "rw-badge", title=f"plan: {plan}" if plan else None)
+        ui_updates.set_values(self.credits, value=markup)

@@ -1,0 +1,92 @@
+"""Earlier jobs from the job history: the recent ones shown at once, older ones on request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import ipywidgets as widgets
+
+from ..job import Job
+from ..models import Task
+from . import html, ui_updates
+from .shared_models import SharedModels, set_shown
+
+if TYPE_CHECKING:
+    from ..client import ApiframeClient
+    from ..store import JobRecord
+
+VISIBLE_HISTORY = 30
+EARLIER_LIMIT = 100
+
+
+def job_from_record(record: JobRecord) -> Job:
+    """A `Job` in the state the history last saw."""
+    job = Job(record.task_id, record.request, backend=record.backend,
+              submitted_at=record.submitted_at or None, local_path=record.local_path)
+    if record.status != "submitted":
+        job.apply(Task(record.task_id, record.status, record.percentage, record.video_url,
+                       record.message), when=record.updated_at or None)
+    return job
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+class HistorySection(widgets.VBox):
+    """The "Show N earlier jobs" button and notes about the history."""
+
+    def __init__(self, on_show: Callable[[list[JobRecord]], object], shared: SharedModels, *,
+                 dashboard: bool = False) -> None:
+        self._on_show = on_show
+        self._dashboard = dashboard
+        self._earlier: list[JobRecord] = []
+        self.earlier_button = shared.button_widget("", icon="history",
+                                                   tooltip="Older jobs of the history")
+        set_shown(self.earlier_button, False)
+        self.earlier_button.on_click(lambda _: self.show_earlier())
+        self.note = shared.html_widget()
+        super().__init__([self.earlier_button, self.note], layout=shared.layout)
+
+    def load(self, client: ApiframeClient) -> list[JobRecord]:
+        """The jobs of this backend to show now (recent and unfinished); the rest wait."""
+        try:
+            history = client.store.load()
+        except Exception as exc:
+            self.note.value = html.span(f"job history unreadable: {exc}", "rw-error")
+            return []
+        mine = [r for r in history.jobs if r.backend == client.base_url]
+        head, rest = mine[:VISIBLE_HISTORY], mine[VISIBLE_HISTORY:]
+        self._earlier = [r for r in rest if r.is_done]
+        if self._earlier:
+            self.earlier_button.description = f"Show {plural(len(self._earlier), 'earlier job')}"
+            set_shown(self.earlier_button, True)
+        notes = []
+        others = len(history.jobs) - len(mine)
+        if others:
+            notes.append(f"{plural(others, 'job')} from other backends (or earlier demo "
+                         "servers) not shown" + self._command(" history --all"))
+        if history.skipped:
+            notes.append(f"{len(history.skipped)} unreadable line(s) in {client.store.path}")
+        self.note.value = html.span(" · ".join(notes), "rw-muted") if notes else ""
+        return head + [r for r in rest if not r.is_done]
+
+    def _command(self, args: str) -> str:
+        """A command-line hint, except on a dashboard (its visitors have no command line)."""
+        return "" if self._dashboard else f": `runway-widget{args}`"
+
+    def show_earlier(self) -> None:
+        """Add the earlier jobs to the list (up to `EARLIER_LIMIT`)."""
+        shown, hidden = self._earlier[:EARLIER_LIMIT], len(self._earlier) - EARLIER_LIMIT
+        self._earlier = []
+
+        def update() -> None:
+            set_shown(self.earlier_button, False)
+            if hidden > 0:
+                self.note.value = html.span(
+                    f"{plural(hidden, 'older job')} not shown" + self._command(" history"),
+                    "rw-muted")
+
+        ui_updates.apply(update)
+        self._on_show(shown)
