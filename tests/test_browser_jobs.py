@@ -2,14 +2,13 @@
 readable in the light and dark themes, usable 500 px wide.
 
 The jobs run on a demo backend started inside the notebook; the panel then lists them from
-the job history, as after a restart. Screenshots go to ``$RUNWAY_WIDGET_SCREENSHOTS`` (else
-the test's temporary folder); each path is printed so it can be looked at.
+the job history, as after a restart. Screenshots go to the test's temporary folder (``docs/``
+with ``RUNWAY_WIDGET_SCREENSHOTS=1``); each path is printed so it can be looked at.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,9 +115,7 @@ def session(lab: lab_ui.JupyterLab, tmp_path: Path) -> Iterator[Session]:
         page.set_default_timeout(120_000)
         log = lab_ui.watch_page(page, lab)
         try:
-            shots = Path(os.environ.get("RUNWAY_WIDGET_SCREENSHOTS") or tmp_path)
-            shots.mkdir(parents=True, exist_ok=True)
-            yield Session(page, log, shots)
+            yield Session(page, log, tmp_path)
         finally:
             with contextlib.suppress(PlaywrightError):
                 page.screenshot(path=str(tmp_path / "last_page.png"))
@@ -127,7 +124,7 @@ def session(lab: lab_ui.JupyterLab, tmp_path: Path) -> Iterator[Session]:
 
 
 def _shoot(session: Session, name: str) -> None:
-    path = session.shots / f"{name}.png"
+    path = lab_ui.screenshot_path(f"{name}.png", session.shots)
     session.page.locator(".jp-OutputArea-output", has=session.page.locator(".rw-panel")
                          ).first.screenshot(path=str(path))
     print(f"screenshot: {path}")
