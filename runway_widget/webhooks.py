@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
 import secrets
 import threading
 from collections import Counter, OrderedDict
@@ -26,7 +25,7 @@ from typing import Any
 from .errors import ApiframeError
 from .http_service import BackgroundHTTPServer, BoundedRequestHandler
 from .models import Task, is_http_url
-from .redaction import mask_secret
+from .redaction import key_problem, mask_secret, normalize_secret
 
 __all__ = ["WebhookReceiver"]
 
@@ -167,13 +166,7 @@ class WebhookReceiver:
         public_url: str | None = None,
         max_body: int = 1_000_000,
     ) -> None:
-        if secret is None:
-            secret = secrets.token_urlsafe(24)
-        if not isinstance(secret, str) or not re.fullmatch(r"[!-~]+(?: +[!-~]+)*", secret):
-            raise ValueError(
-                "the webhook secret must be printable ASCII without surrounding spaces "
-                "(it travels in an HTTP header)"
-            )
+        secret = _usable_secret(secret)
         if public_url is not None and not is_http_url(public_url):
             raise ValueError("public_url must be an http(s) URL")
         if max_body < 1:
@@ -307,6 +300,22 @@ class WebhookReceiver:
                     callback(task)
                 except Exception:
                     logger.exception("webhook subscriber %r failed on %s", callback, task.task_id)
+
+
+def _usable_secret(secret: object) -> str:
+    """A given secret without its surrounding whitespace (read from a file, it ends in a
+    newline), or a random one; `ValueError` (never quoting it) if it cannot be a header."""
+    if secret is None:
+        return secrets.token_urlsafe(24)
+    if not isinstance(secret, str):
+        raise ValueError("the webhook secret must be a string")
+    usable = normalize_secret(secret)
+    if usable is None:
+        raise ValueError("the webhook secret is empty")
+    problem = key_problem(usable, "the webhook secret")
+    if problem is not None:
+        raise ValueError(problem + " (it travels in an HTTP header)")
+    return usable
 
 
 def _url_for(server: BackgroundHTTPServer) -> str:

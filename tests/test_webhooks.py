@@ -380,12 +380,32 @@ def test_generated_secret_is_random_and_masked():
     assert "stopped" in repr(one)
 
 
-@pytest.mark.parametrize("bad", ["", " padded ", "line\nbreak", "tab\there", "café-secret", 42])
+@pytest.mark.parametrize("bad", ["", "  \n", "line\nbreak", "tab\there", "café-secret", 42])
 def test_unusable_secret_is_refused_without_echoing_it(bad):
     with pytest.raises(ValueError) as info:
         WebhookReceiver(bad)
     if isinstance(bad, str) and bad.strip():
         assert bad.strip() not in str(info.value)
+
+
+@pytest.mark.parametrize("given", ["whsec-from-a-file\n", "  whsec-from-a-file\r\n"])
+def test_a_secret_read_from_a_file_loses_its_surrounding_whitespace(given):
+    with WebhookReceiver(given) as receiver:
+        assert receiver.secret == "whsec-from-a-file"
+        inbox = Inbox()
+        receiver.subscribe(inbox)
+        assert post(receiver, UPDATES[0], secret="whsec-from-a-file").status_code == 200
+
+
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN", "1e999", '"1e999"', "9" * 400])
+def test_absurd_numbers_in_a_pushed_update_are_absent_not_a_500(receiver, number):
+    inbox = Inbox()
+    receiver.subscribe(inbox)
+    body = '{"task_id": "t-inf", "status": "processing", "percentage": ' + number + "}"
+    reply = post(receiver, body.encode())
+    assert reply.status_code == 200
+    assert inbox.wait_for(lambda tasks: tasks, timeout=10)
+    assert inbox.tasks[-1].percentage is None
 
 
 @pytest.mark.parametrize("url", ["tunnel.example/hook", "ftp://tunnel.example/hook", ""])
