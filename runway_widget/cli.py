@@ -261,7 +261,7 @@ def _follow_hint(client: ApiframeClient, task_id: str) -> str:
 
 def _wait_with_bar(client: ApiframeClient, task_id: str, timeout: float | None) -> Task:
     """``client.wait`` behind a tqdm bar; every change is journalled as it is seen."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     with tqdm(
         total=100,

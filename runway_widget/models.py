@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 from urllib.parse import urlsplit
 
 from .errors import ApiframeError, ValidationError, shorten
@@ -40,7 +40,7 @@ class Problem(NamedTuple):
         return self.message
 
 
-def is_http_url(value: object) -> bool:
+def is_http_url(value: object) -> TypeGuard[str]:
     """True for an absolute http(s) URL with a host: the only kind we send or show as a link."""
     if not isinstance(value, str) or any(c.isspace() for c in value.strip("\n")):
         return False

@@ -59,6 +59,23 @@ def test_ruff_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_mypy_is_clean():
+    """The package is type-checked as configured in pyproject.toml ([tool.mypy])."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_package_ships_its_type_marker():
+    import runway_widget
+
+    assert (Path(runway_widget.__file__).parent / "py.typed").is_file()
+
+
 def test_log_level_from_the_environment():
     probe = "import logging, runway_widget; print(logging.getLogger('runway_widget').level)"
     levels = {}

@@ -45,7 +45,7 @@ class InputLoader:
             self._download(url, buffer, MAX_IMAGE_BYTES)
             data = buffer.getvalue()
         try:
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise InputError(f"the image at {_short(url)} is too large")
             image = ImageOps.exif_transpose(image)

@@ -373,7 +373,7 @@ def _caption(text: str, width: int, height: int) -> _Overlay:
     return _Overlay(height - band, mul_y, add_y, mul_c, add_c)
 
 
-def _text_frames(spec: RenderSpec, size: tuple[int, int]) -> Iterator[Planes]:
+def _text_frames(spec: RenderSpec, size: tuple[int, int]) -> Generator[Planes, None, None]:
     width, height = size
     rng = _rng("text2video", spec.prompt)
     yuv = _palette(rng).astype(np.float32) @ _RGB_TO_YUV.T + _YUV_OFFSET
@@ -402,7 +402,7 @@ def _cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     scale = max(width / image.width, height / image.height)
     resized = image.resize(
         (max(width, round(image.width * scale)), max(height, round(image.height * scale))),
-        Image.LANCZOS,
+        Image.Resampling.LANCZOS,
     )
     left = (resized.width - width) // 2
     top = (resized.height - height) // 2
@@ -421,13 +421,14 @@ class _PlaneImages:
         out = []
         for i, plane in enumerate(self.planes):
             k = 1 if i == 0 else 2
-            scaled = tuple(b / k for b in box)
+            left, top, right, bottom = box
+            scaled = (left / k, top / k, right / k, bottom / k)
             if scaled == (0, 0, plane.width, plane.height):
                 out.append(plane)
             else:
                 # Bilinear rather than a cheaper box filter: its slight softening keeps
                 # photo noise from shimmering, which would double the encoder's work and size.
-                out.append(plane.resize(plane.size, Image.BILINEAR, box=scaled))
+                out.append(plane.resize(plane.size, Image.Resampling.BILINEAR, box=scaled))
         return out
 
 
@@ -448,7 +449,7 @@ def _ease(x: float) -> float:
 
 def _image_frames(
     spec: RenderSpec, size: tuple[int, int], start: Image.Image, end: Image.Image | None
-) -> Iterator[Planes]:
+) -> Generator[Planes, None, None]:
     rng = _rng("image2video", spec.prompt)
     first = _PlaneImages(start, size)
     last = _PlaneImages(end, size).view((0, 0, *size)) if end is not None else None
@@ -505,7 +506,7 @@ def _decoded(path: Path, size: tuple[int, int]) -> Iterator[tuple[float, Planes]
             )
 
 
-def _resampled(path: Path, size: tuple[int, int], count: int) -> Iterator[Planes]:
+def _resampled(path: Path, size: tuple[int, int], count: int) -> Generator[Planes, None, None]:
     """``count`` frames at 24 fps from the input, looping it when it is shorter."""
     produced = 0
     while produced < count:
@@ -548,7 +549,9 @@ def _grade(rng: np.random.Generator) -> Callable[[float], tuple[np.ndarray, ...]
     return tables
 
 
-def _video_frames(spec: RenderSpec, size: tuple[int, int], source: Path) -> Iterator[Planes]:
+def _video_frames(
+    spec: RenderSpec, size: tuple[int, int], source: Path
+) -> Generator[Planes, None, None]:
     tables = _grade(_rng("video2video", spec.prompt))
     for i, planes in enumerate(_resampled(source, size, spec.frame_count)):
         luts = tables(i / FPS)

@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeGuard
 
 import requests
 
@@ -54,7 +55,7 @@ class MediaSource:
         self._timeout = timeout
         self._session = requests.Session()
 
-    def is_local(self, url: str | None) -> bool:
+    def is_local(self, url: str | None) -> TypeGuard[str]:
         """True for an http(s) URL on the client's own loopback backend (and nothing else)."""
         if url is None or self._is_own_backend is None or not is_http_url(url):
             return False
