@@ -38,6 +38,7 @@ _LENGTH_CEILING = 10**18  # any Content-Length above a server's cap is as good a
 _DISCARD_LIMIT = 128 * 1024 * 1024
 _DRAIN_BYTES = 4 * 1024 * 1024
 _DRAIN_SECONDS = 1.0
+_MAX_REFUSALS_CLOSING = 256
 _BUSY_BODY = b'{"errors": [{"msg": "the server is busy: try again in a moment"}]}'
 _BUSY_REPLY = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -92,6 +93,7 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
 
     server: BackgroundHTTPServer
     body_length: int | None = None  # the checked Content-Length; None when there is none
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stall
 
     def handle_one_request(self) -> None:
         table = self.server.connections
@@ -210,6 +212,7 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
             max_connections, idle_timeout=idle_timeout, request_timeout=request_timeout
         )
         self.refused = 0
+        self._refused_closing: list[tuple[socket.socket, float]] = []  # serve thread only
         self._connection_threads: dict[socket.socket, threading.Thread] = {}
         self._connection_threads_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -233,6 +236,9 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
         if self._thread is not None:
             self._thread.join(timeout)
         self.server_close()
+        for sock, _ in self._refused_closing:
+            sock.close()
+        self._refused_closing = []
         self._close_connections(timeout)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -256,6 +262,7 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
         """Between polls of the accept loop: cut connections past their deadline."""
         for connection in self.connections.overdue():
             _cut(connection)
+        self._finish_refusals()
 
     def _serve_connection(self, request: Any, client_address: Any) -> None:
         try:
@@ -266,13 +273,35 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
                 self._connection_threads.pop(request, None)
 
     def _refuse(self, request: socket.socket) -> None:
-        """Every slot is busy working: a short 503 from the accept loop, without a thread."""
+        """Every slot is busy working: a short 503 from the accept loop, without a thread.
+
+        The socket then closes gently (`_finish_refusals`): closed with the request still
+        unread, it would send a reset that can destroy the 503 before the client reads it.
+        """
         self.refused += 1
         logger.debug("%s: connection refused, %d busy", self.name, len(self.connections))
-        with contextlib.suppress(OSError):
+        try:
             request.setblocking(False)
             request.send(_BUSY_REPLY)
-        self.shutdown_request(request)
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            request.close()
+            return
+        if len(self._refused_closing) >= _MAX_REFUSALS_CLOSING:
+            request.close()
+            return
+        self._refused_closing.append((request, time.monotonic() + _DRAIN_SECONDS))
+
+    def _finish_refusals(self) -> None:
+        """Read what refused clients still send (non-blocking) until they close or time is up."""
+        open_still = []
+        now = time.monotonic()
+        for sock, deadline in self._refused_closing:
+            if _drained(sock) or now >= deadline:
+                sock.close()
+            else:
+                open_still.append((sock, deadline))
+        self._refused_closing = open_still
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("%s: a connection ended with an error", self.name, exc_info=True)
@@ -289,6 +318,19 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 logger.warning("%s: a connection is still busy after stop()", self.name)
+
+
+def _drained(sock: socket.socket) -> bool:
+    """True once the peer has closed (or failed); reads at most a few chunks, never blocks."""
+    try:
+        for _ in range(16):
+            if not sock.recv(65536):
+                return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return False
 
 
 def _cut(connection: socket.socket) -> None:
