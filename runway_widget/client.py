@@ -56,6 +56,7 @@ from .http_errors import (
 )
 from .models import (
     FETCH_MANY_LIMIT,
+    UPLOAD_LIMIT,
     GenerationRequest,
     Task,
     is_http_url,
@@ -70,7 +71,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "FETCH_MANY_LIMIT",
     "UNKNOWN_SUBMISSION_HINT",
+    "UPLOAD_LIMIT",
     "ApiframeClient",
     "mask_secret",
 ]
