@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
+import time
 
 import pytest
 import requests
@@ -212,10 +214,16 @@ def test_secrets_never_leave_the_gateway(gateway, tmp_path, caplog):
     ]:
         bodies.append(call(gateway, method, path, ivan.api_key, **kwargs).text)
     dump = "\n".join(sqlite3.connect(tmp_path / "gateway.sqlite3").iterdump())
+    written = "\n".join(  # the journals, and anything else written in the home
+        p.read_text(errors="replace")
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.suffix not in (".mp4", ".sqlite3", ".jpg", ".png")
+    )
     for secret in (upstream_key, ivan.api_key, "hook-s3cret"):
         assert all(secret not in body for body in bodies)
         assert secret not in caplog.text
         assert secret not in dump
+        assert secret not in written
     assert '"participant": "ivan"' in caplog.text  # the access log names, never tokens
 
 
@@ -229,14 +237,48 @@ def test_with_a_public_url_the_upstream_pushes_to_the_gateways_own_webhook(tmp_p
     from tests.gateway_support import free_port
 
     port = free_port()
-    with demo_gateway(tmp_path, job_seconds=2.0, port=port,
-                      public_url=f"http://127.0.0.1:{port}") as gateway:
+    with demo_gateway(
+        tmp_path, job_seconds=2.0, port=port, public_url=f"http://127.0.0.1:{port}"
+    ) as gateway:
         uma = participant(gateway, tmp_path)
         task_id = uma.imagine(prompt="pushed", generation_type="text2video")
         task = uma.wait(task_id, timeout=60, poll_interval=0.2)
         assert task.video_url.startswith(f"http://127.0.0.1:{port}/videos/")
         assert gateway.upstream.demo.webhook_stats.get("delivered", 0) >= 1
-        forged = call(gateway, "POST", "/upstream-webhook", json={"task_id": task_id,
-                      "status": "failed"}, headers={"x-webhook-secret": "guess"})
+        forged = call(
+            gateway,
+            "POST",
+            "/upstream-webhook",
+            json={"task_id": task_id, "status": "failed"},
+            headers={"x-webhook-secret": "guess"},
+        )
         assert forged.status_code == 401
         assert uma.fetch(task_id).is_finished
+
+
+def test_connections_beyond_the_limit_are_refused_and_others_still_served(tmp_path):
+    import socket
+
+    with demo_gateway(tmp_path, max_connections=3) as gateway:
+        token = participant(gateway, tmp_path).api_key
+        held = [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(3)]
+        try:
+            extra = socket.create_connection(("127.0.0.1", gateway.port))
+            extra.settimeout(5)
+            try:
+                extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = extra.recv(100)
+            except ConnectionResetError:
+                answer = b""
+            assert answer == b""  # closed without an answer
+            extra.close()
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the server sees the closes, and makes room
+            with contextlib.suppress(requests.ConnectionError):
+                if call(gateway, "GET", "/account", token).status_code == 200:
+                    break
+            time.sleep(0.05)
+        assert call(gateway, "GET", "/account", token).status_code == 200

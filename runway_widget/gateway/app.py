@@ -89,8 +89,10 @@ class GatewayServer:
         rate: float = 10.0,
         burst: int = 20,
         poll_interval: tuple[float, float] = (0.5, 15.0),
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.home = _home(home)
+        self.max_connections = max_connections
         self.host, self.port = host, port
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.public_url = public_url.rstrip("/") if public_url else None
@@ -278,6 +280,7 @@ class GatewayServer:
             body_timeout=BODY_SECONDS,
             xheaders=bool(self.public_url),
         )
+        server.max_connections = self.max_connections
         sockets = bind_sockets(self.port, self.host, family=_family(self.host), backlog=1024)
         server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
