@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -89,6 +89,8 @@ class Workshop:
         self._upstream_webhook = upstream_webhook
         self.hooks: ParticipantHooks | None = None
         self._pushes = _Pushes()
+        # one thread: a task's updates reach the ledger in the order they were seen
+        self._updates = ThreadPoolExecutor(1, thread_name_prefix="gateway-updates")
         self.tracker = TaskTracker(
             upstream.client,
             webhooks=self._pushes,
@@ -127,6 +129,7 @@ class Workshop:
 
     def close(self) -> None:
         self.tracker.stop()
+        self._updates.shutdown(wait=True)  # every update seen is in the ledger
 
     def on_change(self, listener: Notify) -> None:
         """Call ``listener(row)`` (from a worker thread) whenever a task's state changes."""
@@ -198,6 +201,11 @@ class Workshop:
         self._pushes.publish(task)
 
     def _on_update(self, task: Task) -> None:
+        """From the poller: hand the write over, so the tracker's locks are never held
+        through a database commit (the event loop takes them to track new tasks)."""
+        self._updates.submit(self._record, task)
+
+    def _record(self, task: Task) -> None:
         self.ledger.update_task(
             task.task_id, task.status, task.percentage, task.message, task.video_url
         )
