@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +56,7 @@ MAX_CONNECTIONS = 2000
 IDLE_SECONDS = 75.0
 BODY_SECONDS = 30.0
 DB_WORKERS = 4
+SWITCH_SECONDS = 0.0005
 SWEEP_SECONDS = 60  # how often reservations orphaned by a dead process are looked for
 
 
@@ -240,7 +242,13 @@ class GatewayServer:
         return self
 
     def serve_forever(self) -> None:
-        """Serve in the foreground until SIGINT or SIGTERM, then stop cleanly."""
+        """Serve in the foreground until SIGINT or SIGTERM, then stop cleanly.
+
+        The process is the gateway's own, so it may shorten the interpreter's thread switch
+        interval: the event loop then waits at most that long for the GIL after each
+        database or socket call, instead of 5 ms behind a busy worker thread.
+        """
+        sys.setswitchinterval(SWITCH_SECONDS)
 
         async def main() -> None:
             await self._listen()

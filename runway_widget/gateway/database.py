@@ -43,6 +43,7 @@ __all__ = [
 
 DB_FILE = "gateway.sqlite3"
 SQLITE_BUSY_SECONDS = 30.0
+POOL_SIZE = 16
 
 metadata = MetaData()
 
@@ -115,10 +116,16 @@ def open_engine(url: str | None = None) -> Engine:
         engine = create_engine(
             parsed,
             connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False},
+            # enough kept open for every thread that may hold one: opening a SQLite
+            # connection (and setting its pragmas) costs far more than a query
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_SIZE,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        engine = create_engine(
+            parsed, pool_pre_ping=True, pool_size=POOL_SIZE // 2, max_overflow=POOL_SIZE // 2
+        )
     metadata.create_all(engine)
     return engine
 

@@ -168,7 +168,8 @@ class Workshop:
             self.hooks.register(task_id, request.webhook_url, request.webhook_secret)
         row = JobRow(who.id, task_id, "submitted", "staged", None, None, None, None, None)
         self._rows[task_id] = row
-        self.tracker.track(task_id, on_update=self._on_update)
+        # not on the event loop: the poller may hold the tracker's locks through a journal write
+        self._updates.submit(self.tracker.track, task_id, on_update=self._on_update)
         logger.info("participant %s submitted task %s", who.name, task_id)
         return task_id
 
