@@ -37,6 +37,14 @@ with TaskTracker(client, min_interval=0.2) as tracker:
 finished.count("finished")
 """
 SHOW_PANEL = "panel = RunwayPanel(client=client)\npanel"
+DASHBOARD = "dashboard.ipynb"
+DASHBOARD_PANEL = """\
+from runway_widget import ApiframeClient, DemoServer, RunwayPanel
+
+demo = DemoServer(job_seconds=1).start()
+client = ApiframeClient(api_key=demo.api_key, base_url=demo.base_url)
+RunwayPanel(client=client, dashboard=True)
+"""
 
 # Notes when each kernel message carrying a widget output reaches the page.
 OUTPUT_ARRIVALS = """
@@ -94,11 +102,11 @@ class Session:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_ui.JupyterLab]:
     lab_ui.require_browser()
     root = tmp_path_factory.mktemp("lab_root")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(MAKE_JOBS),
-                                               nbformat.v4.new_code_cell(SHOW_PANEL)])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
-    nbformat.write(notebook, root / NOTEBOOK)
+    for name, cells in ((NOTEBOOK, (MAKE_JOBS, SHOW_PANEL)), (DASHBOARD, (DASHBOARD_PANEL,))):
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                           "language": "python"}
+        nbformat.write(notebook, root / name)
     env = {"RUNWAY_WIDGET_HOME": str(tmp_path_factory.mktemp("runway_widget_home"))}
     with lab_ui.JupyterLab(root, tmp_path_factory.mktemp("lab_home"), env=env) as server:
         yield server
@@ -210,4 +218,28 @@ def test_thirty_finished_jobs_at_a_glance(session: Session, lab: lab_ui.JupyterL
     _assert_readable(session, "dark, 500 px")
     lab_ui.choose_theme(page, "JupyterLab Light")
     time.sleep(0.2)
+    assert session.log.unexpected_errors() == []
+
+
+def test_a_dashboard_offers_the_clip_as_a_browser_download(
+    session: Session, lab: lab_ui.JupyterLab
+) -> None:
+    page = session.page
+    lab_ui.open_notebook(page, lab, DASHBOARD)
+    lab_ui.run_all(page)
+    panel = page.locator(".rw-panel").first
+    panel.locator("textarea").fill("a clip to take home")
+    panel.locator("button.widget-button", has_text="Generate").click()
+    lab_ui.wait_for_playable_video(page)
+    save = panel.locator(".rw-job-btn-save")
+    assert save.inner_text() == "Download"
+    with page.expect_download() as event:
+        save.click()
+    download = event.value
+    target = session.shots / download.suggested_filename
+    download.save_as(str(target))
+    data = target.read_bytes()
+    print(f"downloaded {download.suggested_filename}: {len(data)} bytes")
+    assert download.suggested_filename.endswith(".mp4") and data[4:8] == b"ftyp"
+    assert "runway-widget" not in panel.inner_text()  # no command-line hints on a dashboard
     assert session.log.unexpected_errors() == []

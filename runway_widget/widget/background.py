@@ -1,11 +1,12 @@
 """Slow work off the kernel thread, in separate lanes so one kind cannot starve another.
 
 A hanging ``/account`` (the credits in the header) must not hold up the videos of any panel,
-so account calls and media work (reading a clip's bytes, saving it) run in different lanes,
-each a small pool shared by every panel (a re-run cell pins no threads of its own). Each lane
-is bounded: the same piece of work (a key) is never queued twice, a full queue refuses more,
-and work that waited past its deadline is dropped instead of run late. The calls themselves
-carry the client's own deadlines.
+nor the credits of a panel on another backend: account calls run in one lane per backend,
+media work (reading a clip's bytes, saving it) in its own lane. Lanes are small pools shared
+by every panel (a re-run cell pins no threads of its own). Each lane is bounded: the same
+piece of work (a key) is never queued twice, a full queue refuses more, and work that waited
+past its deadline is dropped instead of run late. The calls themselves carry deadlines (the
+client's, and the media reader's).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -96,7 +98,24 @@ class Lane:
                 executor.shutdown(wait=False, cancel_futures=True)
 
 
-# Account and metadata calls (credits): may hang on a bad server, so they get their own lane.
-ACCOUNT = Lane("account", workers=2, queue_limit=32, max_wait=60.0)
 # Clip bytes for opened players and saves: what the user is waiting to see.
-MEDIA = Lane("media", workers=2, queue_limit=256, max_wait=300.0)
+MEDIA = Lane("media", workers=3, queue_limit=256, max_wait=300.0)
+# Account calls (credits) may hang on a bad server: one lane per backend, at most this many.
+ACCOUNT_LANES = 8
+_account_lanes: OrderedDict[str, Lane] = OrderedDict()
+_account_lock = threading.Lock()
+
+
+def account_lane(backend: str) -> Lane:
+    """The lane for account calls to ``backend`` (the least recently used one is reused when
+    there are more backends than lanes)."""
+    with _account_lock:
+        lane = _account_lanes.pop(backend, None)
+        if lane is None:
+            if len(_account_lanes) >= ACCOUNT_LANES:
+                _, lane = _account_lanes.popitem(last=False)
+            else:
+                lane = Lane(f"account-{len(_account_lanes)}", workers=1, queue_limit=16,
+                            max_wait=60.0)
+        _account_lanes[backend] = lane
+        return lane

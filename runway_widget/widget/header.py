@@ -1,7 +1,7 @@
 """The panel's first line: which backend, the credits left, how many jobs run, Refresh.
 
 The credits come from ``/account``, which can hang on a bad server: they load in the
-account lane, never on the kernel thread and never in the lane that carries videos.
+backend's account lane, never on the kernel thread and never in the lane that carries videos.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import ipywidgets as widgets
 from ..errors import ApiframeError
 from ..job import FAILED, FINISHED, RUNNING
 from . import html, ui_updates
-from .background import ACCOUNT
+from .background import account_lane
 from .shared_models import SharedModels
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class Header(widgets.HBox):
         if wait:
             self._load_credits()
         else:
-            ACCOUNT.submit(("credits", id(self)), self._load_credits)
+            account_lane(self._client.base_url).submit(("credits", id(self)), self._load_credits)
 
     def _load_credits(self) -> None:
         try:

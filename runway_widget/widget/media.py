@@ -11,8 +11,8 @@ a saved notebook. The Jupyter server's websocket caps one message near
 
 from __future__ import annotations
 
-import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeGuard
@@ -20,8 +20,7 @@ from typing import TypeGuard
 import requests
 
 from ..models import is_http_url
-
-log = logging.getLogger("runway_widget.widget")
+from ..transport import DeadlinePassed, ReplyTooLarge, Transport
 
 VIDEO_LIMIT = 8 * 1024 * 1024
 IMAGE_LIMIT = 4 * 1024 * 1024
@@ -42,18 +41,21 @@ class MediaUnavailable(Exception):
 
 
 class MediaSource:
-    """Decides local vs remote and reads local bytes with a size cap.
+    """Decides local vs remote and reads local bytes with a size cap and a deadline.
 
-    Uses its own plain ``requests.Session`` (no Authorization header), so a local URL typed by
-    the user never receives the API key.
+    Reads go through their own bounded transport (no Authorization header, so a local URL
+    typed by the user never receives the API key; redirects are not followed; the whole read
+    must end within ``deadline`` seconds, however slowly the server trickles).
     """
 
     def __init__(
-        self, is_own_backend: Callable[[str], bool] | None = None, timeout: float = 15.0
+        self, is_own_backend: Callable[[str], bool] | None = None, timeout: float = 15.0,
+        deadline: float = 60.0,
     ) -> None:
         self._is_own_backend = is_own_backend
-        self._timeout = timeout
-        self._session = requests.Session()
+        self._deadline = deadline
+        self._transport = Transport(user_agent="runway-widget-media", timeout=timeout,
+                                    max_retries=0, backoff_factor=0.0, backoff_max=0.0)
 
     def is_local(self, url: str | None) -> TypeGuard[str]:
         """True for an http(s) URL on the client's own loopback backend (and nothing else)."""
@@ -65,25 +67,26 @@ class MediaSource:
         """The bytes behind a local URL, at most ``limit`` of them, or an exception saying why."""
         if not self.is_local(url):
             raise MediaUnavailable("not a local URL")
+        late = MediaUnavailable(f"no complete answer within {self._deadline:g} s")
+        started = time.monotonic()
         try:
-            with self._session.get(
-                url, stream=True, timeout=self._timeout, allow_redirects=False
-            ) as response:
-                if response.status_code != 200:
-                    raise MediaUnavailable(f"HTTP {response.status_code}")
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise MediaTooLarge(int(declared), limit)
-                chunks: list[bytes] = []
-                total = 0
-                for chunk in response.iter_content(256 * 1024):
-                    total += len(chunk)
-                    if total > limit:
-                        raise MediaTooLarge(None, limit)
-                    chunks.append(chunk)
-                return b"".join(chunks)
+            reply = self._transport.call("GET", url, policy="once", deadline=self._deadline,
+                                         limit=limit)
+        except ReplyTooLarge as exc:
+            raise MediaTooLarge(exc.size, limit) from None
+        except DeadlinePassed:
+            raise late from None
         except requests.RequestException as exc:
             raise MediaUnavailable(type(exc).__name__) from None
+        if reply.status != 200:
+            raise MediaUnavailable(f"HTTP {reply.status}")
+        declared = reply.headers.get("Content-Length", "")
+        if not reply.body or (declared.isdigit() and int(declared) != len(reply.body)):
+            # A reply cut short (also by the deadline shutting the socket) is no clip.
+            if time.monotonic() - started >= self._deadline:
+                raise late
+            raise MediaUnavailable("incomplete reply")
+        return reply.body
 
     @staticmethod
     def read_file(path: str | os.PathLike[str], limit: int) -> bytes:
@@ -98,4 +101,4 @@ class MediaSource:
         return path.read_bytes()
 
     def close(self) -> None:
-        self._session.close()
+        self._transport.close()

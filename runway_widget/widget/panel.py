@@ -86,6 +86,7 @@ class RunwayPanel(widgets.VBox):
         self._media = MediaSource(self.client.is_own_backend)
         self._players = Players(self._media)
         self._handles: dict[str, TrackHandle] = {}
+        self._history_failures = 0
         self._closed = False
 
         shared = SharedModels()
@@ -117,7 +118,23 @@ class RunwayPanel(widgets.VBox):
 
     def _sent(self, job: Job) -> None:
         self._show([job], live=True)
+        self._warn_if_history_fails()
         self.header.refresh_credits()
+
+    def _warn_if_history_fails(self) -> None:
+        """Say so in the banner when a job could not be written to the history (once for
+        each new failure): it still runs, but a restart would not list it."""
+        store = self.client.store
+        if store.failed_writes <= self._history_failures:
+            return
+        self._history_failures = store.failed_writes
+        self._banner.show(
+            "The job history is not being kept",
+            [store.write_error or "a record could not be written",
+             "Jobs still run and show here, but after a restart they will not be listed. "
+             "Set RUNWAY_WIDGET_HOME to a writable folder."],
+            warn=True,
+        )
 
     # ----- jobs -----------------------------------------------------------------------------
 
@@ -127,7 +144,7 @@ class RunwayPanel(widgets.VBox):
             on_action={
                 "open": self._players.open,
                 "close": self._players.close,
-                "save": self._on_save_click,
+                "save": self._players.open if self.dashboard else self._on_save_click,
                 "use": self._use_as_input,
                 "retry": lambda view: self._submitter.retry(view.job.request),
             },
@@ -168,6 +185,7 @@ class RunwayPanel(widgets.VBox):
         """A job finished while the panel watched: save it if asked, then open its player."""
         if self._closed:
             return
+        self._warn_if_history_fails()
         if self.auto_download and is_http_url(view.job.video_url):
             MEDIA.submit(("save", id(self), view.task_id), self._save_then_open, view)
         else:
@@ -199,6 +217,16 @@ class RunwayPanel(widgets.VBox):
     def jobs(self) -> list[Job]:
         """The jobs shown: running ones first, then newest first."""
         return self.job_list.jobs
+
+    def show_as(self, mode: str) -> None:
+        """``"gallery"``: clips side by side under their prompts; ``"list"``: compact rows."""
+        self.job_list.mode.value = mode
+
+    def play(self, job: Job | str) -> None:
+        """Open a finished job's player (what a click on its row does)."""
+        view = self.view(job)
+        if view is not None:
+            self._players.open(view)
 
     def view(self, job: Job | str) -> JobView | None:
         """The view of a job (or of a task_id) in this panel."""

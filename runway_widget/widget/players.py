@@ -17,7 +17,7 @@ from .job_view import JobView
 from .media import MediaSource
 from .playback import playback_for
 
-MAX_OPEN = 3
+MAX_OPEN = 4
 
 
 class Players:
