@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,8 +303,13 @@ class JupyterHubUnderTest:
         return kernel["id"]
 
     def execute(self, user: str, kernel_id: str, code: str, timeout: float = 120.0) -> KernelResult:
-        """Run `code` in the user's kernel over its websocket; what it printed and raised."""
-        return asyncio.run(self._execute(user, kernel_id, code, timeout))
+        """Run `code` in the user's kernel over its websocket; what it printed and raised.
+
+        The websocket runs on an event loop of its own thread, so this works from any
+        caller (Playwright's sync API keeps a loop running on the test's thread).
+        """
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self._execute(user, kernel_id, code, timeout)).result()
 
     async def _execute(self, user: str, kernel_id: str, code: str, timeout: float) -> KernelResult:
         from tornado.httpclient import HTTPRequest

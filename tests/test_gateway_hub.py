@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import browser_support as ui
 import hub_harness
+import nbformat
 import pytest
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(600)]
@@ -204,6 +207,119 @@ def test_a_browser_is_sent_through_the_hubs_oauth(hub: hub_harness.JupyterHubUnd
     status, body = hub.request("GET", hub.gateway_url + "gallery")
     # urllib follows the redirects: to the hub's authorize URL, then to its login page.
     assert status == 200 and "Sign in" in str(body), str(body)[:300]
+
+
+# -- in a real browser: the hub's login, its OAuth, and the panel in a participant's lab -------
+
+PANEL_NOTEBOOK = "workshop.ipynb"
+NEW_PROMPT = "a comet over the sea, pressed in the panel"
+# The panel also lists earlier jobs: find the video whose own card (the smallest box naming
+# exactly one task) shows the new prompt.
+CARD_VIDEO_INDEX = """
+prompt => [...document.querySelectorAll('.rw-panel video')].findIndex(video => {
+  for (let node = video.parentElement; node; node = node.parentElement) {
+    const tasks = (node.innerText || '').match(/task [0-9a-f-]{36}/g) || [];
+    if (tasks.length > 1) return false;
+    if (tasks.length === 1) return node.innerText.includes(prompt) && video.readyState >= 2;
+  }
+  return false;
+})
+"""
+CARD_PLAYS = f"prompt => ({CARD_VIDEO_INDEX.strip()})(prompt) >= 0"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    if not Path(ui.CHROMIUM).exists():
+        pytest.skip(f"{ui.CHROMIUM} is missing (apt-get install chromium; .ci/run does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip('playwright is missing (pip install -e ".[test]")')
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=ui.CHROMIUM, args=ui.CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _signed_in(chromium: Any, hub: hub_harness.JupyterHubUnderTest, user: str) -> Any:
+    """A browser page logged in to the hub as `user` (DummyAuthenticator takes any password)."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{hub.public_url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", "any")
+    page.click("#login_submit")
+    page.wait_for_url(lambda url: "/hub/login" not in url, wait_until="commit")
+    return page
+
+
+@pytest.mark.browser
+def test_the_gallery_signs_in_through_the_hub_and_shows_what_each_may_see(
+    hub: hub_harness.JupyterHubUnderTest, chromium: Any, alices_clip: dict[str, Any]
+) -> None:
+    alice = _signed_in(chromium, hub, "alice")
+    alice.goto(hub.gateway_url + "gallery")  # -> the hub's OAuth -> back to the gallery
+    alice.wait_for_selector(".rw-status[data-state='live']")
+    assert alice.url == hub.gateway_url + "gallery"
+    assert alice.inner_text(".rw-scope") == "clips by alice"
+    card = alice.locator(".rw-clip", has_text="a lighthouse at dusk")
+    card.wait_for()
+    playback = ui.play(card.locator("video"))
+    assert playback.get("readyState", 0) >= 2 and playback["after"] > playback["before"], playback
+    assert alice.locator(".rw-clip .rw-who").all_inner_texts() == ["alice"] * alice.locator(
+        ".rw-clip").count()
+    alice.goto(hub.gateway_url + "admin")
+    assert "only the workshop" in alice.inner_text("main")
+    alice.context.close()
+
+    teacher = _signed_in(chromium, hub, ADMIN)
+    teacher.goto(hub.gateway_url + "gallery")
+    teacher.wait_for_selector(".rw-status[data-state='live']")
+    assert teacher.inner_text(".rw-scope") == "the whole room"
+    assert "bob" in teacher.locator(".rw-clip .rw-who").all_inner_texts()
+    teacher.goto(hub.gateway_url + "admin")
+    assert {"alice", "bob"} <= set(teacher.locator("tr[data-participant]").evaluate_all(
+        "rows => rows.map(r => r.dataset.participant)"))
+    teacher.context.close()
+
+
+@pytest.mark.browser
+def test_a_participant_presses_generate_in_the_panel_with_nothing_typed(
+    hub: hub_harness.JupyterHubUnderTest, chromium: Any, tmp_path: Path
+) -> None:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from runway_widget import RunwayPanel\n\nRunwayPanel()")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                       "display_name": "Python 3 (ipykernel)"}
+    nbformat.write(notebook, hub.state_dir / "home" / "alice" / PANEL_NOTEBOOK)
+    page = _signed_in(chromium, hub, "alice")
+    try:
+        page.goto(f"{hub.public_url}/user/alice/lab/tree/{PANEL_NOTEBOOK}?reset")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook")
+        page.wait_for_timeout(1000)
+        if page.locator(".jp-Dialog").count():  # "Select Kernel", on a first visit
+            page.locator(".jp-Dialog button.jp-mod-accept").click()
+        page.wait_for_selector(ui.KERNEL_IDLE)
+        ui.run_all(page)
+        page.wait_for_selector(".rw-panel textarea")
+        header = page.locator(".rw-panel").first.inner_text()
+        page.locator(".rw-panel textarea").first.fill(NEW_PROMPT)
+        started = time.monotonic()
+        page.locator(".rw-panel button.widget-button", has_text="Generate").first.click()
+        page.wait_for_function(CARD_PLAYS, arg=NEW_PROMPT, timeout=90_000)
+        seconds = time.monotonic() - started
+        video = page.locator(".rw-panel video").nth(
+            page.evaluate(CARD_VIDEO_INDEX, NEW_PROMPT))
+        print(f"hub participant: Generate -> playable clip in the panel {seconds:.1f} s "
+              "(goal <= 10 s)")
+        playback = ui.play(video)
+        assert playback["readyState"] >= 2 and playback["after"] > playback["before"], playback
+        assert "127.0.0.1" not in header or "DEMO" not in header, header
+        page.screenshot(path=str(tmp_path / "hub_panel.png"))
+    finally:
+        page.context.close()
 
 
 def test_the_hub_stops_the_gateway_promptly(hub: hub_harness.JupyterHubUnderTest) -> None:

@@ -38,6 +38,10 @@ class BrowserLogin(Protocol):
 
     def sign_in(self, handler: RequestHandler) -> None: ...
 
+    def xsrf(self, handler: RequestHandler) -> str:
+        """What the page's own requests send as ``X-XSRFToken`` ("" when none is needed)."""
+        ...
+
     def routes(self, prefix: str) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]: ...
 
 
@@ -77,6 +81,9 @@ class TokenLogin:
         handler.set_status(401)
         handler.render("signin.html", title="Sign in to the gallery")
 
+    def xsrf(self, handler: RequestHandler) -> str:
+        return ""  # the session cookie is SameSite=Lax and the pages only read
+
     def routes(self, prefix: str) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:
         return []
 
@@ -112,6 +119,11 @@ class HubLogin:
                 {"state": state, "code_challenge": challenge, "code_challenge_method": method},
             )
         )
+
+    def xsrf(self, handler: RequestHandler) -> str:
+        """The hub's XSRF token: its cookie login answers a script's fetch only with it."""
+        token = handler.xsrf_token
+        return token.decode() if isinstance(token, bytes) else str(token)
 
     def routes(self, prefix: str) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:
         from jupyterhub.services.auth import HubOAuthCallbackHandler

@@ -120,6 +120,7 @@ class GalleryPage(PageHandler):
             title="Runway gallery",
             scope=scope,
             feed="gallery.json",
+            xsrf=self.pages.login.xsrf(self),
             poll_ms=POLL_MS,
         )
 

@@ -7,6 +7,7 @@
   const empty = document.querySelector(".rw-empty");
   const feed = list.dataset.feed;
   const pollMs = Number(list.dataset.pollMs) || 1500;
+  const headers = list.dataset.xsrf ? { "X-XSRFToken": list.dataset.xsrf } : {};
   const shown = new Set();
   let cursor = "";
 
@@ -87,7 +88,7 @@
   async function poll(loaded) {
     const url = cursor ? `${feed}?since=${encodeURIComponent(cursor)}` : feed;
     try {
-      const reply = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+      const reply = await fetch(url, { credentials: "same-origin", cache: "no-store", headers });
       if (reply.status === 401 || reply.status === 403) {
         say("signed-out", "signed out: reload the page to sign in again");
         return;
