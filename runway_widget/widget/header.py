@@ -7,7 +7,7 @@ backend's account lane, never on the kernel thread and never in the lane that ca
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import ipywidgets as widgets
@@ -80,8 +80,22 @@ class Header(widgets.HBox):
         except ApiframeError as exc:
             markup = html.span(f"credits unavailable: {exc}", "rw-error")
         else:
-            credits = info.get("credits")
-            text = f"{credits:,} credits" if isinstance(credits, int) else f"credits: {credits}"
             plan = info.get("plan")
-            markup = html.span(text, "rw-badge", title=f"plan: {plan}" if plan else None)
+            markup = html.span(account_text(info), "rw-badge",
+                               title=f"plan: {plan}" if plan else None)
         ui_updates.set_values(self.credits, value=markup)
+
+
+def account_text(info: dict[str, Any]) -> str:
+    """``1,200 credits``; through a workshop gateway, whose quota and what is left of it."""
+    credits = info.get("credits")
+    credit_text = f"{credits:,} credits" if isinstance(credits, int) else f"credits: {credits}"
+    if "jobs_left" not in info:
+        return credit_text
+    jobs = info["jobs_left"]
+    left = [
+        "unlimited jobs" if jobs is None else f"{jobs} job{'' if jobs == 1 else 's'}",
+        "unlimited credits" if credits is None else credit_text,
+    ]
+    owner = f"{info['email']}'s" if info.get("email") else "your"
+    return f"{owner} quota: {' · '.join(left)} left"
