@@ -21,6 +21,7 @@ __all__ = ["UPSTREAM_KEY_ENV", "Upstream"]
 
 UPSTREAM_KEY_ENV = "APIFRAME_API_KEY"
 WORKERS = 8
+UPSTREAM_TIMEOUT = 20.0  # under a participant's own 30 s, so they hear how a submit ended
 UPSTREAM_RATE = 10.0  # reads per second for the whole room; the poller batches 20 tasks a read
 
 T = TypeVar("T")
@@ -39,7 +40,11 @@ class Upstream:
         """``"demo"``: a demo backend started here; else the URL (default APIFRAME) with
         the key from ``APIFRAME_API_KEY``, which is never taken from a flag."""
         store = JobStore(home / "gateway-upstream-jobs.jsonl")
-        options = {"requests_per_second": UPSTREAM_RATE, **client_options}
+        options = {
+            "requests_per_second": UPSTREAM_RATE,
+            "timeout": UPSTREAM_TIMEOUT,
+            **client_options,
+        }
         if spec == "demo":
             from ..demo import DemoServer
 
