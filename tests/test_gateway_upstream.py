@@ -123,7 +123,13 @@ def test_upstream_faults_on_reads_never_reach_participants(api, gateway, tmp_pat
         {"status": "processing", "percentage": "10"},
         {"status": "failed", "message": "moderated"},
     )
-    api.script("/fetch", error(502, "bad gateway"), Reply(delay=6.0), Reply(body="<html>"))
+    api.script(
+        "/fetch",
+        error(502, "bad gateway"),
+        error(429, "slow down", **{"Retry-After": "1"}),
+        Reply(delay=6.0),
+        Reply(body="<html>"),
+    )
     before = time.monotonic()
     assert call(gateway, "POST", "/fetch", mo.api_key, json={"task_id": task_id}).ok
     assert time.monotonic() - before < 1.0  # answered from state, not from the upstream
