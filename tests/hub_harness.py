@@ -78,9 +78,14 @@ def missing_requirements() -> list[str]:
         missing.append("configurable-http-proxy (npm install -g configurable-http-proxy)")
     if not _singleuser_command():
         missing.append("jupyterhub-singleuser next to this Python (pip install jupyterhub)")
-    if shutil.which("runway-widget") is None:
+    if shutil.which("runway-widget", path=_search_path()) is None:
         missing.append('the runway-widget command (pip install -e ".[test]")')
     return missing
+
+
+def _search_path() -> str:
+    """PATH with this Python's own scripts first, so the hub starts this install's commands."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def _singleuser_command() -> str | None:
@@ -179,6 +184,7 @@ class JupyterHubUnderTest:
             "RUNWAY_GATEWAY_UPSTREAM": "demo",
             "RUNWAY_WIDGET_HOME": str(self.state_dir / "gateway-home"),
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
+            "PATH": _search_path(),
             **self._extra_env,
         }
         env.pop("APIFRAME_API_KEY", None)
