@@ -83,8 +83,3 @@ def banner(title: str, details: list[str] | None = None, *, warn: bool = False) 
     if details:
         body += bullet_list(details) if len(details) > 1 else f"<div>{esc(details[0])}</div>"
     return f'<div class="{cls}">{body}</div>'
-
-
-def code_block(code: str) -> str:
-    """Escaped source in a ``<pre>``."""
-    return f'<pre class="rw-code">{esc(code)}</pre>'

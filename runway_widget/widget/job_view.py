@@ -186,10 +186,6 @@ class JobView(anywidget.AnyWidget):
 
     # ----- actions (kernel thread: a click, or code) --------------------------------------------
 
-    def open_player(self) -> None:
-        """Open the player (what a click on the row does)."""
-        self._act("open")
-
     def act(self, name: str) -> None:
         """Do what the button ``name`` does: open, close, save, use, retry, code."""
         if name == "code":

@@ -62,13 +62,6 @@ class Players:
             self._opened_by_finish.discard(view.task_id)
         view.close_player()
 
-    def reload(self, view: JobView) -> None:
-        """Load the clip again if the player is open (it was saved, or the job just ended)."""
-        with self._lock:
-            is_open = view.task_id in self._open
-        if is_open:
-            self._lane.submit(("play", id(self), view.task_id), self._load, view)
-
     def is_open(self, view: JobView) -> bool:
         with self._lock:
             return view.task_id in self._open
