@@ -91,6 +91,30 @@ RENDER_TIMER = """
 """
 
 
+# Scrolls the notebook down in steps while recording the time between painted frames.
+SCROLL_PROBE = """
+async scroller => {
+  const gaps = [];
+  let last = performance.now();
+  let running = true;
+  const frame = now => {
+    gaps.push(now - last);
+    last = now;
+    if (running) requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+  for (let step = 0; step < 40; step++) {
+    scroller.scrollTop += 120;
+    await new Promise(resolve => setTimeout(resolve, 16));
+  }
+  running = false;
+  gaps.sort((a, b) => a - b);
+  const at = q => Math.round(gaps[Math.min(gaps.length - 1, Math.floor(gaps.length * q))]);
+  return {frames: gaps.length, p50: at(0.5), p95: at(0.95), max: at(1)};
+}
+"""
+
+
 @dataclass
 class Session:
     page: Any
@@ -171,6 +195,11 @@ def test_thirty_finished_jobs_at_a_glance(session: Session, lab: lab_ui.JupyterL
     assert max(heights) <= 80, heights
     assert panel.locator("video").count() == 0  # no clip on the page until one is opened
     _shoot(session, "thirty_collapsed")
+    scroller = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer")
+    frames = scroller.first.evaluate(SCROLL_PROBE)
+    print(f"scrolling past 30 rows: frame gaps p50 {frames['p50']} ms, p95 {frames['p95']} ms, "
+          f"max {frames['max']} ms over {frames['frames']} frames")
+    scroller.first.evaluate("s => { s.scrollTop = 0; }")
 
     first = rows.nth(0)
     first.locator(".rw-job-toggle").click()
