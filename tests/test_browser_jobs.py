@@ -22,6 +22,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 JOBS = 30
+HOSTILE = "<img src=x onerror=window.__rwInjected=1><b>bold</b>"
 NOTEBOOK = "thirty_jobs.ipynb"
 MAKE_JOBS = f"""\
 from runway_widget import ApiframeClient, DemoServer, RunwayPanel, TaskTracker
@@ -31,6 +32,7 @@ client = ApiframeClient(api_key=demo.api_key, base_url=demo.base_url)
 prompts = [f"clip {{i:02d}}: a lighthouse at dusk, waves, camera slowly circling, " +
            ("a long prompt that wraps " if i % 3 == 0 else "") + "cinematic light"
            for i in range({JOBS})]
+prompts[0] += " {HOSTILE}"
 ids = [client.imagine(prompt=p, generation_type="text2video", duration=5) for p in prompts]
 with TaskTracker(client, min_interval=0.2) as tracker:
     finished = [tracker.wait(task_id, timeout=600).status for task_id in ids]
@@ -194,6 +196,10 @@ def test_thirty_finished_jobs_at_a_glance(session: Session, lab: lab_ui.JupyterL
           f"panel height {panel.bounding_box()['height']:.0f} px")
     assert max(heights) <= 80, heights
     assert panel.locator("video").count() == 0  # no clip on the page until one is opened
+    # A prompt with markup in it is shown as text, never parsed.
+    assert HOSTILE in panel.inner_text()
+    assert panel.locator("img[src='x'], b:text('bold')").count() == 0
+    assert page.evaluate("() => window.__rwInjected") is None
     _shoot(session, "thirty_collapsed")
     scroller = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer")
     frames = scroller.first.evaluate(SCROLL_PROBE)

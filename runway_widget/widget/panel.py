@@ -18,6 +18,7 @@ import ipywidgets as widgets
 from ..errors import ApiframeError
 from ..job import FINISHED, RUNNING, Job
 from ..models import Task, is_http_url
+from . import ui_updates
 from .background import MEDIA
 from .banner import Banner
 from .form import GenerationForm
@@ -269,9 +270,9 @@ class RunwayPanel(widgets.VBox):
             latest = handle.task if handle is not None else None
             if latest is not None:
                 view.job.apply(latest)
-            view.send_state()
+            ui_updates.apply(view.send_state)
         self._show_counts()
-        self.header.counts.send_state()
+        ui_updates.apply(self.header.counts.send_state)
         self.header.refresh_credits(wait=True)
 
     def close(self) -> None:
