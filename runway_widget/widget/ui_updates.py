@@ -133,8 +133,8 @@ def _violation(text: str) -> None:
 
 
 def _on_change(change: dict[str, Any]) -> None:
-    if not _checking or on_kernel_thread() or in_update():
-        return
+    if not _checking or on_kernel_thread() or in_update() or change["name"] == "comm":
+        return  # (a widget closed by the garbage collector, on whatever thread ran it)
     owner = type(change["owner"]).__name__
     _violation(
         f"{owner}.{change['name']} set from thread {threading.current_thread().name} "

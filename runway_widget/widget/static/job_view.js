@@ -62,8 +62,9 @@ function render({ model, el }) {
   let video = null;
   let wantDownload = false;
 
-  toggle.addEventListener("click", () => send(model.get("opened") ? "close" : "open"));
-  row.addEventListener("dblclick", () => send(model.get("opened") ? "close" : "open"));
+  const flip = () => send(model.get("opened") ? "close" : "open");
+  toggle.addEventListener("click", flip);
+  thumb.addEventListener("click", () => { if (model.get("status") === "finished") flip(); });
 
   function download() {
     const src = videoUrl || (isHttp(model.get("video_src")) ? model.get("video_src") : "");
