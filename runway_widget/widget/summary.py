@@ -11,9 +11,13 @@ ever an inline ``data:image/jpeg`` or ``data:image/png`` URI or an http(s) URL, 
 http(s). The markup sizes images with attributes and lays out with a table, so it reads well
 where a renderer strips styles.
 
-Two CSS rules travel with it: `SUMMARY_STYLE` (inside the summary) hides JupyterLab's
-"Error displaying widget: model not found" line in the same cell, since the summary says it
-better; `HIDE_WHEN_LIVE` (in the live panel's style) hides the summary while the widget shows.
+How the summary and the widget share a cell, in CSS only (no script, so it also works from
+a saved file): `SUMMARY_STYLE`, inside the summary, hides the widget output of the same cell
+while that output has no content ("Loading widget...", or "Error displaying widget: model not
+found" when the kernel never ran the cell): the summary says it better. `LIVE_PANEL_STYLE`,
+in the live panel's style, hides the summary while the panel shows, and shows
+`KERNEL_GONE_LINE` when ipywidgets marks the panel ``jupyter-widgets-disconnected`` (its
+comm is dead: restored from saved widget state, or the kernel restarted).
 """
 
 from __future__ import annotations
@@ -26,24 +30,49 @@ from dataclasses import dataclass
 from ..models import is_http_url
 from . import html
 
-__all__ = ["HIDE_WHEN_LIVE", "SUMMARY_CLASS", "SummaryRow", "summary_html", "summary_text"]
+__all__ = [
+    "KERNEL_GONE_LINE",
+    "LIVE_PANEL_STYLE",
+    "SUMMARY_CLASS",
+    "SummaryRow",
+    "summary_html",
+    "summary_text",
+]
 
 SUMMARY_CLASS = "rw-summary"
 PROMPT_LIMIT = 200
 POSTER_BOX = (160, 90)
 _DATA_IMAGE = re.compile(r"data:image/(jpeg|png);base64,[A-Za-z0-9+/]+={0,2}")
 
-# The widget renderer puts its error text straight into the output node, with no child
-# element; a live or loading widget never looks like that.
+# Text colours with at least 4.5:1 contrast on white, and on JupyterLab's dark theme (set by
+# the style with !important, since they are inline for renderers that drop style elements).
+_TONES = {"muted": ("#595959", "#bdbdbd"), "ok": ("#1b5e20", "#81c784"),
+          "error": ("#b71c1c", "#ef9a9a"), "warn": ("#8a4b00", "#ffb74d")}
+_STATUS_TONES = {"finished": "ok", "failed": "error", "running": "warn"}
+
+# The widget renderer (a lumino Panel) writes its "Loading widget..." and error texts straight
+# into the output node; a rendered widget is a child element. (``:has`` cannot nest, so the
+# rule hides the output node, not its whole row.)
 SUMMARY_STYLE = (
-    "<style>.jp-OutputArea:has(.rw-summary) > .jp-OutputArea-child:has("
-    "> .jp-OutputArea-output.jupyter-widgets:not(:has(*))) { display: none; }</style>"
+    "<style>.jp-OutputArea:has(.rw-summary) .jp-OutputArea-output.lm-Panel:not(:has(*))"
+    " { display: none; }\n"
+    + "".join(f'body[data-jp-theme-light="false"] .rw-summary .rw-s-{name} '
+              f"{{ color: {dark} !important; }}\n" for name, (_light, dark) in _TONES.items())
+    + "</style>"
 )
-HIDE_WHEN_LIVE = (
-    ".jp-OutputArea:has(.rw-panel) > .jp-OutputArea-child:has(.rw-summary) { display: none; }"
+KERNEL_GONE_CLASS = "rw-kernel-gone"
+KERNEL_GONE_LINE = (
+    f'<div class="{KERNEL_GONE_CLASS}" role="status">This panel\'s kernel is gone: run the cell '
+    "again to use it (what it made is listed as it was saved).</div>"
+)
+LIVE_PANEL_STYLE = (
+    ".jp-OutputArea:has(.rw-panel) > .jp-OutputArea-child:has(.rw-summary) { display: none; }\n"
+    f".rw-panel .{KERNEL_GONE_CLASS} {{ display: none; }}\n"
+    f".rw-panel.jupyter-widgets-disconnected .{KERNEL_GONE_CLASS} {{ display: block;"
+    " padding: 4px 8px; border-left: 4px solid var(--jp-warn-color1, #a04000);"
+    " background: var(--jp-layout-color2, #eee); color: var(--jp-ui-font-color1, #000); }\n"
 )
 
-_STATUS_COLOURS = {"finished": "#1a7f37", "failed": "#c62828", "running": "#8a5a00"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +89,11 @@ class SummaryRow:
     local_path: str | None = None
     video_link: str | None = None
     poster: str | None = None
+
+
+def _tone(name: str) -> str:
+    """Class and inline colour for a tone of `_TONES`."""
+    return f'class="rw-s-{name}" style="color:{_TONES[name][0]}"'
 
 
 def is_safe_image_source(value: object) -> bool:
@@ -107,18 +141,19 @@ def _poster_cell(row: SummaryRow) -> str:
                 f'style="{box}object-fit:contain;background:#222;border-radius:4px">')
     label = {"running": "running", "failed": "failed"}.get(row.status, "no preview")
     return (f'<div style="{box}display:flex;align-items:center;justify-content:center;'
-            f'background:#8883;border-radius:4px;color:#555">{html.esc(label)}</div>')
+            f'background:#8883;border-radius:4px"><span {_tone("muted")}>{html.esc(label)}'
+            "</span></div>")
 
 
 def _row_html(row: SummaryRow) -> str:
-    colour = _STATUS_COLOURS.get(row.status, "#555")
+    tone = _tone(_STATUS_TONES.get(row.status, "muted"))
     prompt = html.truncate(row.prompt or "(prompt unknown)", PROMPT_LIMIT)
     details = [
         f'<div style="font-weight:600">{html.esc(prompt)}</div>',
-        f'<div style="color:#555">{html.esc(row.options)}</div>',
-        f'<div><span style="color:{colour};font-weight:600">{html.esc(_status_text(row))}'
-        f'</span> <span style="color:#555">· {html.esc(_when(row.submitted_at))} · task '
-        f'<code>{html.esc(row.task_id)}</code></span></div>',
+        f'<div {_tone("muted")}>{html.esc(row.options)}</div>',
+        f'<div><b {tone}>{html.esc(_status_text(row))}</b> <span {_tone("muted")}>· '
+        f"{html.esc(_when(row.submitted_at))} · task <code>{html.esc(row.task_id)}</code>"
+        "</span></div>",
     ]
     where = _where(row)
     if where:
@@ -134,8 +169,8 @@ def summary_html(rows: Sequence[SummaryRow], *, backend: str, saved_at: float | 
     moment = time.time() if saved_at is None else saved_at
     heading = (
         f"<b>Runway video</b> · {html.esc(backend)} · {html.esc(_counts(rows))} "
-        f'<span style="color:#555">(as of {html.esc(_when(moment))})</span><br>'
-        '<span style="color:#555">A saved view of this panel: run the cell to use the live '
+        f"<span {_tone('muted')}>(as of {html.esc(_when(moment))})</span><br>"
+        f"<span {_tone('muted')}>A saved view of this panel: run the cell to use the live "
         "panel again.</span>"
     )
     table = ""
