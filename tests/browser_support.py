@@ -75,6 +75,8 @@ def free_port() -> int:
 class JupyterLab:
     """A JupyterLab server on 127.0.0.1 with a random port and token, settings kept in `home`."""
 
+    app = "jupyterlab"  # the module run with ``python -m``
+
     def __init__(self, root_dir: Path, home: Path, env: Mapping[str, str] | None = None) -> None:
         self.root_dir = root_dir
         self.home = home
@@ -106,7 +108,7 @@ class JupyterLab:
             **self._extra_env,
         }
         command = [
-            sys.executable, "-m", "jupyterlab",
+            sys.executable, "-m", self.app,
             "--no-browser",
             "--ServerApp.open_browser=False",
             "--ServerApp.ip=127.0.0.1",
@@ -146,6 +148,17 @@ class JupyterLab:
             self._process.wait(timeout=5)
         self._process = None
 
+    def shut_down_kernels(self) -> None:
+        """End every session and its kernel, as closing the notebook and its kernel does."""
+        url = f"{self.base_url}/api/sessions?token={self.token}"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            sessions = json.load(reply)
+        for session in sessions:
+            request = urllib.request.Request(
+                f"{self.base_url}/api/sessions/{session['id']}?token={self.token}",
+                method="DELETE")
+            urllib.request.urlopen(request, timeout=30).close()
+
     def kernel_state(self, notebook: str) -> str | None:
         """The execution state of the kernel attached to `notebook`, None when there is none."""
         url = f"{self.base_url}/api/sessions?token={self.token}"
@@ -167,6 +180,15 @@ class JupyterLab:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Notebook7(JupyterLab):
+    """The Notebook 7 front end (``jupyter notebook``), started and stopped the same way."""
+
+    app = "notebook"
+
+    def notebook_url(self, name: str) -> str:
+        return f"{self.base_url}/notebooks/{name}?token={self.token}"
 
 
 @dataclass

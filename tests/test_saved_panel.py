@@ -19,7 +19,8 @@ pytestmark = pytest.mark.kernel
 PROMPTS = ["a lighthouse in a storm", "a paper boat <b>on</b> a rainy street", "a red kite"]
 FAILING = "a clip that fails"
 
-PANEL = "from runway_widget import RunwayPanel\n\npanel = RunwayPanel()\npanel"
+MAKE_PANEL = "from runway_widget import RunwayPanel\n\npanel = RunwayPanel()\n"
+PANEL = MAKE_PANEL + "panel"
 SUBMIT = f"""\
 from runway_widget.demo import shared_demo_server
 
@@ -74,7 +75,7 @@ def test_nbconvert_of_the_saved_notebook_lists_every_job_with_its_poster(
         assert html.escape(prompt, quote=True) in summary, prompt
     assert "<b>on</b>" not in page
     assert "3 finished, 1 failed" in summary, "the summary is current, not the first display"
-    posters = re.findall(r'<img src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', summary)
+    posters = re.findall(r"<img [^>]*src=\"data:image/jpeg;base64,[A-Za-z0-9+/=]+\"", summary)
     assert len(posters) == 3
     assert "failed: " in summary
     kept = re.findall(r"clip: <span[^>]*>([^<]+\.mp4)</span>", summary)
@@ -145,7 +146,7 @@ print(json.dumps({"backend": panel.client.base_url, "jobs": [
 def test_a_restarted_kernel_shows_the_earlier_demo_clips_and_ends_the_unfinished(
     kernel: Kernel, tmp_path: Path
 ) -> None:
-    kernel.run(PANEL.replace("\npanel", "") + "\n" + """\
+    kernel.run(MAKE_PANEL + """\
 for prompt in ["a lighthouse in a storm", "a red kite"]:
     panel.form.prompt.value = prompt
     panel.submit()
@@ -161,7 +162,7 @@ panel.submit()
     assert len(kept) == 2 and all(j["path"] and Path(j["path"]).is_file() for j in kept)
 
     kernel.restart()
-    kernel.run(PANEL.replace("\npanel", ""))
+    kernel.run(MAKE_PANEL)
     after = json.loads(kernel.run(JOBS_AS_JSON))
 
     assert after["backend"] != before["backend"], "a new kernel has a new demo server"

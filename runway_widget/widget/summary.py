@@ -68,6 +68,9 @@ KERNEL_GONE_LINE = (
 LIVE_PANEL_STYLE = (
     ".jp-OutputArea:has(.rw-panel) > .jp-OutputArea-child:has(.rw-summary) { display: none; }\n"
     f".rw-panel .{KERNEL_GONE_CLASS} {{ display: none; }}\n"
+    # One line says it; not a broken-link icon beside every part of the panel.
+    ".rw-panel.jupyter-widgets-disconnected::before,"
+    " .rw-panel .jupyter-widgets-disconnected::before { display: none; }\n"
     f".rw-panel.jupyter-widgets-disconnected .{KERNEL_GONE_CLASS} {{ display: block;"
     " padding: 4px 8px; border-left: 4px solid var(--jp-warn-color1, #a04000);"
     " background: var(--jp-layout-color2, #eee); color: var(--jp-ui-font-color1, #000); }\n"
