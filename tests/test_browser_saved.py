@@ -182,7 +182,7 @@ def executed(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     env = {**env, "RUNWAY_WIDGET_HOME": str(folder / "home")}  # no earlier jobs
     notebook = _notebook([
         PANEL,
-        "for prompt in %r:\n    panel.form.prompt.value = prompt\n    panel.submit()" % PROMPTS,
+        f"for prompt in {PROMPTS!r}:\n    panel.form.prompt.value = prompt\n    panel.submit()",
         "import time\nfor job in panel.jobs:\n    panel.tracker.wait(job.task_id, timeout=120)"
         "\ntime.sleep(3)",
     ])
@@ -324,21 +324,21 @@ def test_two_voila_visitors_do_not_see_each_others_jobs(
     pytest.importorskip("voila", reason="voila is not installed (pip install -e '.[test]')")
     nbformat.write(_notebook([PANEL]), tmp_path / "dashboard.ipynb")
     first, second = "visitor one's private prompt", "visitor two's private prompt"
-    with Voila(tmp_path / "dashboard.ipynb", env) as voila:
-        with _page(browser) as (one, _), _page(browser) as (two, _):
-            one.goto(voila.url)
-            one.wait_for_selector(".rw-panel textarea", timeout=90_000)
-            _voila_generate(one, first)
+    with Voila(tmp_path / "dashboard.ipynb", env) as voila, \
+            _page(browser) as (one, _), _page(browser) as (two, _):
+        one.goto(voila.url)
+        one.wait_for_selector(".rw-panel textarea", timeout=90_000)
+        _voila_generate(one, first)
 
-            two.goto(voila.url)  # a second visitor, after the first one's job finished
-            two.wait_for_selector(".rw-panel textarea", timeout=90_000)
-            two.wait_for_timeout(1500)
-            assert first not in two.locator(".rw-panel").first.inner_text()
-            _voila_generate(two, second)
-            one.wait_for_timeout(2000)
-            seen_by_one = one.locator(".rw-panel").first.inner_text()
-            seen_by_two = two.locator(".rw-panel").first.inner_text()
-            two.screenshot(path=str(shots / "voila_second_visitor.png"), full_page=True)
+        two.goto(voila.url)  # a second visitor, after the first one's job finished
+        two.wait_for_selector(".rw-panel textarea", timeout=90_000)
+        two.wait_for_timeout(1500)
+        assert first not in two.locator(".rw-panel").first.inner_text()
+        _voila_generate(two, second)
+        one.wait_for_timeout(2000)
+        seen_by_one = one.locator(".rw-panel").first.inner_text()
+        seen_by_two = two.locator(".rw-panel").first.inner_text()
+        two.screenshot(path=str(shots / "voila_second_visitor.png"), full_page=True)
     assert second not in seen_by_one and first in seen_by_one
     assert first not in seen_by_two and second in seen_by_two
     # A dashboard visitor has no command line: no command-line hints.
