@@ -94,13 +94,19 @@ class PosterCache:
     def _path(self, task_id: str) -> Path:
         return self.folder / f"{_SAFE_NAME.sub('_', task_id)[:100]}.jpg"
 
+    def cached(self, task_id: str) -> bytes | None:
+        """The poster of a task if it was made before (never decodes a clip)."""
+        try:
+            return self._path(task_id).read_bytes()
+        except OSError:
+            return None
+
     def get(self, task_id: str, video: str | os.PathLike[str] | None) -> bytes | None:
         """The poster of a task, made from ``video`` when not cached; None when impossible."""
+        cached = self.cached(task_id)
+        if cached is not None:
+            return cached
         path = self._path(task_id)
-        try:
-            return path.read_bytes()
-        except OSError:
-            pass
         if video is None or not Path(video).is_file():
             return None
         try:

@@ -17,6 +17,7 @@ from ..job import FAILED, FINISHED, RUNNING
 from . import html, ui_updates
 from .background import account_lane
 from .shared_models import SharedModels
+from .summary import KERNEL_GONE_LINE, LIVE_PANEL_STYLE
 
 if TYPE_CHECKING:
     from ..client import ApiframeClient
@@ -51,8 +52,12 @@ class Header(widgets.HBox):
     def __init__(self, client: ApiframeClient, on_refresh: Callable[[], object],
                  shared: SharedModels) -> None:
         self._client = client
+        self.backend_label = "DEMO" if client.is_demo else (
+            urlsplit(client.base_url).netloc or client.base_url)
         self.title = shared.html_widget(
-            html.STYLE + html.span("Runway video", "rw-title") + " " + backend_badge(client),
+            f"{html.STYLE}<style>{LIVE_PANEL_STYLE}</style>"
+            + html.span("Runway video", "rw-title") + " " + backend_badge(client)
+            + KERNEL_GONE_LINE,
             "rw-grow")
         self.credits = shared.html_widget(html.span("credits: …", "rw-muted"))
         self.counts = shared.html_widget(html.span(counts_text([]), "rw-muted"))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
+from ..earlier_jobs import select, settle_demo_jobs
 from ..job import Job
 from ..models import Task
 from . import html, ui_updates
@@ -49,24 +50,32 @@ class HistorySection(widgets.VBox):
         self.note = shared.html_widget()
         super().__init__([self.earlier_button, self.note], layout=shared.layout)
 
-    def load(self, client: ApiframeClient) -> list[JobRecord]:
-        """The jobs of this backend to show now (recent and unfinished); the rest wait."""
+    def load(self, client: ApiframeClient, mode: str = "user") -> list[JobRecord]:
+        """The jobs to show now (recent and unfinished); the rest wait.
+
+        ``mode`` "session": none (a shared server); "user": this backend's, or on the demo
+        backend every demo job, the unfinished ones of stopped demo servers marked ended.
+        """
+        if mode == "session":
+            return []
         try:
             history = client.store.load()
         except Exception as exc:
             self.note.value = html.span(f"job history unreadable: {exc}", "rw-error")
             return []
-        mine = [r for r in history.jobs if r.backend == client.base_url]
+        chosen = select(history, backend=client.base_url, demo=client.is_demo)
+        mine = chosen.jobs
+        if client.is_demo:
+            mine = settle_demo_jobs(mine, backend=client.base_url, store=client.store)
         head, rest = mine[:VISIBLE_HISTORY], mine[VISIBLE_HISTORY:]
         self._earlier = [r for r in rest if r.is_done]
         if self._earlier:
             self.earlier_button.description = f"Show {plural(len(self._earlier), 'earlier job')}"
             set_shown(self.earlier_button, True)
         notes = []
-        others = len(history.jobs) - len(mine)
-        if others:
-            notes.append(f"{plural(others, 'job')} from other backends (or earlier demo "
-                         "servers) not shown" + self._command(" history --all"))
+        if chosen.others:
+            notes.append(f"{plural(chosen.others, 'job')} from other backends not shown"
+                         + self._command(" history --all"))
         if history.skipped:
             notes.append(f"{len(history.skipped)} unreadable line(s) in {client.store.path}")
         self.note.value = html.span(" · ".join(notes), "rw-muted") if notes else ""

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ..earlier_jobs import history_mode, in_voila
 from ..errors import ApiframeError
 from ..job import FINISHED, RUNNING, Job
 from ..models import Task, is_http_url
+from ..posters import PosterCache
 from . import ui_updates
 from .background import MEDIA
 from .banner import Banner
@@ -29,6 +31,7 @@ from .job_view import JobView
 from .lifecycle import close_tree
 from .media import MediaSource
 from .players import Players
+from .saved_summary import SavedSummary
 from .saving import ClipSaver
 from .shared_models import SharedModels
 from .submission import Submitter
@@ -59,8 +62,15 @@ class RunwayPanel(widgets.VBox):
     ``tracker``: a `TaskTracker` to follow jobs with (default: a new one, stopped by `close`).
     ``auto_download``: save every finished video into ``download_dir``.
     ``webhooks``: a started `WebhookReceiver`; the form offers "receive updates here".
-    ``dashboard``: for visitors of a dashboard (Voilà): no command-line hints, and Save
-    downloads the clip in the visitor's browser.
+    ``dashboard``: for visitors of a dashboard: no command-line hints, and Save downloads the
+    clip in the visitor's browser (default: True under Voilà).
+    ``history``: ``"user"`` lists the user's earlier jobs (on the demo backend, those of every
+    earlier demo server); ``"session"`` only what this panel submits, for servers shared by
+    several people (default: ``"session"`` under Voilà, else ``"user"``).
+
+    Displayed, the panel also shows a static summary of its jobs (posters included), kept
+    current as they change: what a saved notebook shows where the widget cannot run.
+    Finished demo clips are kept in the history's folder, so they outlive the kernel.
     """
 
     def __init__(
@@ -71,10 +81,12 @@ class RunwayPanel(widgets.VBox):
         *,
         download_dir: str | os.PathLike[str] = "runway_videos",
         webhooks: WebhookReceiver | None = None,
-        dashboard: bool = False,
+        dashboard: bool | None = None,
+        history: str | None = None,
     ) -> None:
         from ..tracker import TaskTracker
 
+        self.history_mode = history_mode(history)
         self.client = client if client is not None else _default_client()
         self._own_tracker = tracker is None
         self.tracker = tracker if tracker is not None else TaskTracker(
@@ -83,7 +95,9 @@ class RunwayPanel(widgets.VBox):
         self.auto_download = auto_download
         self._saver = ClipSaver(self.client, Path(download_dir))
         self.webhooks = webhooks
-        self.dashboard = dashboard
+        self.dashboard = dashboard = in_voila() if dashboard is None else dashboard
+        # Demo clips live in the demo server's temporary folder, gone with the kernel.
+        self._keeper = ClipSaver(self.client, self.client.store.folder / "clips")
         self._media = MediaSource(self.client.is_own_backend)
         self._players = Players(self._media)
         self._handles: dict[str, TrackHandle] = {}
@@ -100,10 +114,14 @@ class RunwayPanel(widgets.VBox):
         self.form.on_submit(self._submitter.click)
         self.job_list = JobList(self._make_view, shared, on_change=self._show_counts)
         self.history = HistorySection(self._add_records, shared, dashboard=dashboard)
+        self._summary = SavedSummary(
+            lambda: self.jobs, backend=self.header.backend_label,
+            posters=PosterCache(self.client.store.folder / "posters"),
+            is_local=self._media.is_local)
         super().__init__([self.header, self._banner, self.form, self.job_list, self.history],
                          layout=shared.layout)
         self.add_class("rw-panel")
-        self._add_records(self.history.load(self.client))
+        self._add_records(self.history.load(self.client, self.history_mode))
         self.header.refresh_credits()
 
     # ----- submitting -----------------------------------------------------------------------
@@ -157,6 +175,7 @@ class RunwayPanel(widgets.VBox):
         """Show ``jobs`` and follow the unfinished ones; ``live`` ones open when they finish."""
         views = self.job_list.add(jobs)
         for view in views:
+            self._summary.watch(view)
             if view.job.state == RUNNING and view.task_id not in self._handles:
                 self._follow(view)
             elif live and view.job.state == FINISHED:
@@ -187,13 +206,15 @@ class RunwayPanel(widgets.VBox):
         if self._closed:
             return
         self._warn_if_history_fails()
-        if self.auto_download and is_http_url(view.job.video_url):
-            MEDIA.submit(("save", id(self), view.task_id), self._save_then_open, view)
+        saver = self._saver if self.auto_download else self._keeper if self.client.is_demo \
+            else None
+        if saver is not None and is_http_url(view.job.video_url):
+            MEDIA.submit(("save", id(self), view.task_id), self._save_then_open, view, saver)
         else:
             self._players.open(view, on_finish=True)
 
-    def _save_then_open(self, view: JobView) -> None:
-        self._saver.save(view.job)
+    def _save_then_open(self, view: JobView, saver: ClipSaver) -> None:
+        saver.save(view.job)
         self._players.open(view, on_finish=True)
 
     def _on_save_click(self, view: JobView) -> None:
@@ -277,13 +298,14 @@ class RunwayPanel(widgets.VBox):
 
     def close(self) -> None:
         """Stop following jobs and close every widget of the panel."""
-        if self._closed:
+        if getattr(self, "_closed", True):  # closed, or its construction failed
             return
         self._closed = True
         for handle in self._handles.values():
             handle.cancel()
         if self._own_tracker:
             self.tracker.stop()
+        self._summary.close()
         self._media.close()
         self.job_list.close()
         close_tree(self)
@@ -307,3 +329,13 @@ class RunwayPanel(widgets.VBox):
         if data is not None:
             data["text/plain"] = repr(self)
         return data
+
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """Two outputs: the live widget, then the static summary that outlives the kernel."""
+        from IPython.display import display
+
+        data = super()._repr_mimebundle_(**kwargs) or {}
+        data["text/plain"] = ("Runway video panel: it needs its kernel, run the cell to use it. "
+                              "What it made is listed below.")
+        display(data, raw=True)
+        self._summary.view.show()
