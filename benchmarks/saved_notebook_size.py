@@ -39,7 +39,10 @@ WAIT = """\
 import time
 for job in panel.jobs:
     panel.tracker.wait(job.task_id, timeout=600)
-time.sleep(4)  # the players' follow-up work and the summary's batched update
+deadline = time.monotonic() + 300  # finished demo clips are kept, then get their posters
+while time.monotonic() < deadline and not all(job.local_path for job in panel.jobs):
+    time.sleep(0.5)
+time.sleep(3)  # the summary's batched update
 print(sum(job.state == "finished" for job in panel.jobs), "finished")
 """
 BASELINE = """\

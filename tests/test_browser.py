@@ -35,7 +35,9 @@ def _write_sleep_notebook(path: Path) -> None:
     notebook = nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_code_cell(
-                "from runway_widget import RunwayPanel\n\npanel = RunwayPanel()\npanel"
+                # Only this panel's job: earlier notebooks' clips would list first.
+                "from runway_widget import RunwayPanel\n\n"
+                'panel = RunwayPanel(history="session")\npanel'
             ),
             nbformat.v4.new_code_cell(f"import time\n\ntime.sleep({SLEEP_SECONDS})"),
         ],

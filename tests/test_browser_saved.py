@@ -8,7 +8,8 @@
 - ``nbconvert --to html``'s page in Chromium shows every poster.
 - Two visitors of one Voilà server never see each other's jobs.
 
-Screenshots go to a temporary folder (printed), or to ``$RUNWAY_WIDGET_SCREENSHOTS``.
+Screenshots go to each test's temporary folder (printed); with ``RUNWAY_WIDGET_SCREENSHOTS=docs``
+the reopened notebook's picture refreshes ``docs/reopened.png``.
 """
 
 from __future__ import annotations
@@ -81,9 +82,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture
 def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("RUNWAY_WIDGET_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return tmp_path
 
 
 @contextlib.contextmanager
@@ -123,6 +122,7 @@ def test_jupyterlab_run_save_close_and_reopen_shows_what_was_made(
 ) -> None:
     root = tmp_path_factory.mktemp("lab_root")
     nbformat.write(_notebook([PANEL]), root / "made.ipynb")
+    env = {**env, "RUNWAY_WIDGET_HOME": str(tmp_path_factory.mktemp("made_home"))}
     with lab_ui.JupyterLab(root, tmp_path_factory.mktemp("lab_home"), env=env) as lab:
         with _page(browser, lab) as (page, _log):
             lab_ui.open_notebook(page, lab, "made.ipynb")
@@ -147,8 +147,9 @@ def test_jupyterlab_run_save_close_and_reopen_shows_what_was_made(
             assert "2 finished" in text and "run the cell" in text
             assert "Error displaying widget" not in text and "model not found" not in text
             assert page.evaluate(SUMMARY_IMAGES_LOADED) == 2
-            page.locator(".jp-OutputArea").first.screenshot(path=str(shots / "reopened_lab.png"))
-            print(f"screenshot: {shots / 'reopened_lab.png'}")
+            shot = lab_ui.screenshot_path("reopened.png", shots)
+            page.locator(".jp-OutputArea").first.screenshot(path=str(shot))
+            print(f"screenshot: {shot}")
             assert log.unexpected_errors() == [] or all(
                 "model not found" in e for e in log.unexpected_errors()), log.errors
 
