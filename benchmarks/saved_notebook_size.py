@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 from nbclient import NotebookClient
@@ -57,14 +58,9 @@ def _run(cells: list[str], folder: Path, env: dict[str, str]) -> nbformat.Notebo
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
-    before = dict(os.environ)
-    os.environ.update(env)
-    try:
+    with mock.patch.dict(os.environ, env):
         NotebookClient(notebook, timeout=900, kernel_name="python3",
                        resources={"metadata": {"path": str(folder)}}).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(before)
     return notebook
 
 

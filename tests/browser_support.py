@@ -72,6 +72,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a server we started, killing it if it does not stop within 15 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
 class JupyterLab:
     """A JupyterLab server on 127.0.0.1 with a random port and token, settings kept in `home`."""
 
@@ -140,12 +150,7 @@ class JupyterLab:
     def stop(self) -> None:
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=5)
+        stop_process(self._process)
         self._process = None
 
     def shut_down_kernels(self) -> None:

@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import browser_support as lab_ui
 import nbformat
@@ -187,14 +188,9 @@ def executed(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         "import time\nfor job in panel.jobs:\n    panel.tracker.wait(job.task_id, timeout=120)"
         "\ntime.sleep(3)",
     ])
-    before = dict(os.environ)
-    os.environ.update(env)
-    try:
+    with mock.patch.dict(os.environ, env):
         NotebookClient(notebook, timeout=300, kernel_name="python3",
                        resources={"metadata": {"path": str(folder)}}).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(before)
     assert "widgets" in notebook.metadata
     return notebook
 
@@ -296,12 +292,7 @@ class Voila:
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5)
+            lab_ui.stop_process(self._process)
             self._process = None
 
     def log_tail(self, lines: int = 30) -> str:
