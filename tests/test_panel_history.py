@@ -60,7 +60,7 @@ def test_a_demo_panel_shows_earlier_demo_jobs_of_any_port_and_ends_orphans(
     view = panel.view("old-finished")
     poster = wait_for(lambda: view.poster, "the poster of the earlier clip")
     assert Image.open(io.BytesIO(poster)).format == "JPEG"
-    view.open_player()
+    view.act("open")
     wait_for(lambda: view.video[4:8] == b"ftyp", "the kept clip in the player")
     assert "1 job from other backends" in panel.history.note.value
 
