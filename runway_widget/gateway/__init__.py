@@ -8,11 +8,13 @@ Built on the client and `TaskTracker`; neither knows about it. Modules:
 - ``tokens``: random tokens, stored hashed, compared in constant time
 - ``roster``: participants, quotas, join codes, the report
 - ``ledger``: quota reserve/settle and job states
-- ``auth``: the `ParticipantAuth` seam (token mode here)
+- ``auth``: the `ParticipantAuth` seam (token mode); ``hub_auth``: JupyterHub mode, with
+  quotas from ``room_config``; ``browser_login``: the same for browsers (a cookie)
 - ``upstream``: the one client to APIFRAME or the demo backend, in a bounded pool
 - ``workshop``: submissions, one poller for everyone, answers from state
 - ``videos``: each clip fetched once, served with Range
 - ``push``: upstream webhooks; ``participant_webhooks``: participants' webhooks
+- ``pages``, ``gallery``, ``report``: the live ``/gallery``, ``/admin`` and the report's formats
 - ``ratelimit``, ``handlers``, ``app``: the HTTP server; ``cli``: ``runway-widget gateway``
 
 Importing this package is light; the server's dependencies load on first use.
