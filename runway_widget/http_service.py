@@ -161,10 +161,7 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
 
     def read_body(self, length: int) -> bytes:
         """Up to ``length`` bytes of body: fewer if the sender stops or its deadline passes."""
-        try:
-            data = self.rfile.read(length) if length > 0 else b""
-        except OSError:
-            data = b""
+        data = self._read(length)
         self.server.connections.enter(self.connection, Phase.HANDLING)
         return data
 
@@ -174,12 +171,18 @@ class BoundedRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         while length > 0:
-            chunk = self.read_body(min(length, 65536))
+            chunk = self._read(min(length, 65536))  # still under the request's deadline
             if not chunk:
                 self.close_connection = True
                 break
             length -= len(chunk)
         self.server.connections.enter(self.connection, Phase.HANDLING)
+
+    def _read(self, length: int) -> bytes:
+        try:
+            return self.rfile.read(length) if length > 0 else b""
+        except OSError:
+            return b""
 
 
 class BackgroundHTTPServer(ThreadingHTTPServer):
