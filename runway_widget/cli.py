@@ -332,8 +332,10 @@ def _task_client(args: argparse.Namespace) -> Iterator[tuple[ApiframeClient, str
         with client:
             yield client, task_id
     except TaskNotFoundError:
-        if ran_on_demo or args.demo:
+        if ran_on_demo:
             raise CommandError(_demo_gone(task_id, record)) from None
+        if args.demo:
+            raise CommandError(_not_on_this_demo(task_id, record)) from None
         raise
 
 
@@ -347,6 +349,15 @@ def _demo_gone(task_id: str, record: JobRecord | None) -> str:
     return (
         f"task {task_id} ran on a built-in demo backend{where} that has ended: demo jobs live "
         f"only as long as the process that ran them{kept}"
+    )
+
+
+def _not_on_this_demo(task_id: str, record: JobRecord | None) -> str:
+    if record is not None and record.backend:
+        return f"task {task_id} was submitted to {record.backend}, not to a demo: drop --demo"
+    return (
+        f"task {task_id} is not on this demo backend: each command starts a new, empty one, "
+        "so demo tasks of earlier commands are gone"
     )
 
 

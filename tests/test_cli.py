@@ -607,6 +607,16 @@ def test_an_ended_demo_task_is_also_recognised_by_a_live_backend(api, old_demo_j
     assert_one_clear_error(capsys.readouterr().err, "that has ended")
 
 
+def test_demo_flag_on_a_task_it_cannot_know(api, capsys):
+    assert main(["fetch", "never-seen", "--demo"]) == 1
+    assert_one_clear_error(capsys.readouterr().err, "never-seen", "each command starts a new")
+    JobStore().record_submission("real-1", GenerationRequest(prompt="p"), api.base_url)
+    assert main(["fetch", "real-1", "--demo"]) == 1
+    assert_one_clear_error(
+        capsys.readouterr().err, f"task real-1 was submitted to {api.base_url}", "drop --demo"
+    )
+
+
 # -- terminal output is inert ---------------------------------------------------------------------
 
 HOSTILE = (
