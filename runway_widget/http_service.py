@@ -258,6 +258,13 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
             daemon=True,
         )
         with self._connection_threads_lock:
+            # Ended threads are forgotten here, not by themselves: a thread is still alive
+            # in its last lines, and `stop` must be able to join it until it is not.
+            self._connection_threads = {
+                sock: worker
+                for sock, worker in self._connection_threads.items()
+                if worker.is_alive()
+            }
             self._connection_threads[request] = thread
         thread.start()
 
@@ -272,8 +279,6 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
             self.process_request_thread(request, client_address)
         finally:
             self.connections.remove(request)
-            with self._connection_threads_lock:
-                self._connection_threads.pop(request, None)
 
     def _refuse(self, request: socket.socket) -> None:
         """Every slot is busy working: a short 503 from the accept loop, without a thread.

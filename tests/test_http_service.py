@@ -250,7 +250,9 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
 def test_hundreds_of_idle_connections_cost_a_bounded_number_of_threads(server):
     before = threading.active_count()
     with idle_connections(server.port, 600) as idle:
-        assert peak_thread_growth(before) <= 2 * 16
+        # Twice the limit (live, and cut ones on their way out), plus the few in their last
+        # lines after leaving the table. Without the cap: one thread per connection, 600.
+        assert peak_thread_growth(before) <= 2 * 16 + 4
         assert len(server.connections) <= 16
         response = requests.get(f"http://127.0.0.1:{server.port}/", timeout=10)
         assert response.status_code == 200 and response.text == "ok"
@@ -261,8 +263,10 @@ def test_a_keep_alive_session_beside_a_flood_of_idle_connections(server):
     session = requests.Session()
     url = f"http://127.0.0.1:{server.port}/"
     assert session.get(url, timeout=10).status_code == 200
+    before = threading.active_count()
     with idle_connections(server.port, 100):
-        # The session's connection was idle and may have been cut; a new one is accepted.
+        peak_thread_growth(before, 1.0)  # until the server has taken in the whole flood
+        # The session's connection was idle and has been cut; it opens a new one.
         for _ in range(3):
             assert session.get(url, timeout=10).status_code == 200
     session.close()
