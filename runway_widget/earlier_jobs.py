@@ -112,8 +112,9 @@ def demo_task_alive(backend: str, task_id: str) -> bool:
     except ImportError:  # without the demo extras, no demo server here can be running it
         return False
 
-    client = ApiframeClient(
-        api_key=DEMO_API_KEY, base_url=backend, timeout=PROBE_TIMEOUT, max_retries=0
+    client = ApiframeClient(  # one quick try each, not held back by the read budget
+        api_key=DEMO_API_KEY, base_url=backend, timeout=PROBE_TIMEOUT, max_retries=0,
+        requests_per_second=100.0,
     )
     try:
         client.fetch(task_id)

@@ -151,6 +151,13 @@ def test_jupyterlab_run_save_close_and_reopen_shows_what_was_made(
             shot = lab_ui.screenshot_path("reopened.png", shots)
             page.locator(".jp-OutputArea").first.screenshot(path=str(shot))
             print(f"screenshot: {shot}")
+            for theme in ("JupyterLab Light", "JupyterLab Dark"):
+                if theme.endswith("Dark"):
+                    lab_ui.choose_theme(page, theme)
+                    page.locator(".jp-OutputArea").first.screenshot(
+                        path=str(shots / "reopened_dark.png"))
+                low = [c for c in lab_ui.contrast(page, ".rw-summary") if c["ratio"] < 4.5]
+                assert low == [], (theme, low)
             assert log.unexpected_errors() == [] or all(
                 "model not found" in e for e in log.unexpected_errors()), log.errors
 
