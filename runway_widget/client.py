@@ -19,13 +19,12 @@ everywhere else it is masked (`mask_secret`) or scrubbed (`Redactor`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import ipaddress
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -37,6 +36,7 @@ import requests
 from . import __version__
 from .budget import RequestBudget
 from .credentials import resolve as resolve_credentials
+from .downloads import save_atomically
 from .errors import (
     ApiframeError,
     AuthenticationError,
@@ -44,12 +44,11 @@ from .errors import (
     TaskFailedError,
     TaskNotFoundError,
     TaskTimeoutError,
-    UnexpectedReplyError,
     shorten,
 )
 from .http_errors import (
     UNKNOWN_SUBMISSION_HINT,
-    describe_failure,
+    download_error,
     status_error,
     transport_error,
     unusable_reply,
@@ -363,21 +362,17 @@ class ApiframeClient:
         destination = Path(path).expanduser()
         if destination.is_dir():
             destination = destination / video_filename(None, task_id)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
+        fill = functools.partial(
+            self._transport.download,
+            url,
+            limit=self.download_limit,
+            base_seconds=self.timeout,
+            min_rate=self.download_min_rate,
         )
         try:
-            with os.fdopen(handle, "wb") as out:
-                self._download_into(url, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temporary, 0o644)  # mkstemp's 0600 is for secrets, not videos
-            os.replace(temporary, destination)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+            save_atomically(destination, fill)
+        except (requests.RequestException, DeadlinePassed, ReplyTooLarge) as exc:
+            raise download_error(exc, url, redact=self._redact, timeout=self.timeout) from None
         if task_id is not None:
             self.store.record_download(task_id, destination)
         logger.info("saved %s to %s", shorten(url, 200), destination)
@@ -476,29 +471,6 @@ class ApiframeClient:
         if problem is not None:
             raise AuthenticationError(problem)
         return self.api_key
-
-    def _download_into(self, url: str, out: Any) -> None:
-        where = self._redact(shorten(url, 200))
-        try:
-            self._transport.download(
-                url,
-                out,
-                limit=self.download_limit,
-                base_seconds=self.timeout,
-                min_rate=self.download_min_rate,
-            )
-        except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            raise UnexpectedReplyError(
-                f"could not download {where}: HTTP {status}", status_code=status
-            ) from None
-        except ReplyTooLarge as exc:
-            raise UnexpectedReplyError(
-                f"the video at {where} is too large: {exc} (download_limit)"
-            ) from None
-        except (requests.RequestException, DeadlinePassed) as exc:
-            detail = self._redact(describe_failure(exc, self.timeout))
-            raise NetworkError(f"the download of {where} failed: {detail}") from None
 
 
 # -- helpers -------------------------------------------------------------------------------------

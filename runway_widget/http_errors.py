@@ -45,6 +45,7 @@ from .transport import DeadlinePassed, Reply, ReplyTooLarge
 __all__ = [
     "UNKNOWN_SUBMISSION_HINT",
     "describe_failure",
+    "download_error",
     "error_messages",
     "parse_retry_after",
     "status_error",
@@ -155,6 +156,21 @@ def transport_error(
             f"no answer to the submission to {where} ({text}): {UNKNOWN_SUBMISSION_HINT}"
         )
     return NetworkError(f"could not reach {where}: {text}")
+
+
+def download_error(
+    exc: BaseException, url: str, *, redact: Redactor, timeout: float
+) -> ApiframeError:
+    """The error for a download that failed: refused, too large, too slow, cut off."""
+    where = redact(shorten(url, 200))
+    if isinstance(exc, requests.HTTPError):
+        status = exc.response.status_code if exc.response is not None else None
+        message = f"could not download {where}: HTTP {status}"
+        return UnexpectedReplyError(message, status_code=status)
+    if isinstance(exc, ReplyTooLarge):
+        return UnexpectedReplyError(f"the video at {where} is too large: {exc} (download_limit)")
+    detail = redact(describe_failure(exc, timeout))
+    return NetworkError(f"the download of {where} failed: {detail}")
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -87,6 +87,15 @@ class CallDeadline:
         if self.expired or time.monotonic() >= self.at:
             raise DeadlinePassed(self.seconds)
 
+    def confirm(self) -> None:
+        """Raise `DeadlinePassed` if the timer cut the call's sockets at any point.
+
+        A reply cut off inside its headers can look complete to the HTTP parser (the
+        headers simply end), so a call that "succeeded" after the cut is not trusted.
+        """
+        if self.expired:
+            raise DeadlinePassed(self.seconds)
+
     def extend(self, seconds: float) -> None:
         """Move the deadline to ``seconds`` after the call's start (never earlier)."""
         with self._lock:
@@ -344,6 +353,7 @@ class Transport:
                 )
                 with response:
                     body = _read_capped(response, limit, bound)
+                bound.confirm()
             except requests.RequestException:
                 bound.check()  # a socket shut down by the deadline shows up as a dropped one
                 raise
@@ -376,7 +386,9 @@ class Transport:
                     if announced is not None and announced > limit:
                         raise ReplyTooLarge(limit, announced)
                     bound.extend(base_seconds + (announced or limit) / min_rate)
-                    return _copy(response, out, bound, limit, base_seconds, min_rate)
+                    written = _copy(response, out, bound, limit, base_seconds, min_rate)
+                bound.confirm()
+                return written
             except requests.RequestException:
                 bound.check()
                 raise
