@@ -3,9 +3,11 @@
 Each open connection is in one phase: WAITING for a request (an idle keep-alive, or a new
 connection that has sent nothing), READING one (its first byte came; the head or body is
 still arriving) or HANDLING it. Waiting and reading connections can be cut: when the table
-is full, the oldest waiting one makes room first (then the oldest reading one), and one that
-waits or reads past its deadline is cut anyway, however slowly it trickles. A connection
-being handled is never cut, so a full table of those refuses newcomers instead.
+is full, the oldest connection that has never sent a request makes room first (a scanner's,
+a slowloris's), then the oldest idle keep-alive of a real client, then the oldest reading
+one; and one that waits or reads past its deadline is cut anyway, however slowly it
+trickles. A connection being handled is never cut, so a full table of those refuses
+newcomers instead.
 
 Pure bookkeeping on an injectable clock; the server does the cutting.
 """
@@ -35,6 +37,7 @@ class _Entry:
     phase: Phase
     since: float
     cut: bool = False
+    served: bool = False  # a request of it has been handled: a real client's keep-alive
 
 
 class ConnectionTable(Generic[K]):
@@ -76,7 +79,11 @@ class ConnectionTable(Generic[K]):
                 return None
             evicted: list[K] = []
             if self._live() >= self.limit:
-                victim = self._oldest(Phase.WAITING) or self._oldest(Phase.READING)
+                victim = (
+                    self._oldest(Phase.WAITING, served=False)
+                    or self._oldest(Phase.WAITING)
+                    or self._oldest(Phase.READING)
+                )
                 if victim is None:
                     return None
                 self._entries[victim].cut = True
@@ -89,6 +96,7 @@ class ConnectionTable(Generic[K]):
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry.phase is not phase:
+                entry.served = entry.served or entry.phase is Phase.HANDLING
                 entry.phase, entry.since = phase, self._clock()
 
     def phase(self, key: K) -> Phase | None:
@@ -121,9 +129,11 @@ class ConnectionTable(Generic[K]):
     def _live(self) -> int:
         return sum(not entry.cut for entry in self._entries.values())
 
-    def _oldest(self, phase: Phase) -> K | None:
+    def _oldest(self, phase: Phase, *, served: bool | None = None) -> K | None:
         best: tuple[float, K] | None = None
         for key, entry in self._entries.items():
-            if entry.phase is phase and not entry.cut and (best is None or entry.since < best[0]):
+            if entry.phase is not phase or entry.cut or served not in (None, entry.served):
+                continue
+            if best is None or entry.since < best[0]:
                 best = (entry.since, key)
         return best[1] if best is not None else None

@@ -58,6 +58,23 @@ def test_when_full_the_oldest_waiting_connection_makes_room_first():
     assert len(connections) == 3
 
 
+def test_a_real_clients_keep_alive_outlives_connections_that_never_sent_a_request():
+    clock = FakeClock()
+    connections = table(3, clock)
+    connections.admit("client")
+    for phase in (Phase.READING, Phase.HANDLING, Phase.WAITING):  # one request, then idle
+        connections.enter("client", phase)
+    clock.now += 1
+    connections.admit("scan-1")
+    clock.now += 1
+    connections.admit("scan-2")
+    assert connections.admit("scan-3") == ["scan-1"]  # newer than the client, cut first
+    assert connections.admit("scan-4") == ["scan-2"]
+    for key in ("scan-3", "scan-4"):
+        connections.enter(key, Phase.HANDLING)
+    assert connections.admit("scan-5") == ["client"]  # no stranger left to cut
+
+
 def test_a_full_table_of_busy_connections_refuses_newcomers():
     connections = table(2)
     for key in "ab":
@@ -259,16 +276,18 @@ def test_hundreds_of_idle_connections_cost_a_bounded_number_of_threads(server):
         assert closed_by_server(idle[0], within=5), "the oldest idle connection was cut"
 
 
-def test_a_keep_alive_session_beside_a_flood_of_idle_connections(server):
+def test_a_keep_alive_session_outlives_a_flood_of_idle_connections(server):
     session = requests.Session()
     url = f"http://127.0.0.1:{server.port}/"
     assert session.get(url, timeout=10).status_code == 200
     before = threading.active_count()
     with idle_connections(server.port, 100):
         peak_thread_growth(before, 1.0)  # until the server has taken in the whole flood
-        # The session's connection was idle and has been cut; it opens a new one.
         for _ in range(3):
             assert session.get(url, timeout=10).status_code == 200
+    pools = session.get_adapter(url).poolmanager.pools
+    opened = [pools[key].num_connections for key in pools.keys()]  # noqa: SIM118 (not iterable)
+    assert opened == [1], "the flood was cut, not the client's connection"
     session.close()
 
 
