@@ -62,7 +62,7 @@ from .models import (
     video_filename,
 )
 from .redaction import Redactor, key_problem, mask_secret, normalize_secret
-from .transport import DeadlinePassed, Reply, ReplyTooLarge, Transport
+from .transport import DeadlinePassed, ReplyTooLarge, Transport
 from .uploads import prepare_upload
 
 if TYPE_CHECKING:
@@ -456,7 +456,7 @@ class ApiframeClient:
                 submission=submission,
             )
         try:
-            return parse(_json(reply))
+            return parse(json.loads(redact(reply.text)))  # a key echoed anywhere is masked
         except (ValueError, TypeError, KeyError, RecursionError, ApiframeError):
             raise unusable_reply(reply, url, redact=redact, submission=submission) from None
 
@@ -509,10 +509,6 @@ def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _json(reply: Reply) -> Any:
-    return json.loads(reply.body)
 
 
 def _parse_task_id(data: Any) -> str:

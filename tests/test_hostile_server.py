@@ -408,6 +408,14 @@ def test_a_key_echoed_in_any_spelling_is_scrubbed(make_client, bad):
     assert KEY[:12] not in text
 
 
+def test_a_key_echoed_inside_a_good_reply_never_reaches_the_caller(make_client, bad):
+    echo = {**STAGED, "message": f"your key {KEY} looks fine", "video_url": f"https://x/{KEY}"}
+    bad.route("/fetch", send(json_reply(echo)))
+    task = make_client().fetch("t1")
+    assert KEY not in repr(task.raw) and KEY not in (task.message or "")
+    assert task.message.endswith("looks fine")
+
+
 def test_a_webhook_secret_echoed_by_the_server_is_scrubbed(make_client, bad):
     secret = "whsec-Echo-Me-Back-9876"
     echo = {"errors": [{"msg": f"bad secret {secret}"}]}
