@@ -124,8 +124,12 @@ class JobView(anywidget.AnyWidget):
     # ----- rendering (any thread, through the one path) --------------------------------------
 
     def _render(self) -> None:
+        """Show the job's latest state. The snapshot is taken under the update lock, so two
+        threads rendering at once cannot leave the older state on the page."""
+        ui_updates.apply(lambda: ui_updates.set_values(self, **self._values(self.job.snapshot())))
+
+    def _values(self, state: JobState) -> dict[str, Any]:
         job = self.job
-        state = job.snapshot()
         task = state.task
         url = task.video_url if task is not None else None
         reachable = is_http_url(url) and self._is_browser_reachable(str(url))
@@ -145,17 +149,16 @@ class JobView(anywidget.AnyWidget):
             saved = "saving…"
         elif state.local_path and state.status == FINISHED:
             saved = f"saved to {state.local_path}"
-        ui_updates.set_values(
-            self,
-            status=state.status,
-            label=status_label(job, state),
-            progress=round(state.progress, 1),
-            message=message,
-            link=str(url) if reachable else "",
-            saved=saved,
-            save_error=f"not saved: {state.save_error}" if state.save_error else "",
-            actions=actions,
-        )
+        return {
+            "status": state.status,
+            "label": status_label(job, state),
+            "progress": round(state.progress, 1),
+            "message": message,
+            "link": str(url) if reachable else "",
+            "saved": saved,
+            "save_error": f"not saved: {state.save_error}" if state.save_error else "",
+            "actions": actions,
+        }
 
     def show_video_bytes(self, data: bytes) -> None:
         """Play from bytes sent through the widget (local files, the demo backend)."""

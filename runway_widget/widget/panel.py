@@ -226,7 +226,8 @@ class RunwayPanel(widgets.VBox):
             self.form.use_video(str(url))
 
     def _show_counts(self) -> None:
-        self.header.show_counts(job.state for job in self.job_list.jobs)
+        """The header's counts, read under the update lock (so never older than shown)."""
+        ui_updates.apply(lambda: self.header.show_counts(job.state for job in self.job_list.jobs))
 
     # ----- public ---------------------------------------------------------------------------
 
