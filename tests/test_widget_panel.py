@@ -446,3 +446,15 @@ def test_resume_after_restart_shows_history_and_finishes_unfinished(
 
 def _request(prompt: str) -> GenerationRequest:
     return GenerationRequest(prompt=prompt, generation_type="text2video")
+
+
+def test_every_error_of_the_package_has_its_own_banner():
+    from runway_widget import errors
+    from runway_widget.widget.banner import MESSAGES, message_for
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        message = message_for(cls.__new__(cls))
+        assert message is not MESSAGES["Exception"], name
+    assert message_for(errors.QuotaExceededError.__new__(errors.QuotaExceededError)).warn
+    assert message_for(KeyError("x")) is MESSAGES["Exception"]

@@ -48,7 +48,19 @@ MESSAGES: dict[str, Message] = {
     ),
     "RateLimitError": Message("Too many requests: nothing was sent", _retry_hint, warn=True),
     "NetworkError": Message("Could not reach the service: nothing was sent"),
+    "NoReplyError": Message("No answer came back from the service"),
     "ServerError": Message("The service had an error"),
+    "RedirectError": Message(
+        "The service answered with a redirect: the request was not sent again",
+        "Check the base URL (APIFRAME_BASE_URL): it should be the API's own address.",
+    ),
+    "UnexpectedReplyError": Message(
+        "The service's answer was not what was expected",
+        "If the service accepted it, the job is in the APIFRAME dashboard; check before "
+        "resubmitting.",
+        warn=True,
+    ),
+    "ApiStatusError": Message("The service refused the request"),
     "ApiframeError": Message("Submitting failed"),
     "Exception": Message("Submitting failed unexpectedly"),
 }
