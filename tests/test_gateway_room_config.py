@@ -122,3 +122,19 @@ def test_the_readmes_example_is_a_valid_room_config_and_its_snippet_is_the_teste
     shown = [line.strip() for line in python_block.splitlines() if "..." not in line]
     missing = [line for line in shown if line and line not in snippet]
     assert missing == [], "README lines not in docs/jupyterhub_config.py"
+
+
+def test_serve_refuses_a_bad_config_or_a_hub_mode_outside_a_hub(tmp_path, monkeypatch, capsys):
+    from runway_widget.cli import main
+
+    bad = tmp_path / "room.toml"
+    bad.write_text("[defaults]\njobz = 3\n")
+    assert main(["gateway", "serve", "--config", str(bad), "--upstream", "demo"]) == 1
+    assert "unknown setting 'jobz'" in capsys.readouterr().err
+
+    for name in ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "JUPYTERHUB_SERVICE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    pytest.importorskip("jupyterhub")
+    assert main(["gateway", "serve", "--jupyterhub", "--upstream", "demo"]) == 1
+    err = capsys.readouterr().err
+    assert "JUPYTERHUB_API_TOKEN" in err and "c.JupyterHub.services" in err
