@@ -137,6 +137,8 @@ class JupyterHubUnderTest:
         self.log_path = state_dir / "jupyterhub.log"
         self._extra_env = dict(env or {})
         self._process: subprocess.Popen[bytes] | None = None
+        # Processes seen below the hub (pid -> start time): killed if it leaves them behind.
+        self._children: dict[int, str] = {}
 
     # -- addresses -----------------------------------------------------------------------------
 
@@ -214,16 +216,18 @@ class JupyterHubUnderTest:
         process, self._process = self._process, None
         if process is None:
             return
-        children = _descendants(process.pid)
+        children = {**self._children, **_descendants(process.pid)}
+        self._children = {}
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        for pid, started in children.items():
+            if _start_time(pid) == started:  # still that process, not a reused pid
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
 
     def __enter__(self) -> JupyterHubUnderTest:
         return self.start()
@@ -231,11 +235,14 @@ class JupyterHubUnderTest:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def log_tail(self, lines: int = 60) -> str:
+    def log_tail(self, lines: int = 40) -> str:
+        """The gateway's own lines (the proxy's retries drown them), then the log's last lines."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            every = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return ""
+        gateway = [line for line in every if "runway" in line.lower() or "error:" in line][:20]
+        return "\n".join(["-- gateway --", *gateway, "-- last lines --", *every[-lines:]])
 
     # -- the hub's REST API --
 
@@ -362,8 +369,12 @@ class JupyterHubUnderTest:
     def _wait_until(self, ready: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise HubError(f"jupyterhub exited while waiting for {what}:\n{self.log_tail()}")
+            if self._process is not None:
+                self._children.update(_descendants(self._process.pid))
+                if self._process.poll() is not None:
+                    raise HubError(
+                        f"jupyterhub exited while waiting for {what}:\n{self.log_tail()}"
+                    )
             if ready():
                 return
             time.sleep(0.2)
@@ -416,20 +427,29 @@ def _execute_request(msg_id: str, code: str) -> dict[str, Any]:
     }
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid` (servers, kernels, proxy, services), read from /proc."""
+def _descendants(pid: int) -> dict[int, str]:
+    """Every process below `pid` (servers, kernels, proxy, services) with its start time."""
     parents: dict[int, int] = {}
+    started: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = (entry / "stat").read_text()
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: list[int] = []
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])
+            started[int(entry.name)] = fields[19]
+    found: dict[int, str] = {}
     frontier = [pid]
     while frontier:
         current = frontier.pop()
         children = [child for child, parent in parents.items() if parent == current]
-        found.extend(children)
+        found.update({child: started[child] for child in children})
         frontier.extend(children)
     return found
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None

@@ -298,12 +298,8 @@ def test_a_participant_presses_generate_in_the_panel_with_nothing_typed(
     try:
         page.goto(f"{hub.public_url}/user/alice/lab/tree/{PANEL_NOTEBOOK}?reset")
         page.wait_for_selector(".jp-NotebookPanel .jp-Notebook")
-        page.wait_for_timeout(1000)
-        if page.locator(".jp-Dialog").count():  # "Select Kernel", on a first visit
-            page.locator(".jp-Dialog button.jp-mod-accept").click()
-        page.wait_for_selector(ui.KERNEL_IDLE)
-        ui.run_all(page)
-        page.wait_for_selector(".rw-panel textarea")
+        _wait_for_kernel(page)
+        _run_first_cell(page)
         header = page.locator(".rw-panel .rw-header").first
         header.get_by_text("alice's quota:").wait_for()
         print("panel header:", header.inner_text().replace("\n", " | "))
@@ -319,9 +315,37 @@ def test_a_participant_presses_generate_in_the_panel_with_nothing_typed(
         playback = ui.play(video)
         assert playback["readyState"] >= 2 and playback["after"] > playback["before"], playback
         assert "DEMO" not in header.inner_text()
-        page.screenshot(path=str(tmp_path / "hub_panel.png"))
     finally:
+        page.screenshot(path=str(tmp_path / "hub_panel.png"))
+        print(f"last page: {tmp_path / 'hub_panel.png'}")
         page.context.close()
+
+
+def _run_first_cell(page: Any, attempts: int = 3) -> None:
+    """Shift+Enter in the first cell until the panel shows (a lab still settling may drop one)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").first
+    for _ in range(attempts):
+        if cell.locator(".jp-InputPrompt").inner_text().strip() in ("[ ]:", ""):
+            ui.run_cell(page, cell)
+        try:
+            page.wait_for_selector(".rw-panel textarea", timeout=30_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError("the panel never showed: " + cell.inner_text()[:500])
+
+
+def _wait_for_kernel(page: Any, timeout: float = 90.0) -> None:
+    """Until the notebook's kernel is idle, accepting "Select Kernel" if the lab asks."""
+    deadline = time.monotonic() + timeout
+    while not page.locator(ui.KERNEL_IDLE).count():
+        assert time.monotonic() < deadline, "the notebook's kernel never became idle"
+        accept = page.locator(".jp-Dialog button.jp-mod-accept")
+        if accept.count():
+            accept.first.click()
+        page.wait_for_timeout(250)
 
 
 def test_the_hub_stops_the_gateway_promptly(hub: hub_harness.JupyterHubUnderTest) -> None:
