@@ -11,11 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
 from . import html, ui_updates
 from .shared_models import SharedModels, is_shown, set_shown
+
+if TYPE_CHECKING:
+    from ..store import JobStore
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class Banner(widgets.HBox):
 
     def __init__(self, shared: SharedModels, *, dashboard: bool = False) -> None:
         self._dashboard = dashboard
+        self._history_failures = 0
         self._text = shared.html_widget("", "rw-grow")
         self.close_button = shared.button_widget("", "rw-icon-button", icon="times",
                                                  tooltip="Dismiss")
@@ -145,3 +150,17 @@ class Banner(widgets.HBox):
             set_shown(self, False)
 
         ui_updates.apply(update)
+
+    def warn_if_history_fails(self, store: JobStore) -> None:
+        """Say so when a job could not be written to the history (once for each new
+        failure): it still runs, but a restart would not list it."""
+        if store.failed_writes <= self._history_failures:
+            return
+        self._history_failures = store.failed_writes
+        self.show(
+            "The job history is not being kept",
+            [store.write_error or "a record could not be written",
+             "Jobs still run and show here, but after a restart they will not be listed. "
+             "Set RUNWAY_WIDGET_HOME to a writable folder."],
+            warn=True,
+        )

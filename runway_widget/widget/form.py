@@ -12,15 +12,14 @@ and visibility are CSS classes.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..errors import ApiframeError
 from ..models import ASPECT_RATIOS, DURATIONS, MODELS, GenerationRequest, Problem
 from . import html, ui_updates
+from .image_upload import connect_upload, upload_button
 from .lifecycle import close_tree
 from .media import MediaSource
 from .preview import MediaPreview
@@ -29,8 +28,6 @@ from .shared_models import SharedModels, set_shown
 
 if TYPE_CHECKING:
     from ..webhooks import WebhookReceiver
-
-log = logging.getLogger("runway_widget.widget")
 
 TYPE_LABELS = (
     ("Text → video", "text2video"),
@@ -82,8 +79,8 @@ class GenerationForm(widgets.VBox):
         self.image_url = self._url_field("Image URL", "https://… first frame (required)")
         self.end_image_url = self._url_field("End image", "https://… last frame (optional)")
         self.video_url = self._url_field("Video URL", "https://… video to restyle (required)")
-        self.image_upload = self._upload_button()
-        self.end_image_upload = self._upload_button()
+        self.image_upload = upload_button(s, upload is not None)
+        self.end_image_upload = upload_button(s, upload is not None)
         self._image_preview = MediaPreview(self._media, "image", s)
         self._end_image_preview = MediaPreview(self._media, "image", s)
         self._video_preview = MediaPreview(self._media, "video", s)
@@ -123,14 +120,6 @@ class GenerationForm(widgets.VBox):
                              style=self._shared.labelled)
         field.add_class("rw-grow")
         return field
-
-    def _upload_button(self) -> widgets.FileUpload:
-        button = widgets.FileUpload(
-            accept="image/*", multiple=False, description="Upload",
-            tooltip="Upload a local image (max 2 MB); its URL fills the field",
-            layout=self._shared.layout, style=self._shared.button)
-        set_shown(button, self._upload is not None)
-        return button
 
     def _row(self, name: str, *children: widgets.Widget) -> widgets.Box:
         row = self._shared.box([*children], "rw-row")
@@ -172,8 +161,7 @@ class GenerationForm(widgets.VBox):
         for button, target, name in ((self.image_upload, self.image_url, "image_url"),
                                      (self.end_image_upload, self.end_image_url,
                                       "end_image_url")):
-            button.observe(lambda c, b=button, t=target, n=name: self._on_upload(c, b, t, n),
-                           names="value")
+            connect_upload(button, target, name, self._upload, self._problem_lines)
         self._receive_here.on_click(self._on_receive_here)
         self.generate.on_click(lambda _: self._fire_submit())
 
@@ -204,31 +192,6 @@ class GenerationForm(widgets.VBox):
         self.webhook_secret.value = ""
         self._secret_note.value = html.span(SECRET_SET, "rw-muted")
         self._problem_lines.clear("webhook_secret")
-
-    def _on_upload(
-        self, change: dict[str, Any], button: widgets.FileUpload, target: widgets.Text, name: str
-    ) -> None:
-        files = change["new"]
-        if not files:
-            return
-        first = files[0]
-        content = first.get("content", b"")
-        data = content.tobytes() if isinstance(content, memoryview) else bytes(content)
-        button.value = ()  # the file's bytes must not stay in the widget state
-        if self._upload is None:
-            return
-        self._problem_lines.set_line(name, f"uploading {first.get('name') or 'image'}…", muted=True)
-        try:
-            url = self._upload(data)
-        except ApiframeError as exc:
-            self._problem_lines.set_line(name, f"upload failed: {exc}")
-            return
-        except Exception as exc:  # a failed upload must never raise into the frontend
-            log.warning("image upload failed: %s", type(exc).__name__)
-            self._problem_lines.set_line(name, f"upload failed: {type(exc).__name__}")
-            return
-        self._problem_lines.set_line(name, None)
-        target.value = url
 
     def _on_receive_here(self, _button: widgets.Button) -> None:
         if self._webhooks is None:

@@ -101,7 +101,6 @@ class RunwayPanel(widgets.VBox):
         self._media = MediaSource(self.client.is_own_backend)
         self._players = Players(self._media)
         self._handles: dict[str, TrackHandle] = {}
-        self._history_failures = 0
         self._closed = False
 
         shared = SharedModels()
@@ -137,23 +136,8 @@ class RunwayPanel(widgets.VBox):
 
     def _sent(self, job: Job) -> None:
         self._show([job], live=True)
-        self._warn_if_history_fails()
+        self._banner.warn_if_history_fails(self.client.store)
         self.header.refresh_credits()
-
-    def _warn_if_history_fails(self) -> None:
-        """Say so in the banner when a job could not be written to the history (once for
-        each new failure): it still runs, but a restart would not list it."""
-        store = self.client.store
-        if store.failed_writes <= self._history_failures:
-            return
-        self._history_failures = store.failed_writes
-        self._banner.show(
-            "The job history is not being kept",
-            [store.write_error or "a record could not be written",
-             "Jobs still run and show here, but after a restart they will not be listed. "
-             "Set RUNWAY_WIDGET_HOME to a writable folder."],
-            warn=True,
-        )
 
     # ----- jobs -----------------------------------------------------------------------------
 
@@ -205,7 +189,7 @@ class RunwayPanel(widgets.VBox):
         """A job finished while the panel watched: save it if asked, then open its player."""
         if self._closed:
             return
-        self._warn_if_history_fails()
+        self._banner.warn_if_history_fails(self.client.store)
         saver = self._saver if self.auto_download else self._keeper if self.client.is_demo \
             else None
         if saver is not None and is_http_url(view.job.video_url):
@@ -316,14 +300,7 @@ class RunwayPanel(widgets.VBox):
 
     def __repr__(self) -> str:
         backend = f"DEMO {self.client.base_url}" if self.client.is_demo else self.client.base_url
-        jobs = self.jobs
-        states = [job.state for job in jobs]
-        lines = [
-            f"RunwayPanel(backend={backend}, {states.count('running')} running, "
-            f"{states.count('finished')} finished, {states.count('failed')} failed)"
-        ]
-        lines += [f"  {job.describe()}" for job in jobs[:20]]
-        return "\n".join(lines)
+        return panel_text(backend, self.jobs)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         data = super()._repr_mimebundle_(**kwargs)
@@ -340,3 +317,14 @@ class RunwayPanel(widgets.VBox):
                               "What it made is listed below.")
         display(data, raw=True)
         self._summary.view.show()
+
+
+def panel_text(backend: str, jobs: list[Job]) -> str:
+    """The panel as text (for frontends without widgets): counts, then up to 20 jobs."""
+    states = [job.state for job in jobs]
+    lines = [
+        f"RunwayPanel(backend={backend}, {states.count('running')} running, "
+        f"{states.count('finished')} finished, {states.count('failed')} failed)"
+    ]
+    lines += [f"  {job.describe()}" for job in jobs[:20]]
+    return "\n".join(lines)
