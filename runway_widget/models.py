@@ -64,6 +64,11 @@ class GenerationRequest:
     webhook_url: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        # A secret read from a file ends in a newline: only its surrounding whitespace goes.
+        if isinstance(self.webhook_secret, str):
+            self.webhook_secret = self.webhook_secret.strip() or None
+
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> GenerationRequest:
         """Build from a JSON body; unknown keys are ignored, missing ones stay unset."""

@@ -426,6 +426,13 @@ def test_a_webhook_secret_echoed_by_the_server_is_scrubbed(make_client, bad):
     assert secret not in str(caught.value) + repr(caught.value.body)
 
 
+def test_a_webhook_secret_read_from_a_file_just_works(make_client, bad):
+    bad.route("/runway-imagine", send(json_reply({"task_id": "t9"})))
+    make_client().imagine(prompt="a cat", webhook_url="https://example.com/h",
+                          webhook_secret="whsec-from-a-file\r\n")
+    assert b'"webhook_secret": "whsec-from-a-file"' in bad.seen[-1].body
+
+
 def test_a_webhook_secret_with_a_line_break_is_refused_locally(make_client, bad):
     with pytest.raises(ValidationError, match="webhook_secret") as caught:
         make_client().imagine(prompt="a cat", webhook_url="https://example.com/h",
