@@ -56,7 +56,7 @@ def register(commands: Any) -> None:
     listing = token.add_parser("list", help="participants, quotas and use")
     _add_db(listing)
     listing.set_defaults(run=_token_list)
-    revoke = token.add_parser("revoke", help="revoke NAME's token (refused within 2 s)")
+    revoke = token.add_parser("revoke", help="revoke NAME's token (refused at once)")
     revoke.add_argument("name", metavar="NAME")
     _add_db(revoke)
     revoke.set_defaults(run=_token_revoke)

@@ -58,7 +58,6 @@ class Roster:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.revision = 0  # counts revocations made through this object
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -80,7 +79,6 @@ class Roster:
             done = conn.execute(
                 update(participants).where(participants.c.name == name).values(revoked=True)
             )
-        self.revision += 1  # tells this process's `TokenAuth` to forget what it knew
         return done.rowcount == 1
 
     def authenticate(self, token: str) -> Participant | None:
