@@ -214,12 +214,17 @@ def test_reopened_without_a_kernel_the_saved_notebook_shows_its_jobs(
     without_state.metadata.pop("widgets")
     nbformat.write(with_state, root / "with_state.ipynb")
     nbformat.write(without_state, root / "without_state.ipynb")
+    no_kernel = copy.deepcopy(without_state)  # a kernel not installed here: none starts
+    no_kernel.metadata["kernelspec"] = {"name": "not-installed", "display_name": "Gone",
+                                        "language": "not-a-language"}
+    no_kernel.metadata.pop("language_info", None)
+    nbformat.write(no_kernel, root / "no_kernel.ipynb")
     home = tmp_path_factory.mktemp("server_home")
     server = front_end(root, home, env=env)
     # Trusted, as a notebook the user saved themselves: the widget output is rendered.
     data_dir = {"JUPYTER_DATA_DIR": str(home / "data")}
     server._extra_env.update(data_dir)
-    for name in ("with_state.ipynb", "without_state.ipynb"):
+    for name in ("with_state.ipynb", "without_state.ipynb", "no_kernel.ipynb"):
         subprocess.run([sys.executable, "-m", "jupyter", "trust", str(root / name)], check=True,
                        env={**os.environ, **data_dir}, capture_output=True)
     label = front_end.__name__.lower()
@@ -241,6 +246,18 @@ def test_reopened_without_a_kernel_the_saved_notebook_shows_its_jobs(
             assert not page.locator(".rw-summary").first.is_visible()
             page.locator(".jp-OutputArea").first.screenshot(
                 path=str(shots / f"{label}_with_state.png"))
+
+        with _page(browser, server) as (page, _log):
+            # No kernel at all: the widget output would say "Loading widget..." for ever.
+            page.goto(server.notebook_url("no_kernel.ipynb"))
+            page.get_by_role("dialog").get_by_role("button", name="No Kernel").click()
+            page.wait_for_selector(".rw-summary", state="attached")
+            page.wait_for_timeout(3000)
+            assert server.kernel_state("no_kernel.ipynb") is None
+            text = _visible_outputs(page)
+            assert all(prompt in text for prompt in PROMPTS), text
+            assert "Loading widget" not in text and "Error displaying widget" not in text
+            page.screenshot(path=str(shots / f"{label}_no_kernel.png"))
     print(f"screenshots: {shots}")
 
 
