@@ -157,12 +157,16 @@ def test_a_refused_upstream_key_is_not_shown_as_the_participants_problem(api, ga
     assert TEST_API_KEY not in reply.text
 
 
-def test_participant_webhooks_are_honoured_by_the_gateway_alone(api, gateway, tmp_path):
+def test_participant_webhooks_are_honoured_by_the_gateway_alone(api, tmp_path):
     from runway_widget.webhooks import WebhookReceiver
 
-    pat = participant(gateway, tmp_path)
+    client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
     pushed = []
-    with WebhookReceiver(secret="pat-hook-secret") as receiver:
+    with (  # the receiver is on loopback: the instructor allows it for this room
+        gateway_on(Upstream(client), tmp_path, allow_private_webhooks=True) as gateway,
+        WebhookReceiver(secret="pat-hook-secret") as receiver,
+    ):
+        pat = participant(gateway, tmp_path)
         receiver.subscribe(pushed.append)
         task_id = pat.imagine(
             prompt="x",

@@ -92,6 +92,7 @@ class GatewayServer:
         burst: int = 20,
         poll_interval: tuple[float, float] = (0.5, 15.0),
         max_connections: int = MAX_CONNECTIONS,
+        allow_private_webhooks: bool = False,
     ) -> None:
         self.home = _home(home)
         self.max_connections = max_connections
@@ -116,7 +117,9 @@ class GatewayServer:
             min_interval=poll_interval[0],
             max_interval=poll_interval[1],
         )
-        self.webhooks = ParticipantWebhooks(lambda: self.base_url)
+        self.webhooks = ParticipantWebhooks(
+            lambda: self.base_url, allow_private=allow_private_webhooks
+        )
         self.workshop.hooks = self.webhooks
         self.workshop.on_change(self.webhooks.deliver)
         self.room = room or RoomConfig()

@@ -41,6 +41,11 @@ def register(commands: Any) -> None:
     serve.add_argument(
         "--rate", type=float, default=10.0, help="requests per second per participant (default 10)"
     )
+    serve.add_argument(
+        "--allow-private-webhooks",
+        action="store_true",
+        help="let participants' webhooks reach loopback/private addresses (rehearsals only)",
+    )
     _add_db(serve)
     serve.set_defaults(run=_serve)
 
@@ -146,6 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
         burst=max(1, int(args.rate * 2)),
         hub_auth=hub_auth,
         room=room,
+        allow_private_webhooks=args.allow_private_webhooks,
     )
     print(
         f"Gateway serving at {server.base_url} (upstream {server.upstream.client.base_url})",

@@ -4,6 +4,10 @@ The upstream only ever sees the gateway's webhook (or none); a participant's ``w
 and ``webhook_secret`` stay here, in memory (a secret is never written to the database), and
 each change of their task is POSTed to them as they would see it from ``/fetch``. After a
 gateway restart the secrets are gone, so those tasks are followed by polling only.
+
+Targets inside the gateway's own network are refused (see ``webhook_targets``) unless the
+instructor allowed them; each send is checked again, has an overall deadline, follows no
+redirect and reads at most a few bytes of the reply.
 """
 
 from __future__ import annotations
@@ -16,26 +20,41 @@ from typing import Any
 
 import requests
 
+from .. import __version__
+from ..transport import DeadlinePassed, ReplyTooLarge, Transport
 from .ledger import JobRow
+from .webhook_targets import refusal
 from .workshop import participant_task
 
 __all__ = ["ParticipantWebhooks"]
 
 logger = logging.getLogger("runway_widget.gateway")
 
-TIMEOUT = 10.0
+TIMEOUT = 10.0  # the whole send: connect, request, reply
+REPLY_LIMIT = 4096  # a receiver's answer is only looked at for its status
 WORKERS = 2
 
 
 class ParticipantWebhooks:
     """Remembers who wants pushes for which task, and sends them from a small pool."""
 
-    def __init__(self, video_base: Callable[[], str]) -> None:
+    def __init__(self, video_base: Callable[[], str], *, allow_private: bool = False) -> None:
         self._video_base = video_base
+        self._allow_private = allow_private
         self._targets: dict[str, tuple[str, str | None]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="gateway-webhooks")
-        self._session = requests.Session()
+        self._transport = Transport(
+            user_agent=f"runway_widget-gateway/{__version__}",
+            timeout=TIMEOUT,
+            max_retries=0,
+            backoff_factor=0.0,
+            backoff_max=0.0,
+        )
+
+    def refusal(self, url: str) -> str | None:
+        """Why ``url`` may not receive pushes (None if it may); resolves its host name."""
+        return None if self._allow_private else refusal(url)
 
     def register(self, task_id: str, url: str, secret: str | None) -> None:
         with self._lock:
@@ -56,17 +75,25 @@ class ParticipantWebhooks:
 
     def _post(self, target: tuple[str, str | None], body: dict[str, Any]) -> None:
         url, secret = target
+        task_id = body["task_id"]
+        refused = self.refusal(url)  # again: the name may resolve elsewhere by now
+        if refused is not None:
+            logger.warning("participant webhook for task %s not sent: %s", task_id, refused)
+            return
         headers = {"x-webhook-secret": secret} if secret else {}
         try:
-            reply = self._session.post(
-                url, json=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
+            self._transport.call(
+                "POST",
+                url,
+                policy="once",
+                deadline=TIMEOUT,
+                limit=REPLY_LIMIT,
+                json=body,
+                headers=headers,
             )
-            reply.close()
-        except requests.RequestException as exc:
-            logger.info(
-                "participant webhook for task %s failed: %s", body["task_id"], type(exc).__name__
-            )
+        except (requests.RequestException, DeadlinePassed, ReplyTooLarge) as exc:
+            logger.info("participant webhook for task %s failed: %s", task_id, type(exc).__name__)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._session.close()
+        self._transport.close()

@@ -39,6 +39,8 @@ class ParticipantHooks(Protocol):
 
     def register(self, task_id: str, url: str, secret: str | None) -> None: ...
 
+    def refusal(self, url: str) -> str | None: ...
+
 
 def credits_for(request: GenerationRequest) -> int:
     """What a job costs against a credits quota: one credit per second of video."""
@@ -143,6 +145,11 @@ class Workshop:
         problems = request.problems()
         if problems:
             raise ValidationError(problems, status_code=400)
+        if request.webhook_url and self.hooks is not None:
+            loop = asyncio.get_running_loop()  # resolving a name may block: off the loop
+            refused = await loop.run_in_executor(None, self.hooks.refusal, request.webhook_url)
+            if refused is not None:
+                raise ValidationError([refused], status_code=400)
         hook_url, hook_secret = self._upstream_webhook or (None, None)
         forwarded = dataclasses.replace(request, webhook_url=hook_url, webhook_secret=hook_secret)
         job_id = await self.run_db(
