@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol, runtime_checkable
 
-from .roster import Participant, Roster
+from .roster import LoopTokenReader, Participant, Roster
 
 __all__ = ["Participant", "ParticipantAuth", "TokenAuth", "bare_token"]
 
@@ -46,19 +46,22 @@ class TokenAuth:
     statement), so a revocation made anywhere (this process, the CLI, another gateway on the
     same database) is refused on the very next request, and a token minted elsewhere works at
     once. With an ``executor`` (a networked database) the read runs there; without one
-    (embedded SQLite, well under a millisecond) it runs inline, sparing two thread switches.
+    (embedded SQLite, tens of microseconds with `LoopTokenReader`) it runs inline, sparing
+    two thread switches.
     """
 
     def __init__(self, roster: Roster, executor: Executor | None = None) -> None:
         self._roster = roster
         self._executor = executor
+        embedded = executor is None and roster.engine.dialect.name == "sqlite"
+        self._inline = LoopTokenReader(roster.engine) if embedded else roster.authenticate
 
     async def authenticate(self, authorization_header: str | None) -> Participant | None:
         token = bare_token(authorization_header)
         if token is None:
             return None
         if self._executor is None:
-            return self._roster.authenticate(token)
+            return self._inline(token)
         lookup: Callable[[str], Any] = self._roster.authenticate
         loop = asyncio.get_running_loop()
         found: Participant | None = await loop.run_in_executor(self._executor, lookup, token)
