@@ -20,13 +20,11 @@ everywhere else it is masked (`mask_secret`) or scrubbed (`Redactor`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import ipaddress
 import json
 import logging
 import os
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import SplitResult, urlsplit
@@ -36,19 +34,11 @@ import requests
 from . import __version__
 from .budget import RequestBudget
 from .credentials import resolve as resolve_credentials
-from .downloads import save_atomically
-from .errors import (
-    ApiframeError,
-    AuthenticationError,
-    NetworkError,
-    TaskFailedError,
-    TaskNotFoundError,
-    TaskTimeoutError,
-    shorten,
-)
+from .downloads import download_video
+from .errors import ApiframeError, AuthenticationError
+from .fetching import BatchFetcher
 from .http_errors import (
     UNKNOWN_SUBMISSION_HINT,
-    download_error,
     status_error,
     transport_error,
     unusable_reply,
@@ -59,11 +49,11 @@ from .models import (
     GenerationRequest,
     Task,
     is_http_url,
-    video_filename,
 )
 from .redaction import Redactor, key_problem, mask_secret, normalize_secret
 from .transport import DeadlinePassed, ReplyTooLarge, Transport
 from .uploads import prepare_upload
+from .waiting import wait_for
 
 if TYPE_CHECKING:
     from .store import JobStore
@@ -129,6 +119,9 @@ class ApiframeClient:
             max_retries=max_retries,
             backoff_factor=backoff_factor,
             backoff_max=backoff_max,
+        )
+        self._batches = BatchFetcher(
+            lambda task_id, retry: self._fetch_one(task_id, retry=retry), self._fetch_some
         )
 
     # -- construction and identity -------------------------------------------------------------
@@ -239,40 +232,13 @@ class ApiframeClient:
     def fetch_batch(self, ids: list[str], *, retry: bool = True) -> dict[str, Task]:
         """One logical call for at most 20 ids: only the tasks the server returned.
 
-        One id goes to ``/fetch`` (unknown -> ``{}``), more to ``/fetch-many``. When the
-        server refuses a batch because of an unknown id, the batch is split until the
-        unknown ones are isolated (``retry=False``: nothing returned, so the caller checks
-        each id alone). ``retry=False`` is for a scheduler that paces itself (the tracker):
-        exactly one HTTP attempt, and no token taken here, since the scheduler takes it from
-        ``read_budget`` (with ``reserve()``, which never blocks its thread) before calling.
+        One id goes to ``/fetch`` (unknown -> ``{}``), more to ``/fetch-many``; a batch
+        refused for an unknown id is split until the unknown ones are isolated
+        (``retry=False``: nothing returned, so the caller checks each id alone).
+        ``retry=False`` is for a scheduler that paces itself (the tracker): exactly one HTTP
+        attempt and no token taken here, since it reserves one from ``read_budget`` first.
         """
-        unique = list(dict.fromkeys(ids))
-        if len(unique) > FETCH_MANY_LIMIT:
-            raise ValueError(f"fetch_batch takes at most {FETCH_MANY_LIMIT} ids, not {len(unique)}")
-        if not unique:
-            return {}
-        if len(unique) == 1:
-            try:
-                return {unique[0]: self._fetch_one(unique[0], retry=retry)}
-            except TaskNotFoundError:
-                return {}
-        try:
-            tasks = self._call(
-                "POST",
-                "/fetch-many",
-                parse=_parse_tasks,
-                json={"task_ids": unique},
-                take_token=retry,
-                policy="read" if retry else "once",
-                task_ids=unique,
-            )
-        except TaskNotFoundError:
-            if not retry:
-                return {}
-            middle = len(unique) // 2
-            return {**self.fetch_batch(unique[:middle]), **self.fetch_batch(unique[middle:])}
-        wanted = set(unique)
-        return {task.task_id: task for task in tasks if task.task_id in wanted}
+        return self._batches.batch(ids, retry=retry)
 
     def fetch_many(self, ids: Iterable[str]) -> list[Task]:
         """Any number of tasks, in the order asked, in as few requests as the API allows.
@@ -280,14 +246,7 @@ class ApiframeClient:
         A task the server does not know comes back as `Task.unknown` (status ``failed``,
         ``raw["not_found"]``), so one bad id never costs the others' results.
         """
-        ids = list(ids)
-        found: dict[str, Task] = {}
-        for chunk in _chunks(list(dict.fromkeys(ids)), FETCH_MANY_LIMIT):
-            found.update(self.fetch_batch(chunk))
-            for task_id in chunk:
-                if task_id not in found:
-                    found[task_id] = self._fetch_or_unknown(task_id)
-        return [found[task_id] for task_id in ids]
+        return self._batches.many(ids)
 
     def account(self) -> dict[str, Any]:
         """``{"email", "credits", "total_images", "plan"}`` of the key's account."""
@@ -316,28 +275,17 @@ class ApiframeClient:
         carrying the last task seen). The task itself goes on after a timeout. No poll
         outlives ``timeout``: a server that stalls ends the wait on time.
         """
+        def poll(seconds: float | None) -> Task:
+            deadline = None if seconds is None else min(self.deadline, seconds)
+            return self._fetch_one(task_id, retry=True, deadline=deadline)
+
+        def on_change(task: Task) -> None:
+            self.store.record_task(task, backend=self.base_url)
+            if on_progress is not None:
+                on_progress(task)
+
         interval = self.poll_interval if poll_interval is None else poll_interval
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last: Task | None = None
-        while True:
-            task = self._poll_within(task_id, deadline, last, timeout)
-            changed = not task.same_progress(last)
-            last = task
-            if changed:
-                self.store.record_task(task, backend=self.base_url)
-                if on_progress is not None:
-                    on_progress(task)
-            if task.is_finished:
-                return task
-            if task.is_failed:
-                raise TaskFailedError(task)
-            pause = interval
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TaskTimeoutError(task, task_id, timeout)
-                pause = min(pause, remaining)
-            time.sleep(max(0.0, pause))
+        return wait_for(task_id, poll, timeout=timeout, interval=interval, on_change=on_change)
 
     def download(self, task_or_url: Task | str, path: str | os.PathLike[str]) -> Path:
         """Save a video to ``path`` (a file, or a folder to put it in); returns the file.
@@ -346,36 +294,18 @@ class ApiframeClient:
         the destination is either the whole video or untouched, never a half-written MP4.
         At most ``download_limit`` bytes, at ``download_min_rate`` bytes a second or better.
         """
-        task_id: str | None = None
-        if isinstance(task_or_url, Task):
-            task_id = task_or_url.task_id
-            url = task_or_url.video_url
-            if not url:
-                raise ApiframeError(
-                    f"task {shorten(task_id)} has no video yet "
-                    f"(status {shorten(task_or_url.status)!r})"
-                )
-        else:
-            url = str(task_or_url)
-        if not is_http_url(url):
-            raise ApiframeError(f"not an http(s) video URL: {shorten(url, 100)!r}")
-        destination = Path(path).expanduser()
-        if destination.is_dir():
-            destination = destination / video_filename(None, task_id)
-        fill = functools.partial(
-            self._transport.download,
-            url,
+        destination = download_video(
+            self._transport,
+            task_or_url,
+            path,
             limit=self.download_limit,
-            base_seconds=self.timeout,
+            timeout=self.timeout,
             min_rate=self.download_min_rate,
+            redact=self._redact,
         )
-        try:
-            save_atomically(destination, fill)
-        except (requests.RequestException, DeadlinePassed, ReplyTooLarge) as exc:
-            raise download_error(exc, url, redact=self._redact, timeout=self.timeout) from None
-        if task_id is not None:
-            self.store.record_download(task_id, destination)
-        logger.info("saved %s to %s", shorten(url, 200), destination)
+        if isinstance(task_or_url, Task):
+            self.store.record_download(task_or_url.task_id, destination)
+        logger.info("saved the video to %s", destination)
         return destination
 
     # -- transport -----------------------------------------------------------------------------
@@ -392,25 +322,16 @@ class ApiframeClient:
             deadline=deadline,
         )
 
-    def _fetch_or_unknown(self, task_id: str) -> Task:
-        try:
-            return self.fetch(task_id)
-        except TaskNotFoundError:
-            return Task.unknown(task_id)
-
-    def _poll_within(
-        self, task_id: str, deadline: float | None, last: Task | None, timeout: float | None
-    ) -> Task:
-        """One fetch for `wait`, cut off when the wait itself runs out of time."""
-        if deadline is None:
-            return self.fetch(task_id)
-        left = max(0.5, deadline - time.monotonic())
-        try:
-            return self._fetch_one(task_id, retry=True, deadline=min(self.deadline, left))
-        except NetworkError:
-            if time.monotonic() >= deadline:
-                raise TaskTimeoutError(last, task_id, timeout) from None
-            raise
+    def _fetch_some(self, ids: list[str], retry: bool) -> list[Task]:
+        return self._call(
+            "POST",
+            "/fetch-many",
+            parse=_parse_tasks,
+            json={"task_ids": ids},
+            take_token=retry,
+            policy="read" if retry else "once",
+            task_ids=ids,
+        )
 
     def _call(
         self,
@@ -504,11 +425,6 @@ def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
         return (scheme, "", -1)
     default = {"http": 80, "https": 443}.get(scheme)
     return (scheme, (parts.hostname or "").lower(), port if port is not None else default)
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _parse_task_id(data: Any) -> str:
