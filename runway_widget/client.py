@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -32,16 +31,13 @@ from urllib.parse import SplitResult, urlsplit
 import requests
 
 from . import __version__
+from .api_call import call_api, usable_key
 from .budget import RequestBudget
 from .credentials import resolve as resolve_credentials
 from .downloads import download_video
-from .errors import ApiframeError, AuthenticationError
 from .fetching import BatchFetcher
 from .http_errors import (
     UNKNOWN_SUBMISSION_HINT,
-    status_error,
-    transport_error,
-    unusable_reply,
 )
 from .models import (
     FETCH_MANY_LIMIT,
@@ -50,8 +46,8 @@ from .models import (
     Task,
     is_http_url,
 )
-from .redaction import Redactor, key_problem, mask_secret, normalize_secret
-from .transport import DeadlinePassed, ReplyTooLarge, Transport
+from .redaction import Redactor, mask_secret, normalize_secret
+from .transport import Transport
 from .uploads import prepare_upload
 from .waiting import wait_for
 
@@ -154,7 +150,11 @@ class ApiframeClient:
 
     @property
     def is_demo(self) -> bool:
-        """True on the embedded demo backend: nothing is paid, videos are rendered locally."""
+        """True on the embedded demo backend: nothing is paid, videos are rendered locally.
+
+        Set by `demo` or ``demo=True``; a client built by hand on a loopback backend learns
+        it from the first `account` that answers ``"plan": "demo"``.
+        """
         return self._demo
 
     @property
@@ -250,7 +250,10 @@ class ApiframeClient:
 
     def account(self) -> dict[str, Any]:
         """``{"email", "credits", "total_images", "plan"}`` of the key's account."""
-        return self._call("GET", "/account", parse=_parse_object, take_token=True)
+        info = self._call("GET", "/account", parse=_parse_object, take_token=True)
+        if info.get("plan") == "demo" and _is_loopback(urlsplit(self.base_url).hostname):
+            self._demo = True  # a demo backend in this process or machine, built by hand
+        return info
 
     def upload_image(self, image: str | os.PathLike[str] | bytes) -> str:
         """Upload a first/last frame (a path or the bytes, at most 2 MB); returns its URL."""
@@ -347,51 +350,22 @@ class ApiframeClient:
         **body: Any,
     ) -> T:
         """One API call: key check, budget, request, error mapping, then ``parse`` the JSON."""
-        key = self._usable_key()
+        key = usable_key(self.api_key)
         if take_token:
             self.read_budget.acquire()
-        redact = Redactor([self.api_key, *secrets]) if secrets else self._redact
-        url = self.base_url + path
-        submission = policy == "submit"
-        try:
-            reply = self._transport.call(
-                method,
-                url,
-                policy=policy,
-                deadline=self.deadline if deadline is None else deadline,
-                headers={"Authorization": key},
-                **body,
-            )
-        except (requests.RequestException, DeadlinePassed, ReplyTooLarge) as exc:
-            raise transport_error(
-                exc, url, redact=redact, timeout=self.timeout, submission=submission
-            ) from None
-        logger.debug("%s %s -> HTTP %s", method, path, reply.status)
-        if not 200 <= reply.status < 300:
-            raise status_error(
-                reply,
-                url,
-                redact=redact,
-                key_mask=mask_secret(self.api_key),
-                task_ids=task_ids or (),
-                submission=submission,
-            )
-        try:
-            return parse(json.loads(redact(reply.text)))  # a key echoed anywhere is masked
-        except (ValueError, TypeError, KeyError, RecursionError, ApiframeError):
-            raise unusable_reply(reply, url, redact=redact, submission=submission) from None
-
-    def _usable_key(self) -> str:
-        """The key to send, or an `AuthenticationError` (before anything is sent)."""
-        if not self.api_key:
-            raise AuthenticationError(
-                "no API key: set APIFRAME_API_KEY or pass api_key=… "
-                "(or try the demo backend: ApiframeClient.demo())"
-            )
-        problem = key_problem(self.api_key)
-        if problem is not None:
-            raise AuthenticationError(problem)
-        return self.api_key
+        return call_api(
+            self._transport,
+            method,
+            self.base_url + path,
+            key=key,
+            parse=parse,
+            redact=Redactor([self.api_key, *secrets]) if secrets else self._redact,
+            timeout=self.timeout,
+            deadline=self.deadline if deadline is None else deadline,
+            policy=policy,
+            task_ids=task_ids or (),
+            **body,
+        )
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -117,6 +117,19 @@ def test_is_demo_only_for_a_client_made_by_demo(make_client):
     assert not make_client().is_demo
 
 
+def test_a_demo_plan_marks_the_client_demo_only_on_a_loopback_backend(
+    demo_server, store, api
+):
+    with ApiframeClient(api_key=demo_server.api_key, base_url=demo_server.base_url,
+                        store=store) as client:
+        assert not client.is_demo
+        assert client.account()["plan"] == "demo"
+        assert client.is_demo and ", demo" in repr(client)
+    with ApiframeClient(api_key=TEST_API_KEY, base_url=api.base_url, store=store) as client:
+        client.account()
+        assert not client.is_demo  # a loopback backend whose plan is not "demo"
+
+
 def test_layers_only_look_down():
     """The demo backend never imports the client (the demo key lives with the demo)."""
     probe = (

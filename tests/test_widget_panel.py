@@ -387,6 +387,20 @@ def test_attach_follows_a_task_submitted_elsewhere(make_panel, demo_client):
     assert job.state == "finished"
 
 
+def test_a_hand_built_client_on_the_demo_server_shows_the_demo_badge(
+    make_panel, demo_server, tmp_path
+):
+    """The README's example: a client given the demo's key and URL, not ``demo=True``."""
+    with ApiframeClient(api_key=demo_server.api_key, base_url=demo_server.base_url,
+                        store=JobStore(tmp_path / "hand.jsonl")) as client:
+        assert not client.is_demo  # nothing is known before the account answers
+        panel = make_panel(client)
+        wait_for(lambda: ">DEMO</span>" in panel.header.title.value, "the DEMO badge")
+        assert client.is_demo and panel.header.backend_label == "DEMO"
+        assert 'class="rw-badge rw-badge-live"' not in panel.header.title.value
+        assert "DEMO" in repr(panel)
+
+
 def test_default_panel_uses_the_demo_backend(monkeypatch):
     from runway_widget.widget import RunwayPanel
 

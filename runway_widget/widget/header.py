@@ -52,13 +52,8 @@ class Header(widgets.HBox):
     def __init__(self, client: ApiframeClient, on_refresh: Callable[[], object],
                  shared: SharedModels) -> None:
         self._client = client
-        self.backend_label = "DEMO" if client.is_demo else (
-            urlsplit(client.base_url).netloc or client.base_url)
-        self.title = shared.html_widget(
-            f"{html.STYLE}<style>{LIVE_PANEL_STYLE}</style>"
-            + html.span("Runway video", "rw-title") + " " + backend_badge(client)
-            + KERNEL_GONE_LINE,
-            "rw-grow")
+        self.backend_label = _backend_label(client)
+        self.title = shared.html_widget(_title_markup(client), "rw-grow")
         self.credits = shared.html_widget(html.span("credits: …", "rw-muted"))
         self.counts = shared.html_widget(html.span(counts_text([]), "rw-muted"))
         self.refresh_button = shared.button_widget(
@@ -88,7 +83,24 @@ class Header(widgets.HBox):
             plan = info.get("plan")
             markup = html.span(account_text(info), "rw-badge",
                                title=f"plan: {plan}" if plan else None)
+            self._show_backend()
         ui_updates.set_values(self.credits, value=markup)
+
+    def _show_backend(self) -> None:
+        """Turn the badge to DEMO once the account revealed a hand-built demo client."""
+        if self.backend_label != _backend_label(self._client):
+            self.backend_label = _backend_label(self._client)
+            ui_updates.set_values(self.title, value=_title_markup(self._client))
+
+
+def _backend_label(client: ApiframeClient) -> str:
+    return "DEMO" if client.is_demo else (urlsplit(client.base_url).netloc or client.base_url)
+
+
+def _title_markup(client: ApiframeClient) -> str:
+    return (f"{html.STYLE}<style>{LIVE_PANEL_STYLE}</style>"
+            + html.span("Runway video", "rw-title") + " " + backend_badge(client)
+            + KERNEL_GONE_LINE)
 
 
 def account_text(info: dict[str, Any]) -> str:
