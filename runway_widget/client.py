@@ -20,18 +20,17 @@ everywhere else it is masked (`mask_secret`) or scrubbed (`Redactor`).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import SplitResult, urlsplit
 
 import requests
 
 from . import __version__
 from .api_call import call_api, usable_key
+from .backend_address import is_loopback_url, is_own_loopback_url
 from .budget import RequestBudget
 from .credentials import resolve as resolve_credentials
 from .downloads import download_video
@@ -44,7 +43,6 @@ from .models import (
     UPLOAD_LIMIT,
     GenerationRequest,
     Task,
-    is_http_url,
 )
 from .redaction import Redactor, mask_secret, normalize_secret
 from .transport import Transport
@@ -116,9 +114,7 @@ class ApiframeClient:
             backoff_factor=backoff_factor,
             backoff_max=backoff_max,
         )
-        self._batches = BatchFetcher(
-            lambda task_id, retry: self._fetch_one(task_id, retry=retry), self._fetch_some
-        )
+        self._batches = BatchFetcher(self._call)
 
     # -- construction and identity -------------------------------------------------------------
 
@@ -178,10 +174,7 @@ class ApiframeClient:
         kernel on a server's say-so; any other loopback or private address in a reply could
         carry internal data into a notebook, so it is never fetched.
         """
-        if not is_http_url(url):
-            return False
-        own, other = urlsplit(self.base_url), urlsplit(str(url))
-        return _is_loopback(own.hostname) and _origin(own) == _origin(other)
+        return is_own_loopback_url(self.base_url, url)
 
     def __repr__(self) -> str:
         demo = ", demo" if self.is_demo else ""
@@ -227,7 +220,7 @@ class ApiframeClient:
 
     def fetch(self, task_id: str) -> Task:
         """The task's current state; `TaskNotFoundError` if the server does not know it."""
-        return self._fetch_one(task_id, retry=True)
+        return self._batches.one(task_id)
 
     def fetch_batch(self, ids: list[str], *, retry: bool = True) -> dict[str, Task]:
         """One logical call for at most 20 ids: only the tasks the server returned.
@@ -251,7 +244,7 @@ class ApiframeClient:
     def account(self) -> dict[str, Any]:
         """``{"email", "credits", "total_images", "plan"}`` of the key's account."""
         info = self._call("GET", "/account", parse=_parse_object, take_token=True)
-        if info.get("plan") == "demo" and _is_loopback(urlsplit(self.base_url).hostname):
+        if info.get("plan") == "demo" and is_loopback_url(self.base_url):
             self._demo = True  # a demo backend in this process or machine, built by hand
         return info
 
@@ -278,17 +271,19 @@ class ApiframeClient:
         carrying the last task seen). The task itself goes on after a timeout. No poll
         outlives ``timeout``: a server that stalls ends the wait on time.
         """
-        def poll(seconds: float | None) -> Task:
-            deadline = None if seconds is None else min(self.deadline, seconds)
-            return self._fetch_one(task_id, retry=True, deadline=deadline)
-
         def on_change(task: Task) -> None:
             self.store.record_task(task, backend=self.base_url)
             if on_progress is not None:
                 on_progress(task)
 
-        interval = self.poll_interval if poll_interval is None else poll_interval
-        return wait_for(task_id, poll, timeout=timeout, interval=interval, on_change=on_change)
+        return wait_for(
+            task_id,
+            lambda seconds: self._batches.one(task_id, deadline=seconds),
+            timeout=timeout,
+            interval=self.poll_interval if poll_interval is None else poll_interval,
+            call_deadline=self.deadline,
+            on_change=on_change,
+        )
 
     def download(self, task_or_url: Task | str, path: str | os.PathLike[str]) -> Path:
         """Save a video to ``path`` (a file, or a folder to put it in); returns the file.
@@ -298,43 +293,14 @@ class ApiframeClient:
         At most ``download_limit`` bytes, at ``download_min_rate`` bytes a second or better.
         """
         destination = download_video(
-            self._transport,
-            task_or_url,
-            path,
-            limit=self.download_limit,
-            timeout=self.timeout,
-            min_rate=self.download_min_rate,
-            redact=self._redact,
-        )
+            self._transport, task_or_url, path, limit=self.download_limit, timeout=self.timeout,
+            min_rate=self.download_min_rate, redact=self._redact)
         if isinstance(task_or_url, Task):
             self.store.record_download(task_or_url.task_id, destination)
         logger.info("saved the video to %s", destination)
         return destination
 
     # -- transport -----------------------------------------------------------------------------
-
-    def _fetch_one(self, task_id: str, *, retry: bool, deadline: float | None = None) -> Task:
-        return self._call(
-            "POST",
-            "/fetch",
-            parse=Task.from_json,
-            json={"task_id": task_id},
-            take_token=retry,
-            policy="read" if retry else "once",
-            task_ids=[task_id],
-            deadline=deadline,
-        )
-
-    def _fetch_some(self, ids: list[str], retry: bool) -> list[Task]:
-        return self._call(
-            "POST",
-            "/fetch-many",
-            parse=_parse_tasks,
-            json={"task_ids": ids},
-            take_token=retry,
-            policy="read" if retry else "once",
-            task_ids=ids,
-        )
 
     def _call(
         self,
@@ -380,39 +346,11 @@ def _env_seconds(name: str, default: float) -> float:
     return value if 0 <= value < float("inf") else default
 
 
-def _is_loopback(host: str | None) -> bool:
-    host = (host or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
-    """Scheme, host and port (the scheme's default when absent) of a split URL."""
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        return (scheme, "", -1)
-    default = {"http": 80, "https": 443}.get(scheme)
-    return (scheme, (parts.hostname or "").lower(), port if port is not None else default)
-
-
 def _parse_task_id(data: Any) -> str:
     task_id = data["task_id"]
     if not isinstance(task_id, str) or not task_id:
         raise TypeError("task_id")
     return task_id
-
-
-def _parse_tasks(data: Any) -> list[Task]:
-    tasks = data["tasks"]
-    if not isinstance(tasks, list):
-        raise TypeError("tasks")
-    return [Task.from_json(item) for item in tasks]
 
 
 def _parse_object(data: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Fetching tasks in batches: ``/fetch-many`` for up to 20 ids, ``/fetch`` for one.
+"""Reading tasks: ``/fetch`` for one id, ``/fetch-many`` for up to 20.
 
 Kept apart from the client so its one subtle part reads on its own: a server refuses a
 whole batch when one id in it is unknown, so a refused batch is split in halves until
@@ -8,25 +8,31 @@ the unknown ids are isolated, and one bad id never costs the others' results.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from .errors import TaskNotFoundError
 from .models import FETCH_MANY_LIMIT, Task
 
 __all__ = ["BatchFetcher"]
 
-FetchOne = Callable[[str, bool], Task]
-FetchMany = Callable[[list[str], bool], list[Task]]
+ApiCall = Callable[..., Any]  # the client's one API call: key, budget, request, errors, parse
 
 
 class BatchFetcher:
-    """Batch reads over two requests: ``fetch_one(id, retry)``, ``fetch_many(ids, retry)``.
+    """The task reads of one client, made through its ``call``.
 
-    Both raise `TaskNotFoundError` when the server does not know an id they were given.
+    ``retry=True`` reads take a token from the client's budget and retry; ``retry=False``
+    ones make exactly one attempt (a scheduler that paces itself has taken the token).
+    Both requests raise `TaskNotFoundError` when the server does not know an id.
     """
 
-    def __init__(self, fetch_one: FetchOne, fetch_many: FetchMany) -> None:
-        self._fetch_one = fetch_one
-        self._fetch_many = fetch_many
+    def __init__(self, call: ApiCall) -> None:
+        self._call = call
+
+    def one(self, task_id: str, *, retry: bool = True, deadline: float | None = None) -> Task:
+        """``/fetch``: the task's current state (``deadline`` seconds at most when given)."""
+        return self._read("/fetch", {"task_id": task_id}, Task.from_json, [task_id], retry,
+                          deadline=deadline)
 
     def batch(self, ids: list[str], *, retry: bool = True) -> dict[str, Task]:
         """At most 20 ids in one logical call: only the tasks the server returned.
@@ -41,11 +47,11 @@ class BatchFetcher:
             return {}
         if len(unique) == 1:
             try:
-                return {unique[0]: self._fetch_one(unique[0], retry)}
+                return {unique[0]: self.one(unique[0], retry=retry)}
             except TaskNotFoundError:
                 return {}
         try:
-            tasks = self._fetch_many(unique, retry)
+            tasks = self._read("/fetch-many", {"task_ids": unique}, _parse_tasks, unique, retry)
         except TaskNotFoundError:
             if not retry:
                 return {}
@@ -67,11 +73,31 @@ class BatchFetcher:
 
     def _one_or_unknown(self, task_id: str) -> Task:
         try:
-            return self._fetch_one(task_id, True)
+            return self.one(task_id)
         except TaskNotFoundError:
             return Task.unknown(task_id)
+
+    def _read(self, path: str, payload: dict[str, Any], parse: Callable[[Any], Any],
+              ids: list[str], retry: bool, *, deadline: float | None = None) -> Any:
+        return self._call(
+            "POST",
+            path,
+            parse=parse,
+            json=payload,
+            take_token=retry,
+            policy="read" if retry else "once",
+            task_ids=ids,
+            deadline=deadline,
+        )
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _parse_tasks(data: Any) -> list[Task]:
+    tasks = data["tasks"]
+    if not isinstance(tasks, list):
+        raise TypeError("tasks")
+    return [Task.from_json(item) for item in tasks]

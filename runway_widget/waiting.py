@@ -15,7 +15,7 @@ from .models import Task
 
 __all__ = ["wait_for"]
 
-Poll = Callable[[float | None], Task]
+Poll = Callable[[float], Task]
 
 
 def wait_for(
@@ -24,19 +24,21 @@ def wait_for(
     *,
     timeout: float | None,
     interval: float,
+    call_deadline: float,
     on_change: Callable[[Task], Any],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> Task:
     """Poll until the task finishes; ``on_change(task)`` on every visible change.
 
-    ``poll(seconds)`` is one fetch that must end within ``seconds`` (``None``: its own
-    deadline). Raises `TaskFailedError` or `TaskTimeoutError`, both carrying the last task.
+    ``poll(seconds)`` is one fetch that must end within ``seconds``: ``call_deadline``, or
+    less when the wait has less time left. Raises `TaskFailedError` or `TaskTimeoutError`,
+    both carrying the last task.
     """
     deadline = None if timeout is None else clock() + timeout
     last: Task | None = None
     while True:
-        task = _poll_within(task_id, poll, deadline, last, timeout, clock)
+        task = _poll_within(task_id, poll, call_deadline, deadline, last, timeout, clock)
         if not task.same_progress(last):
             on_change(task)
         last = task
@@ -56,6 +58,7 @@ def wait_for(
 def _poll_within(
     task_id: str,
     poll: Poll,
+    call_deadline: float,
     deadline: float | None,
     last: Task | None,
     timeout: float | None,
@@ -63,9 +66,9 @@ def _poll_within(
 ) -> Task:
     """One poll, cut off when the wait itself runs out of time."""
     if deadline is None:
-        return poll(None)
+        return poll(call_deadline)
     try:
-        return poll(max(0.5, deadline - clock()))
+        return poll(min(call_deadline, max(0.5, deadline - clock())))
     except NetworkError:
         if clock() >= deadline:
             raise TaskTimeoutError(last, task_id, timeout) from None
