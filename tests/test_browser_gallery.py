@@ -65,16 +65,8 @@ selectors => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(ui.CHROMIUM).exists():
-        pytest.skip(f"{ui.CHROMIUM} is missing (apt-get install chromium; .ci/run does)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip('playwright is missing (pip install -e ".[test]")')
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=ui.CHROMIUM, args=ui.CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with ui.chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

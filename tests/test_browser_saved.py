@@ -57,22 +57,8 @@ def _notebook(cells: list[str]) -> nbformat.NotebookNode:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_playwright = _sync_playwright()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=lab_ui.CHROMIUM, args=lab_ui.CHROMIUM_ARGS)
+    with lab_ui.chromium() as launched:
         yield launched
-        launched.close()
-
-
-def _sync_playwright() -> Any:
-    if not Path(lab_ui.CHROMIUM).exists():
-        pytest.skip(f"{lab_ui.CHROMIUM} is missing (apt-get install chromium; .ci/run does)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip('playwright is missing (pip install -e ".[test]")')
-    return sync_playwright
 
 
 @pytest.fixture(scope="module")

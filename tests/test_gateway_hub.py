@@ -230,16 +230,8 @@ CARD_PLAYS = f"prompt => ({CARD_VIDEO_INDEX.strip()})(prompt) >= 0"
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    if not Path(ui.CHROMIUM).exists():
-        pytest.skip(f"{ui.CHROMIUM} is missing (apt-get install chromium; .ci/run does)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip('playwright is missing (pip install -e ".[test]")')
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=ui.CHROMIUM, args=ui.CHROMIUM_ARGS)
+    with ui.chromium() as browser:
         yield browser
-        browser.close()
 
 
 def _signed_in(chromium: Any, hub: hub_harness.JupyterHubUnderTest, user: str) -> Any:
@@ -278,6 +270,7 @@ def test_the_gallery_signs_in_through_the_hub_and_shows_what_each_may_see(
     teacher.goto(hub.gateway_url + "gallery")
     teacher.wait_for_selector(".rw-status[data-state='live']")
     assert teacher.inner_text(".rw-scope") == "the whole room"
+    teacher.locator(".rw-clip .rw-who", has_text="bob").first.wait_for()  # the feed is live
     assert "bob" in teacher.locator(".rw-clip .rw-who").all_inner_texts()
     teacher.goto(hub.gateway_url + "admin")
     assert {"alice", "bob"} <= set(teacher.locator("tr[data-participant]").evaluate_all(
