@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 
 import requests
 
+from .deadlines import DeadlinePassed
 from .errors import ApiframeError, AuthenticationError
 from .http_errors import status_error, transport_error, unusable_reply
 from .redaction import Redactor, key_problem, mask_secret
-from .transport import DeadlinePassed, ReplyTooLarge, Transport
+from .transport import ReplyTooLarge, Transport
 
 __all__ = ["call_api", "usable_key"]
 

@@ -12,11 +12,12 @@ from typing import IO
 
 import requests
 
+from .deadlines import DeadlinePassed
 from .errors import ApiframeError, shorten
 from .http_errors import download_error
 from .models import Task, is_http_url, video_filename
 from .redaction import Redactor
-from .transport import DeadlinePassed, ReplyTooLarge, Transport
+from .transport import ReplyTooLarge, Transport
 
 __all__ = ["download_video", "save_atomically"]
 
@@ -58,8 +59,7 @@ def _video_url(task_or_url: Task | str) -> tuple[str, str | None]:
         url = task_or_url.video_url
         if not url:
             raise ApiframeError(
-                f"task {shorten(task_id)} has no video yet "
-                f"(status {shorten(task_or_url.status)!r})"
+                f"task {shorten(task_id)} has no video yet (status {shorten(task_or_url.status)!r})"
             )
     else:
         url = str(task_or_url)

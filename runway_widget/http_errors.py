@@ -25,6 +25,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from .deadlines import DeadlinePassed
 from .errors import (
     ApiframeError,
     BadRequestError,
@@ -40,7 +41,7 @@ from .errors import (
     shorten,
 )
 from .redaction import Redactor
-from .transport import DeadlinePassed, Reply, ReplyTooLarge
+from .transport import Reply, ReplyTooLarge
 
 __all__ = [
     "UNKNOWN_SUBMISSION_HINT",
@@ -122,9 +123,7 @@ def status_error(
     )
 
 
-def unusable_reply(
-    reply: Reply, url: str, *, redact: Redactor, submission: bool
-) -> ApiframeError:
+def unusable_reply(reply: Reply, url: str, *, redact: Redactor, submission: bool) -> ApiframeError:
     """A 2xx reply that is not the JSON expected."""
     message = (
         f"unexpected reply from {urlsplit(url).path} (HTTP {reply.status}): "

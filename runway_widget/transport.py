@@ -3,25 +3,21 @@
 Retries live in urllib3's `Retry` (see `retry_policy`), mounted on ``requests`` adapters:
 the caller picks the policy for each call (``"read"``, ``"submit"`` or ``"once"``).
 
-A per-read ``timeout`` alone lets a server that sends one byte a second hold a call for
-ever. So each call also runs under a `CallDeadline`: reads check it between chunks, and
-when it passes, a timer shuts down the sockets the call opened, which ends a read blocked
-anywhere (even inside the status line or the headers). Replies are read with
-``stream=True`` and never past their cap, so an endless or huge reply costs at most the
-cap in memory. API calls never follow redirects (`Transport.call` hands 3xx back).
+Each call runs under a `CallDeadline` (see ``deadlines``): reads check it between chunks,
+and the connections report their sockets to it, so it can cut a call off anywhere. Replies
+are read with ``stream=True`` and never past their cap, so an endless or huge reply costs
+at most the cap in memory. API calls never follow redirects (`Transport.call` hands 3xx back).
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
-import socket
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import takewhile
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -30,9 +26,9 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
+from .deadlines import CallDeadline, DeadlinePassed, current_deadline
+
 __all__ = [
-    "CallDeadline",
-    "DeadlinePassed",
     "Reply",
     "ReplyTooLarge",
     "Transport",
@@ -44,17 +40,6 @@ READ_RETRY_STATUSES = frozenset([429, *range(500, 600)])
 SUBMIT_RETRY_STATUSES = frozenset([429, 503])
 _CHUNK = 64 * 1024
 
-_current = threading.local()  # the CallDeadline of the call running on this thread
-
-
-class DeadlinePassed(Exception):
-    """The call's overall deadline passed before its reply was complete."""
-
-    def __init__(self, seconds: float, *, before_sending: bool = False) -> None:
-        super().__init__(f"no complete answer within the {seconds:g}s deadline")
-        self.seconds = seconds
-        self.before_sending = before_sending  # the deadline passed before a request went out
-
 
 class ReplyTooLarge(Exception):
     """A reply (or a download) is bigger than it may be."""
@@ -64,100 +49,6 @@ class ReplyTooLarge(Exception):
         super().__init__(f"the reply is larger than the {limit:,}-byte limit{said}")
         self.limit = limit
         self.size = size
-
-
-class CallDeadline:
-    """One call's overall deadline; on expiry, the sockets the call uses are shut down."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.started = time.monotonic()
-        self.at = self.started + seconds
-        self.expired = False
-        self._lock = threading.Lock()
-        self._connections: list[HTTPConnection] = []
-        self._sockets: list[socket.socket] = []
-        self._timer: threading.Timer | None = None
-
-    def remaining(self) -> float:
-        return max(0.0, self.at - time.monotonic())
-
-    def check(self) -> None:
-        """Raise `DeadlinePassed` once the deadline is behind us."""
-        if self.expired or time.monotonic() >= self.at:
-            raise DeadlinePassed(self.seconds)
-
-    def confirm(self) -> None:
-        """Raise `DeadlinePassed` if the timer cut the call's sockets at any point.
-
-        A reply cut off inside its headers can look complete to the HTTP parser (the
-        headers simply end), so a call that "succeeded" after the cut is not trusted.
-        """
-        if self.expired:
-            raise DeadlinePassed(self.seconds)
-
-    def extend(self, seconds: float) -> None:
-        """Move the deadline to ``seconds`` after the call's start (never earlier)."""
-        with self._lock:
-            if seconds <= self.seconds or self.expired:
-                return
-            self.seconds = seconds
-            self.at = self.started + seconds
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = self._start_timer()
-
-    def watch(self, connection: HTTPConnection) -> None:
-        """Called by a connection before the call sends on it."""
-        with self._lock:
-            if self.expired:
-                raise DeadlinePassed(self.seconds, before_sending=True)
-            self._connections.append(connection)
-
-    def hold(self, sock: socket.socket | None) -> None:
-        """Called with the socket a request went out on: the reply is read from it even
-        after its connection lets go of it (``Connection: close``)."""
-        if sock is None:
-            return
-        with self._lock:
-            self._sockets.append(sock)
-        if self.expired:
-            self._expire()
-
-    def __enter__(self) -> CallDeadline:
-        self._outer = getattr(_current, "deadline", None)
-        _current.deadline = self
-        with self._lock:
-            self._timer = self._start_timer()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-            timer.join()
-        _current.deadline = self._outer
-
-    def _start_timer(self) -> threading.Timer:
-        timer = threading.Timer(self.remaining(), self._expire)
-        timer.name = "runway-widget-deadline"
-        timer.daemon = True
-        timer.start()
-        return timer
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            sockets = [*self._sockets, *(getattr(c, "sock", None) for c in self._connections)]
-        for sock in sockets:
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
-def current_deadline() -> CallDeadline | None:
-    return getattr(_current, "deadline", None)
 
 
 class _WatchedHTTPConnection(HTTPConnection):
@@ -322,6 +213,7 @@ class Transport:
         }
         for prefix in ("http://", "https://"):
             self.session.mount(prefix, self._adapters["read"])
+        self._environment: dict[str, dict[str, Any]] = {}
 
     def close(self) -> None:
         self.session.close()
@@ -343,9 +235,7 @@ class Transport:
         Raises ``requests`` errors, `DeadlinePassed` or `ReplyTooLarge`.
         """
         prepared = self.session.prepare_request(requests.Request(method, url, **request))
-        settings = self.session.merge_environment_settings(
-            prepared.url or url, {}, True, None, None
-        )
+        settings = self._environment_settings(prepared.url or url)
         with CallDeadline(deadline) as bound:
             try:
                 response = self._adapters[policy].send(
@@ -392,6 +282,17 @@ class Transport:
             except requests.RequestException:
                 bound.check()
                 raise
+
+    def _environment_settings(self, url: str) -> dict[str, Any]:
+        """Proxies and certificates from the environment, read once per origin: reading
+        them costs more than a loopback call, and every call goes to the same few hosts."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        settings = self._environment.get(origin)
+        if settings is None:
+            settings = self.session.merge_environment_settings(url, {}, True, None, None)
+            self._environment[origin] = settings
+        return settings
 
     def _read_timeout(self, bound: CallDeadline) -> float:
         return max(0.001, min(self.timeout, bound.remaining()))

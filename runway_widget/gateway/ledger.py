@@ -12,6 +12,10 @@ Settling:
 - ``unknown``: the request went out but no answer came back. Jobs and credits stay
   reserved (it may be running and paid for), the job is listed by ``gateway report``,
   and it is never resubmitted. Only its concurrency slot is freed.
+
+The statements every submission and every poll run are built once, at import: building one
+costs several times what running it does. Task updates come in batches (one transaction
+for all the changes a poll brought), so a busy room costs one commit per poll, not per task.
 """
 
 from __future__ import annotations
@@ -19,16 +23,80 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
 
+from ..models import Task
 from .database import jobs, participants
 
 __all__ = ["JobRow", "Ledger", "QuotaRefused"]
 
 TERMINAL = ("finished", "failed")
+
+_p, _j = participants.c, jobs.c
+_JOB_COLUMNS = (
+    _j.participant_id,
+    _j.task_id,
+    _j.state,
+    _j.status,
+    _j.percentage,
+    _j.message,
+    _j.upstream_video_url,
+    _j.video_key,
+    _j.video_path,
+)
+_RESERVE = (
+    update(participants)
+    .where(
+        _p.id == bindparam("b_participant"),
+        _p.revoked.is_(False),
+        or_(_p.jobs_limit.is_(None), _p.jobs_used < _p.jobs_limit),
+        or_(
+            _p.credits_limit.is_(None), _p.credits_used + bindparam("b_credits") <= _p.credits_limit
+        ),
+        or_(_p.concurrent_limit.is_(None), _p.running < _p.concurrent_limit),
+    )
+    .values(
+        jobs_used=_p.jobs_used + 1,
+        credits_used=_p.credits_used + bindparam("b_credits"),
+        running=_p.running + 1,
+    )
+)
+_NEW_JOB = insert(jobs).returning(_j.id)
+_ACCEPTED = (
+    update(jobs)
+    .where(_j.id == bindparam("b_job"))
+    .values(task_id=bindparam("b_task"), state="submitted", status="staged")
+)
+_PROGRESS = (
+    update(jobs)
+    .where(_j.task_id == bindparam("b_task"), _j.state == "submitted")
+    .values(
+        status=bindparam("b_status"),
+        percentage=bindparam("b_percentage"),
+        message=bindparam("b_message"),
+        upstream_video_url=bindparam("b_video_url"),
+        updated_at=bindparam("b_at"),
+    )
+)
+_FREE_SLOT = (
+    update(participants).where(_p.id == bindparam("b_participant")).values(running=_p.running - 1)
+)
+_JOB_BY_TASK = select(*_JOB_COLUMNS).where(_j.task_id == bindparam("b_task"))
+_JOBS_BY_TASK = select(*_JOB_COLUMNS).where(_j.task_id.in_(bindparam("b_tasks", expanding=True)))
 
 
 class QuotaRefused(Exception):
@@ -58,48 +126,29 @@ class Ledger:
 
     def reserve(self, participant_id: int, credits: int, request: dict[str, Any]) -> int:
         """Reserve one job and ``credits``; returns the job's id, or raises `QuotaRefused`."""
-        p = participants.c
-        fits = and_(
-            p.id == participant_id,
-            p.revoked.is_(False),
-            or_(p.jobs_limit.is_(None), p.jobs_used < p.jobs_limit),
-            or_(p.credits_limit.is_(None), p.credits_used + credits <= p.credits_limit),
-            or_(p.concurrent_limit.is_(None), p.running < p.concurrent_limit),
-        )
         now = time.time()
         with self.engine.begin() as conn:
-            taken = conn.execute(
-                update(participants)
-                .where(fits)
-                .values(
-                    jobs_used=p.jobs_used + 1,
-                    credits_used=p.credits_used + credits,
-                    running=p.running + 1,
-                )
-            )
+            taken = conn.execute(_RESERVE, {"b_participant": participant_id, "b_credits": credits})
             if taken.rowcount != 1:
-                row = conn.execute(select(participants).where(p.id == participant_id)).first()
+                row = conn.execute(select(participants).where(_p.id == participant_id)).first()
                 raise QuotaRefused(_what_ran_out(row, credits))
             inserted = conn.execute(
-                insert(jobs)
-                .returning(jobs.c.id)
-                .values(
-                    participant_id=participant_id,
-                    state="reserved",
-                    credits=credits,
-                    request=json.dumps(request, ensure_ascii=False),
-                    created_at=now,
-                    updated_at=now,
-                )
+                _NEW_JOB,
+                {
+                    "participant_id": participant_id,
+                    "state": "reserved",
+                    "credits": credits,
+                    "request": json.dumps(request, ensure_ascii=False),
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
             return int(inserted.scalar_one())
 
     def accepted(self, job_id: int, task_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(task_id=task_id, state="submitted", status="staged", updated_at=time.time())
+                _ACCEPTED.values(updated_at=time.time()), {"b_job": job_id, "b_task": task_id}
             )
 
     def refused(self, job_id: int) -> None:
@@ -148,33 +197,39 @@ class Ledger:
         message = "the gateway stopped before the upstream answered"
         return sum(self._end(job_id, "reserved", "unknown", message=message) for job_id in ids)
 
-    def update_task(
-        self,
-        task_id: str,
-        status: str,
-        percentage: int | None,
-        message: str | None,
-        upstream_video_url: str | None,
-    ) -> bool:
-        """Record a task's latest state; True when this call ended it (first to see the end)."""
+    def update_tasks(self, tasks: Sequence[Task]) -> None:
+        """Record the latest state of each task, in one transaction; end those that ended."""
+        now = time.time()
+        running = [
+            {
+                "b_task": task.task_id,
+                "b_status": task.status,
+                "b_percentage": task.percentage,
+                "b_message": task.message,
+                "b_video_url": task.video_url,
+                "b_at": now,
+            }
+            for task in tasks
+            if task.status not in TERMINAL
+        ]
+        with self.engine.begin() as conn:
+            if running:
+                conn.execute(_PROGRESS, running)
+            for task in tasks:
+                if task.status in TERMINAL:
+                    self._end_task(conn, task, now)
+
+    def _end_task(self, conn: Connection, task: Task, now: float) -> None:
         values: dict[str, Any] = {
-            "status": status,
-            "percentage": percentage,
-            "message": message,
-            "upstream_video_url": upstream_video_url,
-            "updated_at": time.time(),
+            "status": task.status,
+            "percentage": task.percentage,
+            "message": task.message,
+            "upstream_video_url": task.video_url,
+            "updated_at": now,
         }
-        if status not in TERMINAL:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(jobs)
-                    .where(jobs.c.task_id == task_id, jobs.c.state == "submitted")
-                    .values(values)
-                )
-            return False
-        if status == "finished":
+        if task.status == "finished":
             values["video_key"] = secrets.token_urlsafe(18)
-        return self._end(None, "submitted", status, task_id=task_id, **values)
+        _end_in(conn, _j.task_id == task.task_id, "submitted", task.status, values)
 
     def video_stored(self, task_id: str, path: str) -> None:
         with self.engine.begin() as conn:
@@ -186,14 +241,20 @@ class Ledger:
 
     def job(self, task_id: str) -> JobRow | None:
         with self.engine.connect() as conn:
-            row = conn.execute(_job_columns().where(jobs.c.task_id == task_id)).first()
+            row = conn.execute(_JOB_BY_TASK, {"b_task": task_id}).first()
         return JobRow(*row) if row is not None else None
+
+    def jobs(self, task_ids: Iterable[str]) -> list[JobRow]:
+        """The jobs of these tasks (those the ledger knows), in one read."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(_JOBS_BY_TASK, {"b_tasks": list(task_ids)}).all()
+        return [JobRow(*row) for row in rows]
 
     def following(self) -> list[JobRow]:
         """Jobs to follow after a start: running ones, and finished ones whose clip is missing."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                _job_columns().where(
+                select(*_JOB_COLUMNS).where(
                     or_(
                         jobs.c.state == "submitted",
                         and_(jobs.c.state == "finished", jobs.c.video_path.is_(None)),
@@ -204,7 +265,7 @@ class Ledger:
 
     def by_video_key(self, key: str) -> JobRow | None:
         with self.engine.connect() as conn:
-            row = conn.execute(_job_columns().where(jobs.c.video_key == key)).first()
+            row = conn.execute(select(*_JOB_COLUMNS).where(jobs.c.video_key == key)).first()
         return JobRow(*row) if row is not None else None
 
     def account(self, participant_id: int) -> dict[str, Any] | None:
@@ -214,43 +275,24 @@ class Ledger:
             ).first()
         return dict(row._mapping) if row is not None else None
 
-    def _end(
-        self,
-        job_id: int | None,
-        before: str,
-        after: str,
-        *,
-        task_id: str | None = None,
-        **values: Any,
-    ) -> bool:
-        """Move one job from ``before`` to ``after`` and free its running slot, exactly once."""
-        where = jobs.c.id == job_id if job_id is not None else jobs.c.task_id == task_id
+    def _end(self, job_id: int, before: str, after: str, **values: Any) -> bool:
         values.setdefault("updated_at", time.time())
         with self.engine.begin() as conn:
-            moved = conn.execute(
-                update(jobs).where(where, jobs.c.state == before).values(state=after, **values)
-            )
-            if moved.rowcount != 1:
-                return False
-            owner = conn.execute(select(jobs.c.participant_id).where(where)).scalar_one()
-            p = participants.c
-            conn.execute(update(participants).where(p.id == owner).values(running=p.running - 1))
-        return True
+            return _end_in(conn, _j.id == job_id, before, after, values)
 
 
-def _job_columns() -> Any:
-    c = jobs.c
-    return select(
-        c.participant_id,
-        c.task_id,
-        c.state,
-        c.status,
-        c.percentage,
-        c.message,
-        c.upstream_video_url,
-        c.video_key,
-        c.video_path,
+def _end_in(
+    conn: Connection, where: ColumnElement[bool], before: str, after: str, values: dict[str, Any]
+) -> bool:
+    """Move one job from ``before`` to ``after`` and free its running slot, exactly once."""
+    moved = conn.execute(
+        update(jobs).where(where, _j.state == before).values(state=after, **values)
     )
+    if moved.rowcount != 1:
+        return False
+    owner = conn.execute(select(_j.participant_id).where(where)).scalar_one()
+    conn.execute(_FREE_SLOT, {"b_participant": owner})
+    return True
 
 
 def _what_ran_out(row: Any, credits: int) -> str:

@@ -21,7 +21,8 @@ from typing import Any
 import requests
 
 from .. import __version__
-from ..transport import DeadlinePassed, ReplyTooLarge, Transport
+from ..deadlines import DeadlinePassed
+from ..transport import ReplyTooLarge, Transport
 from .ledger import JobRow
 from .webhook_targets import refusal
 from .workshop import participant_task

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +31,7 @@ __all__ = ["Workshop", "credits_for", "participant_task"]
 logger = logging.getLogger("runway_widget.gateway")
 
 DEFAULT_DURATION = 5
+RETRY_WRITE_SECONDS = 1.0  # after a failed ledger write (the database restarting, say)
 ORPHAN_SECONDS = 120.0  # longer than any submit may take (upstream timeout and its retries)
 T = TypeVar("T")
 Notify = Callable[[JobRow], None]
@@ -93,6 +96,8 @@ class Workshop:
         self._pushes = _Pushes()
         # one thread: a task's updates reach the ledger in the order they were seen
         self._updates = ThreadPoolExecutor(1, thread_name_prefix="gateway-updates")
+        self._pending: dict[str, Task] = {}
+        self._pending_lock = threading.Lock()
         self.tracker = TaskTracker(
             upstream.client,
             webhooks=self._pushes,
@@ -150,33 +155,35 @@ class Workshop:
             refused = await loop.run_in_executor(None, self.hooks.refusal, request.webhook_url)
             if refused is not None:
                 raise ValidationError([refused], status_code=400)
+        # One trip to a worker for the whole submission: it runs to its end (the job settled
+        # in the ledger) even if the participant hangs up meanwhile.
+        return await self.upstream.run(self._submit, who, request)
+
+    def _submit(self, who: Participant, request: GenerationRequest) -> str:
         hook_url, hook_secret = self._upstream_webhook or (None, None)
         forwarded = dataclasses.replace(request, webhook_url=hook_url, webhook_secret=hook_secret)
-        job_id = await self.run_db(
-            self.ledger.reserve, who.id, credits_for(request), request.public_payload()
-        )
+        job_id = self.ledger.reserve(who.id, credits_for(request), request.public_payload())
         try:
-            task_id = await self.upstream.run(self.upstream.client.imagine, forwarded)
-        except (SubmissionUnknownError, asyncio.CancelledError):
-            await self.run_db(self.ledger.unknown, job_id)
-            raise
+            task_id = self.upstream.client.imagine(forwarded)
         except ServerError as exc:
-            settle = self.ledger.refused if exc.status_code == 503 else self.ledger.unknown
-            await self.run_db(settle, job_id)
+            (self.ledger.refused if exc.status_code == 503 else self.ledger.unknown)(job_id)
+            raise
+        except SubmissionUnknownError:
+            self.ledger.unknown(job_id)
             raise
         except ApiframeError:
-            await self.run_db(self.ledger.refused, job_id)
+            self.ledger.refused(job_id)
             raise
         except BaseException:
-            await self.run_db(self.ledger.unknown, job_id)
+            self.ledger.unknown(job_id)
             raise
-        await self.run_db(self.ledger.accepted, job_id, task_id)
+        self.ledger.accepted(job_id, task_id)
         if request.webhook_url and self.hooks is not None:
             self.hooks.register(task_id, request.webhook_url, request.webhook_secret)
-        row = JobRow(who.id, task_id, "submitted", "staged", None, None, None, None, None)
-        self._rows[task_id] = row
-        # not on the event loop: the poller may hold the tracker's locks through a journal write
-        self._updates.submit(self.tracker.track, task_id, on_update=self._on_update)
+        self._rows[task_id] = JobRow(
+            who.id, task_id, "submitted", "staged", None, None, None, None, None
+        )
+        self.tracker.track(task_id, on_update=self._on_update)
         logger.info("participant %s submitted task %s", who.name, task_id)
         return task_id
 
@@ -209,20 +216,34 @@ class Workshop:
         self._pushes.publish(task)
 
     def _on_update(self, task: Task) -> None:
-        """From the poller: hand the write over, so the tracker's locks are never held
-        through a database commit (the event loop takes them to track new tasks)."""
-        self._updates.submit(self._record, task)
+        """From the poller: queue the write, so the tracker's locks are never held through a
+        database commit (the event loop takes them to track new tasks). Updates that arrive
+        while a write runs go into the next one together: one commit for a whole poll."""
+        self._queue_update(task, replace=True)
 
-    def _record(self, task: Task) -> None:
-        self.ledger.update_task(
-            task.task_id, task.status, task.percentage, task.message, task.video_url
-        )
-        row = self.ledger.job(task.task_id)
-        if row is None:
+    def _queue_update(self, task: Task, *, replace: bool) -> None:
+        with self._pending_lock:
+            first = not self._pending
+            if replace or task.task_id not in self._pending:
+                self._pending[task.task_id] = task  # a newer state replaces one not written
+        if first:
+            self._updates.submit(self._record_pending)
+
+    def _record_pending(self) -> None:
+        with self._pending_lock:
+            tasks, self._pending = list(self._pending.values()), {}
+        try:
+            self.ledger.update_tasks(tasks)
+        except Exception:
+            logger.exception("could not record %d task update(s); retrying", len(tasks))
+            time.sleep(RETRY_WRITE_SECONDS)
+            for task in tasks:
+                self._queue_update(task, replace=False)
             return
-        self._changed(row)
-        if row.state == "finished" and row.video_key and row.upstream_video_url:
-            self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)
+        for row in self.ledger.jobs(task.task_id for task in tasks):
+            self._changed(row)
+            if row.state == "finished" and row.video_key and row.upstream_video_url:
+                self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)
 
     def _clip_stored(self, task_id: str, path: Path | None) -> None:
         self.ledger.video_stored(task_id, str(path) if path is not None else "")

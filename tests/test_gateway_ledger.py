@@ -1,0 +1,81 @@
+"""The ledger's task updates: many in one transaction, each job ended exactly once."""
+
+from __future__ import annotations
+
+import pytest
+
+from runway_widget.gateway.database import open_engine
+from runway_widget.gateway.ledger import Ledger
+from runway_widget.gateway.roster import Limits, Roster
+from runway_widget.models import Task
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    engine = open_engine(f"sqlite:///{tmp_path / 'gateway.sqlite3'}")
+    yield Ledger(engine)
+    engine.dispose()
+
+
+def _running(ledger: Ledger, participant_id: int) -> int:
+    account = ledger.account(participant_id)
+    assert account is not None
+    return int(account["running"])
+
+
+def _submitted(ledger: Ledger, participant_id: int, *task_ids: str) -> None:
+    for task_id in task_ids:
+        job = ledger.reserve(participant_id, 5, {"prompt": task_id})
+        ledger.accepted(job, task_id)
+
+
+def test_one_batch_records_progress_and_ends_finished_and_failed_tasks(ledger):
+    owner = Roster(ledger.engine).add("ada", Limits(jobs=10))
+    participant = Roster(ledger.engine).authenticate(owner)
+    assert participant is not None
+    _submitted(ledger, participant.id, "t1", "t2", "t3")
+    assert _running(ledger, participant.id) == 3
+
+    ledger.update_tasks(
+        [
+            Task("t1", status="processing", percentage=40),
+            Task("t2", status="finished", percentage=100, video_url="https://cdn.test/t2.mp4"),
+            Task("t3", status="failed", message="the upstream refused the image"),
+        ]
+    )
+
+    rows = {row.task_id: row for row in ledger.jobs(["t1", "t2", "t3", "unknown"])}
+    assert set(rows) == {"t1", "t2", "t3"}
+    assert (rows["t1"].state, rows["t1"].status, rows["t1"].percentage) == (
+        "submitted",
+        "processing",
+        40,
+    )
+    assert rows["t2"].state == "finished"
+    assert rows["t2"].upstream_video_url == "https://cdn.test/t2.mp4"
+    assert rows["t2"].video_key  # the clip gets its unguessable gateway URL
+    assert rows["t3"].state == "failed"
+    assert rows["t3"].message == "the upstream refused the image"
+    assert rows["t3"].video_key is None
+    assert _running(ledger, participant.id) == 1
+
+
+def test_an_end_seen_twice_frees_the_running_slot_once(ledger):
+    token = Roster(ledger.engine).add("bo", Limits(jobs=10))
+    participant = Roster(ledger.engine).authenticate(token)
+    assert participant is not None
+    _submitted(ledger, participant.id, "t1", "t2")
+    finished = Task("t1", status="finished", percentage=100, video_url="https://cdn.test/1.mp4")
+
+    ledger.update_tasks([finished])
+    key = ledger.job("t1").video_key
+    ledger.update_tasks([finished, Task("t1", status="processing", percentage=10)])
+
+    assert _running(ledger, participant.id) == 1
+    row = ledger.job("t1")
+    assert (row.state, row.status, row.video_key) == ("finished", "finished", key)
+
+
+def test_updates_for_tasks_the_ledger_does_not_follow_change_nothing(ledger):
+    ledger.update_tasks([Task("nobody's", status="finished", video_url="https://cdn.test/x.mp4")])
+    assert ledger.jobs(["nobody's"]) == []
