@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -12,66 +13,73 @@ from runway_widget.deadlines import CallDeadline, DeadlinePassed
 
 pytestmark = pytest.mark.timeout(60)
 
-
-def _pair() -> tuple[socket.socket, socket.socket]:
-    ours, theirs = socket.socketpair()
-    ours.settimeout(10)
-    return ours, theirs
+Pair = tuple[socket.socket, socket.socket]
 
 
-def test_a_read_blocked_past_the_deadline_is_cut_and_the_call_is_not_trusted():
-    ours, theirs = _pair()
+@pytest.fixture
+def connected() -> Iterator[Callable[[], Pair]]:
+    """Connected socket pairs (ours, theirs), closed after the test."""
+    opened: list[socket.socket] = []
+
+    def pair() -> Pair:
+        ours, theirs = socket.socketpair()
+        ours.settimeout(10)
+        opened.extend((ours, theirs))
+        return ours, theirs
+
+    yield pair
+    for sock in opened:
+        sock.close()
+
+
+def _seconds_until_cut(sock: socket.socket) -> float:
+    """How long a read blocked on ``sock`` lasts before its socket is shut down under it."""
+    started = time.monotonic()
+    assert sock.recv(10) == b""
+    return time.monotonic() - started
+
+
+def test_a_read_blocked_past_the_deadline_is_cut_and_the_call_is_not_trusted(connected):
+    ours, _ = connected()
     with CallDeadline(0.3) as deadline:
         deadline.hold(ours)
-        started = time.monotonic()
-        assert ours.recv(10) == b""  # the socket was shut down under the blocked read
-        took = time.monotonic() - started
+        took = _seconds_until_cut(ours)
     assert 0.2 < took < 5
     with pytest.raises(DeadlinePassed):
         deadline.confirm()
-    theirs.close()
 
 
-def test_a_finished_call_is_never_cut_later():
+def test_a_finished_call_is_never_cut_later(connected):
     """The pool reuses a finished call's connection: a late expiry would cut the next call."""
-    ours, theirs = _pair()
+    ours, theirs = connected()
     with CallDeadline(0.2) as deadline:
         deadline.hold(ours)
     time.sleep(0.5)
     theirs.sendall(b"next call")
     assert ours.recv(9) == b"next call"
     assert not deadline.expired
-    ours.close()
-    theirs.close()
 
 
-def test_extending_moves_the_cut_later():
-    ours, theirs = _pair()
+def test_extending_moves_the_cut_later(connected):
+    ours, _ = connected()
     with CallDeadline(0.2) as deadline:
         deadline.hold(ours)
         deadline.extend(1.0)
-        started = time.monotonic()
-        assert ours.recv(10) == b""
-        took = time.monotonic() - started
+        took = _seconds_until_cut(ours)
     assert took > 0.6
     assert deadline.seconds == 1.0
-    theirs.close()
 
 
-def test_an_earlier_deadline_is_cut_first_even_when_a_long_one_is_waiting():
-    long_ours, long_theirs = _pair()
-    short_ours, short_theirs = _pair()
+def test_an_earlier_deadline_is_cut_first_even_when_a_long_one_is_waiting(connected):
+    patient_socket, _ = connected()
+    hasty_socket, _ = connected()
     with CallDeadline(30) as patient:
-        patient.hold(long_ours)
+        patient.hold(patient_socket)
         with CallDeadline(0.2) as hasty:
-            hasty.hold(short_ours)
-            started = time.monotonic()
-            assert short_ours.recv(10) == b""
-            took = time.monotonic() - started
+            hasty.hold(hasty_socket)
+            took = _seconds_until_cut(hasty_socket)
         assert took < 5
         assert not patient.expired
-    for sock in (long_ours, long_theirs, short_ours, short_theirs):
-        sock.close()
 
 
 def test_many_calls_share_one_watcher_thread():
