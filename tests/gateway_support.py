@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from runway_widget.client import ApiframeClient
@@ -137,6 +138,13 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 def postgres_binaries() -> Path | None:
     found = sorted(glob.glob(PG_BIN_GLOB + "/initdb"))
     return Path(found[-1]).parent if found else None
+
+
+needs_postgres = pytest.mark.skipif(
+    postgres_binaries() is None,
+    reason="PostgreSQL binaries not found in /usr/lib/postgresql/*/bin "
+    "(install the Debian 'postgresql' package; .ci/run does)",
+)
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ def _running(ledger: Ledger, participant_id: int) -> int:
 def _submitted(ledger: Ledger, participant_id: int, *task_ids: str) -> None:
     for task_id in task_ids:
         job = ledger.reserve(participant_id, 5, {"prompt": task_id})
-        ledger.accepted(job, task_id)
+        ledger.accepted(job, task_id, "this-process")
 
 
 def test_one_batch_records_progress_and_ends_finished_and_failed_tasks(ledger):

@@ -18,7 +18,7 @@ from tests.api_server import TEST_API_KEY, ApiServer
 from tests.gateway_support import (
     free_port,
     gateway_on,
-    postgres_binaries,
+    needs_postgres,
     postgres_server,
     serve_process,
     stop_process,
@@ -66,11 +66,7 @@ def test_fifty_at_once_against_five_jobs_on_sqlite(tmp_path):
         assert report["jobs_used"] == QUOTA
 
 
-@pytest.mark.skipif(
-    postgres_binaries() is None,
-    reason="PostgreSQL binaries not found in /usr/lib/postgresql/*/bin "
-    "(install the Debian 'postgresql' package; .ci/run does)",
-)
+@needs_postgres
 def test_fifty_at_once_against_five_jobs_on_two_processes_sharing_postgresql(tmp_path):
     with postgres_server() as url, ApiServer() as api:
         roster = Roster(open_engine(url))

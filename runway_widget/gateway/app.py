@@ -32,6 +32,7 @@ from ..store import default_path
 from .auth import ParticipantAuth, TokenAuth
 from .browser_login import BrowserLogin, HubLogin, TokenLogin
 from .database import open_engine
+from .followers import HEARTBEAT_SECONDS
 from .gallery import ClipFeed
 from .handlers import BaseApiHandler, Context, NotFoundHandler, api_routes
 from .hub_auth import HubParticipants
@@ -57,7 +58,6 @@ IDLE_SECONDS = 75.0
 BODY_SECONDS = 30.0
 DB_WORKERS = 4
 SWITCH_SECONDS = 0.0005
-SWEEP_SECONDS = 60  # how often reservations orphaned by a dead process are looked for
 
 
 class _BoundedHTTPServer(HTTPServer):
@@ -91,6 +91,7 @@ class GatewayServer:
         rate: float = 10.0,
         burst: int = 20,
         poll_interval: tuple[float, float] = (0.5, 15.0),
+        heartbeat: float = HEARTBEAT_SECONDS,
         max_connections: int = MAX_CONNECTIONS,
         allow_private_webhooks: bool = False,
     ) -> None:
@@ -116,6 +117,7 @@ class GatewayServer:
             upstream_webhook=hook,
             min_interval=poll_interval[0],
             max_interval=poll_interval[1],
+            heartbeat=heartbeat,
         )
         self.webhooks = ParticipantWebhooks(
             lambda: self.base_url, allow_private=allow_private_webhooks
@@ -296,7 +298,9 @@ class GatewayServer:
         server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         self._server = server
-        self._sweeper = PeriodicCallback(self.workshop.sweep, SWEEP_SECONDS * 1000)
+        # each heartbeat: say this process lives, adopt dead ones' tasks, end lost reservations
+        period = self.workshop.followers.heartbeat * 1000
+        self._sweeper = PeriodicCallback(self.workshop.sweep, period)
         self._sweeper.start()
 
     async def _close_server(self) -> None:

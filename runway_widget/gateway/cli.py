@@ -46,6 +46,14 @@ def register(commands: Any) -> None:
         action="store_true",
         help="let participants' webhooks reach loopback/private addresses (rehearsals only)",
     )
+    serve.add_argument(
+        "--heartbeat",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how often this process says it is alive (default 10); processes sharing "
+        "PostgreSQL adopt its unfinished tasks after 3 missed beats",
+    )
     _add_db(serve)
     serve.set_defaults(run=_serve)
 
@@ -123,7 +131,11 @@ def _fail(message: str) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .app import GatewayServer
+    from .followers import HEARTBEAT_SECONDS
     from .room_config import RoomConfig, RoomConfigError
+
+    if args.heartbeat is not None and args.heartbeat <= 0:
+        return _fail("--heartbeat must be a positive number of seconds")
 
     try:
         room = RoomConfig.load(args.config)
@@ -152,6 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
         hub_auth=hub_auth,
         room=room,
         allow_private_webhooks=args.allow_private_webhooks,
+        heartbeat=args.heartbeat or HEARTBEAT_SECONDS,
     )
     print(
         f"Gateway serving at {server.base_url} (upstream {server.upstream.client.base_url})",

@@ -5,6 +5,9 @@ several processes serve one workshop. Counters live on the participant row so a 
 reserved by one conditional ``UPDATE`` whose row count says whether it fitted: no
 read-check-write window for a race to slip through, on either database.
 
+Tables are created when missing, and so are columns a newer version added (nullable ones,
+by ``ALTER TABLE … ADD COLUMN``): a database from an earlier version opens as it is.
+
 Nothing secret is stored: tokens and join codes only as SHA-256 hashes, never the
 upstream key or a webhook secret.
 """
@@ -26,6 +29,8 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import make_url
 
@@ -39,6 +44,7 @@ __all__ = [
     "metadata",
     "open_engine",
     "participants",
+    "processes",
 ]
 
 DB_FILE = "gateway.sqlite3"
@@ -95,8 +101,17 @@ jobs = Table(
     Column("upstream_video_url", Text),
     Column("video_key", String(64), unique=True),
     Column("video_path", Text),
+    Column("follower", String(32)),  # the gateway process following the task (see followers)
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+# the gateway processes alive on this database: a stale heartbeat lets the others adopt its tasks
+processes = Table(
+    "gateway_processes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("heartbeat_at", Float, nullable=False),
 )
 
 
@@ -127,7 +142,28 @@ def open_engine(url: str | None = None) -> Engine:
             parsed, pool_pre_ping=True, pool_size=POOL_SIZE // 2, max_overflow=POOL_SIZE // 2
         )
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """``create_all`` makes missing tables, not missing columns: add those a newer version
+    brought (all nullable). PostgreSQL's ``IF NOT EXISTS`` lets processes start together."""
+    quote = engine.dialect.identifier_preparer.quote
+    guard = " IF NOT EXISTS" if engine.dialect.name == "postgresql" else ""
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(engine.dialect)
+                with engine.begin() as conn:
+                    conn.execute(
+                        text(
+                            f"ALTER TABLE {quote(table.name)} "
+                            f"ADD COLUMN{guard} {quote(column.name)} {kind}"
+                        )
+                    )
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

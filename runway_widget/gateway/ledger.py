@@ -7,7 +7,8 @@ and each sees the others' increments, so no number of them can overspend.
 
 Settling:
 
-- ``accepted``: the upstream returned a task_id; the job is followed until it ends.
+- ``accepted``: the upstream returned a task_id; the job is followed until it ends, by the
+  gateway process that submitted it (its ``follower``, see ``followers``).
 - ``refused``: the upstream certainly did not take it; the reservation is given back.
 - ``unknown``: the request went out but no answer came back. Jobs and credits stay
   reserved (it may be running and paid for), the job is listed by ``gateway report``,
@@ -42,12 +43,12 @@ from sqlalchemy import (
 from ..models import Task
 from .database import jobs, participants
 
-__all__ = ["JobRow", "Ledger", "QuotaRefused"]
+__all__ = ["JOB_COLUMNS", "UNFINISHED", "JobRow", "Ledger", "QuotaRefused"]
 
 TERMINAL = ("finished", "failed")
 
 _p, _j = participants.c, jobs.c
-_JOB_COLUMNS = (
+JOB_COLUMNS = (
     _j.participant_id,
     _j.task_id,
     _j.state,
@@ -58,6 +59,8 @@ _JOB_COLUMNS = (
     _j.video_key,
     _j.video_path,
 )
+# jobs someone must follow: running ones, and finished ones whose clip is not stored yet
+UNFINISHED = or_(_j.state == "submitted", and_(_j.state == "finished", _j.video_path.is_(None)))
 _RESERVE = (
     update(participants)
     .where(
@@ -79,7 +82,12 @@ _NEW_JOB = insert(jobs).returning(_j.id)
 _ACCEPTED = (
     update(jobs)
     .where(_j.id == bindparam("b_job"))
-    .values(task_id=bindparam("b_task"), state="submitted", status="staged")
+    .values(
+        task_id=bindparam("b_task"),
+        state="submitted",
+        status="staged",
+        follower=bindparam("b_follower"),
+    )
 )
 _PROGRESS = (
     update(jobs)
@@ -95,8 +103,8 @@ _PROGRESS = (
 _FREE_SLOT = (
     update(participants).where(_p.id == bindparam("b_participant")).values(running=_p.running - 1)
 )
-_JOB_BY_TASK = select(*_JOB_COLUMNS).where(_j.task_id == bindparam("b_task"))
-_JOBS_BY_TASK = select(*_JOB_COLUMNS).where(_j.task_id.in_(bindparam("b_tasks", expanding=True)))
+_JOB_BY_TASK = select(*JOB_COLUMNS).where(_j.task_id == bindparam("b_task"))
+_JOBS_BY_TASK = select(*JOB_COLUMNS).where(_j.task_id.in_(bindparam("b_tasks", expanding=True)))
 
 
 class QuotaRefused(Exception):
@@ -145,10 +153,12 @@ class Ledger:
             )
             return int(inserted.scalar_one())
 
-    def accepted(self, job_id: int, task_id: str) -> None:
+    def accepted(self, job_id: int, task_id: str, follower: str) -> None:
+        """The upstream took the job as ``task_id``; ``follower`` (a gateway process) follows it."""
         with self.engine.begin() as conn:
             conn.execute(
-                _ACCEPTED.values(updated_at=time.time()), {"b_job": job_id, "b_task": task_id}
+                _ACCEPTED.values(updated_at=time.time()),
+                {"b_job": job_id, "b_task": task_id, "b_follower": follower},
             )
 
     def refused(self, job_id: int) -> None:
@@ -250,22 +260,9 @@ class Ledger:
             rows = conn.execute(_JOBS_BY_TASK, {"b_tasks": list(task_ids)}).all()
         return [JobRow(*row) for row in rows]
 
-    def following(self) -> list[JobRow]:
-        """Jobs to follow after a start: running ones, and finished ones whose clip is missing."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(*_JOB_COLUMNS).where(
-                    or_(
-                        jobs.c.state == "submitted",
-                        and_(jobs.c.state == "finished", jobs.c.video_path.is_(None)),
-                    )
-                )
-            ).all()
-        return [JobRow(*row) for row in rows]
-
     def by_video_key(self, key: str) -> JobRow | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(*_JOB_COLUMNS).where(jobs.c.video_key == key)).first()
+            row = conn.execute(select(*JOB_COLUMNS).where(jobs.c.video_key == key)).first()
         return JobRow(*row) if row is not None else None
 
     def account(self, participant_id: int) -> dict[str, Any] | None:

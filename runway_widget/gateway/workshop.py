@@ -3,7 +3,8 @@
 Participants' ``/fetch`` calls never reach the upstream. The gateway's one `TaskTracker`
 polls all tasks in batches (or takes upstream webhooks), every change is written to the
 ledger and kept in memory, and a fetch is answered from there. Another process sharing the
-database (PostgreSQL) answers from the ledger for tasks it does not follow itself.
+database (PostgreSQL) answers from the ledger for tasks it does not follow itself, and adopts
+them if their follower dies (see ``followers``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any, Protocol, TypeVar
 
 from ..errors import ApiframeError, ServerError, SubmissionUnknownError, ValidationError
 from ..models import GenerationRequest, Task
-from ..tracker import TaskTracker
+from ..tracker import TaskTracker, TrackHandle
+from .followers import HEARTBEAT_SECONDS, Followers
 from .ledger import JobRow, Ledger
 from .roster import Participant
 from .upstream import Upstream
@@ -85,11 +87,14 @@ class Workshop:
         upstream_webhook: tuple[str, str] | None = None,
         min_interval: float = 0.5,
         max_interval: float = 15.0,
+        heartbeat: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.ledger = ledger
+        self.followers = Followers(ledger.engine, heartbeat)
         self.upstream = upstream
         self._db = db_executor
         self._rows: dict[str, JobRow] = {}
+        self._handles: dict[str, TrackHandle] = {}  # the running tasks this process polls
         self._listeners: list[Notify] = []
         self._upstream_webhook = upstream_webhook
         self.hooks: ParticipantHooks | None = None
@@ -109,25 +114,48 @@ class Workshop:
     # -- life ------------------------------------------------------------------------------
 
     def resume(self) -> int:
-        """Follow every unfinished task in the ledger (after a restart); returns how many.
+        """Register this process and follow the unfinished tasks it claims; returns how many.
 
         Reservations a killed process left behind become unknown submissions, for the report.
         """
         self._sweep_orphans()
-        rows = self.ledger.following()
-        for row in rows:
-            self._rows[row.task_id] = row
-            if row.state == "submitted":
-                self.tracker.track(row.task_id, on_update=self._on_update)
-            elif row.upstream_video_url and row.video_key:
-                self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)
+        rows = self.followers.start()
+        self._follow(rows)
         if rows:
             logger.info("resumed %d unfinished task(s) from the ledger", len(rows))
         return len(rows)
 
     def sweep(self) -> None:
-        """Look for orphaned reservations again (periodically, off the event loop)."""
-        self._db.submit(self._sweep_orphans)
+        """Beat, adopt a dead process's tasks, look for orphaned reservations (off the loop)."""
+        self._db.submit(self._sweep)
+
+    def _sweep(self) -> None:
+        try:
+            self._sweep_orphans()
+            adopted = self.followers.sweep()
+            self._follow(adopted)
+            if adopted:
+                logger.warning("adopted %d task(s) of a stopped gateway process", len(adopted))
+            for task_id in self.followers.taken(list(self._handles)):
+                logger.warning("task %s is followed by another gateway process now", task_id)
+                handle = self._handles.pop(task_id, None)
+                if handle is not None:
+                    handle.cancel()
+                self._rows.pop(task_id, None)
+        except Exception:
+            logger.exception("the sweep failed; the next one tries again")
+
+    def _follow(self, rows: list[JobRow]) -> None:
+        """Poll the running tasks, bring in the finished ones' clips (the same after a start)."""
+        for row in rows:
+            self._rows[row.task_id] = row
+            if row.state == "submitted":
+                self._track(row.task_id)
+            elif row.upstream_video_url and row.video_key:
+                self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)
+
+    def _track(self, task_id: str) -> None:
+        self._handles[task_id] = self.tracker.track(task_id, on_update=self._on_update)
 
     def _sweep_orphans(self) -> None:
         orphans = self.ledger.orphans_to_unknown(ORPHAN_SECONDS)
@@ -137,6 +165,10 @@ class Workshop:
     def close(self) -> None:
         self.tracker.stop()
         self._updates.shutdown(wait=True)  # every update seen is in the ledger
+        try:
+            self.followers.leave()
+        except Exception:  # the database is gone: peers adopt once the heartbeat is stale
+            logger.exception("could not sign this process off; peers adopt its tasks later")
 
     def on_change(self, listener: Notify) -> None:
         """Call ``listener(row)`` (from a worker thread) whenever a task's state changes."""
@@ -177,13 +209,13 @@ class Workshop:
         except BaseException:
             self.ledger.unknown(job_id)
             raise
-        self.ledger.accepted(job_id, task_id)
+        self.ledger.accepted(job_id, task_id, self.followers.id)
         if request.webhook_url and self.hooks is not None:
             self.hooks.register(task_id, request.webhook_url, request.webhook_secret)
         self._rows[task_id] = JobRow(
             who.id, task_id, "submitted", "staged", None, None, None, None, None
         )
-        self.tracker.track(task_id, on_update=self._on_update)
+        self._track(task_id)
         logger.info("participant %s submitted task %s", who.name, task_id)
         return task_id
 
@@ -241,6 +273,8 @@ class Workshop:
                 self._queue_update(task, replace=False)
             return
         for row in self.ledger.jobs(task.task_id for task in tasks):
+            if row.state != "submitted":
+                self._handles.pop(row.task_id, None)  # ended: the tracker let it go
             self._changed(row)
             if row.state == "finished" and row.video_key and row.upstream_video_url:
                 self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)

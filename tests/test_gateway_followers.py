@@ -1,0 +1,251 @@
+"""Each unfinished task has one follower process; a live process adopts a dead one's tasks.
+
+Real gateway processes on a throwaway PostgreSQL (or SQLite) and a demo upstream, with a
+short ``--heartbeat`` so that a process counts as dead within a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, select, text, update
+
+from runway_widget.client import ApiframeClient
+from runway_widget.demo import DEMO_API_KEY, DemoServer
+from runway_widget.gateway.database import jobs, metadata, open_engine, processes
+from runway_widget.gateway.followers import Followers
+from runway_widget.gateway.ledger import Ledger
+from runway_widget.gateway.roster import Limits, Roster
+from runway_widget.store import JobStore
+from tests.gateway_support import (
+    free_port,
+    needs_postgres,
+    postgres_server,
+    serve_process,
+    stop_process,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+BODY = {"prompt": "adopted", "generation_type": "text2video"}
+
+
+def _serve(
+    url: str, upstream: str, folder: Path, name: str, *options: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``gateway serve`` on database ``url``, logging to ``gateway-NAME.log``; and its URL."""
+    port = free_port()
+    env = {"APIFRAME_API_KEY": DEMO_API_KEY, "RUNWAY_WIDGET_HOME": str(folder)}
+    args = ("--db", url, "--upstream", upstream, "--rate", "100", *options)
+    log = folder / f"gateway-{name}.log"
+    return serve_process(port, *args, env=env, log=log), f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class _Room:
+    engine: Engine
+    demo: DemoServer
+    token: str
+    a: subprocess.Popen[bytes]
+    a_url: str
+    b_url: str
+
+
+@contextlib.contextmanager
+def _room(folder: Path, job_seconds: float, heartbeat: float) -> Iterator[_Room]:
+    """PostgreSQL, a demo upstream, one participant, and gateway processes A and B."""
+    started: list[tuple[subprocess.Popen[bytes], str]] = []
+    with postgres_server() as url, DemoServer(job_seconds=job_seconds) as demo:
+        engine = open_engine(url)
+        token = Roster(engine).add("ines", Limits(jobs=6))
+        try:
+            for name in "ab":
+                started.append(
+                    _serve(url, demo.base_url, folder, name, "--heartbeat", str(heartbeat))
+                )
+            (a, a_url), (_b, b_url) = started
+            yield _Room(engine, demo, token, a, a_url, b_url)
+        finally:
+            for process, _url in started:
+                stop_process(process)
+            engine.dispose()
+
+
+def _client(token: str, url: str, folder: Path) -> ApiframeClient:
+    return ApiframeClient(token, url, store=JobStore(folder / f"{free_port()}.jsonl"))
+
+
+def _followers(engine: Engine, task_ids: list[str]) -> dict[str, str | None]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(jobs.c.task_id, jobs.c.follower).where(jobs.c.task_id.in_(task_ids))
+        )
+        return {task_id: follower for task_id, follower in rows}
+
+
+def _live_processes(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(processes.c.id)).scalars())
+
+
+@needs_postgres
+def test_a_live_process_adopts_the_tasks_of_a_killed_one(tmp_path):
+    with _room(tmp_path, job_seconds=3.0, heartbeat=0.5) as room:
+        task_ids = [_client(room.token, room.a_url, tmp_path).imagine(**BODY) for _ in range(3)]
+        [submitter] = set(_followers(room.engine, task_ids).values())
+        room.a.send_signal(signal.SIGKILL)
+        room.a.wait(10)
+        killed_at = time.monotonic()
+        through_b = _client(room.token, room.b_url, tmp_path)
+        finished = [through_b.wait(t, timeout=60, poll_interval=0.3) for t in task_ids]
+        took = time.monotonic() - killed_at
+        adopters = set(_followers(room.engine, task_ids).values())
+        submitted = room.demo.stats.get("/runway-imagine")
+    assert submitted == 3  # adopted, never submitted again
+    assert all(t.is_done and t.video_url.startswith(f"{room.b_url}/videos/") for t in finished)
+    assert took < 20
+    assert submitter is not None and len(adopters) == 1 and submitter not in adopters
+    assert "adopted 3 task(s)" in (tmp_path / "gateway-b.log").read_text()
+
+
+@needs_postgres
+def test_two_live_processes_never_follow_one_task_and_a_clean_stop_hands_over_at_once(tmp_path):
+    with _room(tmp_path, job_seconds=6.0, heartbeat=1.0) as room:
+        by_a = [_client(room.token, room.a_url, tmp_path).imagine(**BODY) for _ in range(2)]
+        by_b = [_client(room.token, room.b_url, tmp_path).imagine(**BODY) for _ in range(2)]
+        seen = []
+        for _ in range(8):  # a few sweeps of both processes
+            seen.append(_followers(room.engine, by_a + by_b))
+            time.sleep(0.4)
+        live = _live_processes(room.engine)
+        stop_process(room.a)  # a clean stop: B adopts A's tasks at its next sweep
+        after_stop = _live_processes(room.engine)
+        finished = [_client(room.token, room.b_url, tmp_path).wait(t, timeout=60) for t in by_a]
+        handed_over = _followers(room.engine, by_a)
+        submitted = room.demo.stats.get("/runway-imagine")
+    assert submitted == 4
+    follower_a, follower_b = seen[0][by_a[0]], seen[0][by_b[0]]
+    assert {follower_a, follower_b} == live and follower_a != follower_b
+    for followers in seen:
+        assert followers == {t: follower_a for t in by_a} | {t: follower_b for t in by_b}
+    assert after_stop == {follower_b}
+    assert set(handed_over.values()) == {follower_b}
+    assert all(t.video_url.startswith(f"{room.b_url}/videos/") for t in finished)
+
+
+def _old_database(url: str) -> None:
+    """The tables as an earlier version left them: jobs without ``follower``, no processes."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE gateway_jobs DROP COLUMN follower"))
+    processes.drop(engine)
+    engine.dispose()
+
+
+def _old_running_job(url: str, task_id: str) -> str:
+    """A participant with one task submitted before the upgrade; returns their token."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    token = Roster(engine).add("old-timer", Limits(jobs=3))
+    now = time.time()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE gateway_participants SET jobs_used = 1, running = 1"))
+        conn.execute(
+            text(
+                "INSERT INTO gateway_jobs (participant_id, task_id, state, credits, request,"
+                " status, created_at, updated_at) SELECT id, :task, 'submitted', 5, '{}',"
+                " 'processing', :now, :now FROM gateway_participants"
+            ),
+            {"task": task_id, "now": now},
+        )
+    engine.dispose()
+    return token
+
+
+@contextlib.contextmanager
+def _database(kind: str, folder: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'gateway.sqlite3'}"
+    else:
+        with postgres_server() as url:
+            yield url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=needs_postgres)])
+def test_a_database_from_before_followers_gains_the_column_and_resumes_its_tasks(tmp_path, kind):
+    with _database(kind, tmp_path) as url, DemoServer(job_seconds=1.0) as demo:
+        _old_database(url)
+        direct = ApiframeClient(demo.api_key, demo.base_url, store=JobStore(tmp_path / "d.jsonl"))
+        task_id = direct.imagine(**BODY)
+        token = _old_running_job(url, task_id)
+        process, gateway_url = _serve(url, demo.base_url, tmp_path, "upgraded")
+        try:
+            task = _client(token, gateway_url, tmp_path).wait(task_id, timeout=30)
+            engine = open_engine(url)
+            follower = _followers(engine, [task_id])[task_id]
+            live = _live_processes(engine)
+            report = Roster(engine).report()[0]
+            engine.dispose()
+        finally:
+            stop_process(process)
+    assert live == {follower}  # the column is there, and the one process follows the task
+    assert task.video_url.startswith(f"{gateway_url}/videos/")
+    assert (report["finished"], report["running"]) == (1, 0)
+    assert "resumed 1 unfinished task(s)" in (tmp_path / "gateway-upgraded.log").read_text()
+
+
+def _claim_together(claimers: list[Followers]) -> list[set[str]]:
+    """Every claimer's ``claim()`` released at once; the task ids each one got."""
+    barrier = threading.Barrier(len(claimers))
+    claimed: list[set[str]] = [set() for _ in claimers]
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        claimed[i] = {row.task_id for row in claimers[i].claim()}
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(claimers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return claimed
+
+
+@needs_postgres
+def test_concurrent_claims_split_the_orphans_and_leave_a_live_process_its_tasks():
+    with postgres_server() as url:
+        engine = open_engine(url)
+        ledger = Ledger(engine)
+        Roster(engine).add("kim", Limits())
+        [kim] = Roster(engine).participants()
+        live = Followers(engine, heartbeat=60)
+        live.beat()
+        orphans = {f"orphan-{i}": ("gone-1", "gone-2", None)[i % 3] for i in range(60)}
+        owned = [f"owned-{i}" for i in range(10)]
+        for task_id, follower in [*orphans.items(), *((t, live.id) for t in owned)]:
+            ledger.accepted(ledger.reserve(kim["id"], 5, {}), task_id, follower or "")
+        for round_ in range(5):
+            with engine.begin() as conn:
+                for task_id, follower in orphans.items():
+                    conn.execute(
+                        update(jobs).where(jobs.c.task_id == task_id).values(follower=follower)
+                    )
+            claimers = [Followers(engine, heartbeat=60) for _ in range(2)]
+            for claimer in claimers:
+                claimer.beat()
+            claimed = _claim_together(claimers)
+            assert not claimed[0] & claimed[1], f"round {round_}: one task adopted twice"
+            assert claimed[0] | claimed[1] == set(orphans)
+            followers = _followers(engine, [*orphans, *owned])
+            assert {followers[t] for t in owned} == {live.id}
+            assert all(followers[t] == claimers[0].id for t in claimed[0])
+            assert all(followers[t] == claimers[1].id for t in claimed[1])
+        engine.dispose()
