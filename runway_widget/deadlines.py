@@ -45,6 +45,11 @@ class CallDeadline:
         self._connections: list[HTTPConnection] = []
         self._sockets: list[socket.socket] = []
 
+    @property
+    def running(self) -> bool:
+        """Between entering and leaving its ``with`` block."""
+        return self._running
+
     def remaining(self) -> float:
         return max(0.0, self.at - time.monotonic())
 
@@ -126,8 +131,8 @@ def _shut(sock: socket.socket) -> None:
 class _Expiries:
     """Running calls' deadlines in time order, expired by one daemon thread.
 
-    Finished calls are not removed (that would cost a search); they are dropped when their
-    time comes, so the heap holds at most the calls started within the longest deadline.
+    Finished calls are not searched for and removed; the thread drops them once they reach
+    the front, so it wakes for calls still running when it went to sleep, not for every call.
     """
 
     def __init__(self) -> None:
@@ -150,9 +155,12 @@ class _Expiries:
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._wake.wait(wait)
+                while True:
+                    while self._heap and not self._heap[0][2].running:
+                        heapq.heappop(self._heap)
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        break
+                    self._wake.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
                 _, _, deadline = heapq.heappop(self._heap)
             deadline.expire_if_due()
 

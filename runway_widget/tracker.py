@@ -39,12 +39,8 @@ from .tracker_board import (
     TaskSource,
     UpdateCallback,
 )
-from .tracker_delivery import PROGRESS_PERIOD as PROGRESS_PERIOD
 from .tracker_delivery import Delivery
-from .tracker_polling import JOIN_TIMEOUT as JOIN_TIMEOUT
-from .tracker_polling import RETRY_AFTER_LIMIT as RETRY_AFTER_LIMIT
 from .tracker_polling import THREAD_NAME as THREAD_NAME
-from .tracker_polling import UNKNOWN_LIMIT as UNKNOWN_LIMIT
 from .tracker_polling import Poller
 
 __all__ = ["TaskSource", "TaskTracker", "TrackHandle", "UpdateFeed"]

@@ -87,6 +87,7 @@ _ACCEPTED = (
         state="submitted",
         status="staged",
         follower=bindparam("b_follower"),
+        updated_at=bindparam("b_at"),
     )
 )
 _PROGRESS = (
@@ -157,8 +158,8 @@ class Ledger:
         """The upstream took the job as ``task_id``; ``follower`` (a gateway process) follows it."""
         with self.engine.begin() as conn:
             conn.execute(
-                _ACCEPTED.values(updated_at=time.time()),
-                {"b_job": job_id, "b_task": task_id, "b_follower": follower},
+                _ACCEPTED,
+                {"b_job": job_id, "b_task": task_id, "b_follower": follower, "b_at": time.time()},
             )
 
     def refused(self, job_id: int) -> None:
