@@ -35,8 +35,8 @@ from tornado.httpclient import AsyncHTTPClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository
 
 from runway_widget.gateway.app import GatewayServer
-from runway_widget.gateway.database import jobs
-from runway_widget.gateway.roster import Limits
+from runway_widget.gateway.db.database import jobs
+from runway_widget.gateway.db.roster import Limits
 
 POLL_SECONDS = 1.5
 PARTICIPANTS = 30

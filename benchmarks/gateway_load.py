@@ -178,8 +178,8 @@ def baseline(count: int, low: float, high: float, seed: int, window: float) -> R
 
 def through_gateway(count: int, low: float, high: float, seed: int, window: float) -> Run:
     from runway_widget.demo import DemoServer
-    from runway_widget.gateway.database import open_engine
-    from runway_widget.gateway.roster import Limits, Roster
+    from runway_widget.gateway.db.database import open_engine
+    from runway_widget.gateway.db.roster import Limits, Roster
 
     run = Run("gateway")
     with (

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import requests
 
 from runway_widget.demo import DemoServer
-from runway_widget.webhooks import WebhookReceiver
+from runway_widget.tracking.webhooks import WebhookReceiver
 
 SECRET = "benchmark-webhook-secret"
 UPDATE = {"task_id": "bench-1", "task_type": "runway", "status": "processing", "percentage": 1}

@@ -24,8 +24,8 @@ from jupyter_client.manager import start_new_kernel
 SETUP = """
 import os, threading, time
 from ipywidgets import FloatProgress
-from runway_widget.client import ApiframeClient
-from runway_widget.tracker import THREAD_NAME, TaskTracker
+from runway_widget.client.apiframe import ApiframeClient
+from runway_widget.tracking.tracker import THREAD_NAME, TaskTracker
 
 def poller_cpu():
     # utime + stime of the poller thread, in seconds (Linux /proc)

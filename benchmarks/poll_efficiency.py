@@ -118,8 +118,8 @@ def tracked(
     server, count: int, submit_window: float, deadline: float, receiver=None, label="tracker"
 ) -> Run:
     """One TaskTracker on a client with the default request budget."""
-    from runway_widget.client import ApiframeClient
-    from runway_widget.tracker import TaskTracker
+    from runway_widget.client.apiframe import ApiframeClient
+    from runway_widget.tracking.tracker import TaskTracker
 
     run = Run(label, submitted=count)
     done = threading.Event()
@@ -170,7 +170,7 @@ def compare(count: int, low: float, high: float, seed: int) -> tuple[Run, Run]:
 
 def webhook_run(count: int, low: float, high: float, seed: int) -> Run:
     from runway_widget.demo import DemoServer
-    from runway_widget.webhooks import WebhookReceiver
+    from runway_widget.tracking.webhooks import WebhookReceiver
 
     window = min(2.0, 0.1 * count)
     deadline = time.time() + window + high + 30.0

@@ -20,9 +20,9 @@ import tempfile
 import threading
 import time
 
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.demo import DemoServer
-from runway_widget.tracker import TaskTracker
+from runway_widget.tracking.tracker import TaskTracker
 
 
 class PauseCounter(logging.Handler):
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RUNWAY_WIDGET_HOME"] = tempfile.mkdtemp(prefix="runway-widget-soak-")
     threads_before = threading.active_count()
     pauses = PauseCounter()
-    logging.getLogger("runway_widget.tracker").addHandler(pauses)
+    logging.getLogger("runway_widget.tracking.tracker").addHandler(pauses)
     rng = random.Random(args.seed)
 
     done: dict[str, str] = {}

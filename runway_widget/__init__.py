@@ -11,6 +11,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (  # light: every error is importable from the package root
     ApiframeError,
     ApiStatusError,
@@ -30,8 +31,6 @@ from .errors import (  # light: every error is importable from the package root
     UnexpectedReplyError,
     ValidationError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ApiStatusError",
@@ -66,9 +65,9 @@ _LAZY = {
     "ApiframeClient": "runway_widget.client",
     "GenerationRequest": "runway_widget.models",
     "Task": "runway_widget.models",
-    "TaskTracker": "runway_widget.tracker",
+    "TaskTracker": "runway_widget.tracking",
     "JobStore": "runway_widget.store",
-    "WebhookReceiver": "runway_widget.webhooks",
+    "WebhookReceiver": "runway_widget.tracking",
     "RunwayPanel": "runway_widget.widget",
     "DemoServer": "runway_widget.demo",
 }
@@ -78,8 +77,7 @@ if TYPE_CHECKING:
     from .demo import DemoServer
     from .models import GenerationRequest, Task
     from .store import JobStore
-    from .tracker import TaskTracker
-    from .webhooks import WebhookReceiver
+    from .tracking import TaskTracker, WebhookReceiver
     from .widget import RunwayPanel
 
 
@@ -99,5 +97,8 @@ logger = logging.getLogger("runway_widget")
 logger.addHandler(logging.NullHandler())
 _level = os.environ.get("RUNWAY_WIDGET_LOG", "").upper()
 if isinstance(logging.getLevelName(_level), int):  # e.g. RUNWAY_WIDGET_LOG=debug
-    logging.basicConfig()
+    # Only this package's logger: the host program's own logging stays as it configured it.
+    _stderr = logging.StreamHandler()
+    _stderr.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
+    logger.addHandler(_stderr)
     logger.setLevel(_level)

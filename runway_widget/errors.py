@@ -26,11 +26,8 @@ catches "the server said no". Messages say what to do next, and never contain a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .models import Problem, Task
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "ApiStatusError",
@@ -59,6 +56,40 @@ def shorten(text: object, limit: int = ECHO_CHARS) -> str:
     """``text`` cut to ``limit`` characters (with "…"), so a message never echoes a flood."""
     value = str(text)
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+class Problem(NamedTuple):
+    """One thing wrong with a request, tied to the field it concerns (None: the whole request)."""
+
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TaskState(Protocol):
+    """What a task error carries: a `runway_widget.Task` (declared here so that this module
+    stands on its own, below the models)."""
+
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def percentage(self) -> int | None: ...
+    @property
+    def video_url(self) -> str | None: ...
+    @property
+    def message(self) -> str | None: ...
+    @property
+    def raw(self) -> Mapping[str, Any]: ...
+    @property
+    def is_done(self) -> bool: ...
+    @property
+    def is_finished(self) -> bool: ...
+    @property
+    def is_failed(self) -> bool: ...
 
 
 class ApiframeError(Exception):
@@ -160,7 +191,7 @@ class TaskNotFoundError(ApiStatusError):
 class TaskFailedError(ApiframeError):
     """The task ended ``failed``; ``task`` holds it and ``task.message`` says why."""
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: TaskState) -> None:
         reason = task.message or "no reason given"
         super().__init__(f"task {shorten(task.task_id)} failed: {reason}")
         self.task = task
@@ -169,7 +200,7 @@ class TaskFailedError(ApiframeError):
 class TaskTimeoutError(ApiframeError):
     """Waiting ran out of time. The task goes on: wait again, or attach to it later."""
 
-    def __init__(self, task: Task | None, task_id: str, timeout: float | None) -> None:
+    def __init__(self, task: TaskState | None, task_id: str, timeout: float | None) -> None:
         last = f"last status {shorten(task.status)!r}" if task is not None else "no status seen yet"
         if task is not None and task.percentage is not None:
             last += f" at {task.percentage}%"

@@ -7,11 +7,11 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
-from .errors import ApiframeError, ValidationError, shorten
-from .redaction import key_problem
+from ._secrets import key_problem
+from .errors import ApiframeError, Problem, ValidationError, shorten
 
 GENERATION_TYPES = ("text2video", "image2video", "video2video")
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
@@ -28,16 +28,6 @@ _ONLY_FOR = {
     "aspect_ratio": "text2video",
 }
 _URL_FIELDS = ("image_url", "end_image_url", "video_url", "webhook_url")
-
-
-class Problem(NamedTuple):
-    """One thing wrong with a request, tied to the field it concerns (None: the whole request)."""
-
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def is_http_url(value: object) -> TypeGuard[str]:

@@ -42,7 +42,7 @@ def demo_server():
 
 @pytest.fixture
 def demo_client(demo_server, tmp_path):
-    from runway_widget.client import ApiframeClient
+    from runway_widget.client.apiframe import ApiframeClient
     from runway_widget.store import JobStore
 
     client = ApiframeClient(

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.gateway.app import GatewayServer
 from runway_widget.gateway.upstream import Upstream
 from runway_widget.store import JobStore
@@ -104,7 +104,7 @@ def serve_process(
     command = [
         sys.executable,
         "-m",
-        "runway_widget.cli",
+        "runway_widget.cli.commands",
         "gateway",
         "serve",
         "--port",

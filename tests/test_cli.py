@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from api_server import TEST_API_KEY, ApiServer, Reply, error
 
-from runway_widget.cli import DEMO_NOTICE, main
+from runway_widget.cli.commands import DEMO_NOTICE, main
 from runway_widget.models import GenerationRequest, video_filename
 from runway_widget.store import JobStore
 
@@ -344,7 +344,7 @@ def test_history_reports_skipped_lines_and_empty_history(home, capsys):
 
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "runway_widget.cli", *args],
+        [sys.executable, "-m", "runway_widget.cli.commands", *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -400,7 +400,7 @@ def test_missing_demo_extra_is_one_clear_line(home, tmp_path):
 
 def test_demo_server_runs_until_ctrl_c(home, tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "runway_widget.cli", "demo-server", "--job-seconds", "1"],
+        [sys.executable, "-m", "runway_widget.cli.commands", "demo-server", "--job-seconds", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,8 +15,10 @@ import pytest
 from api_server import TEST_API_KEY, ApiServer, Reply, error
 from urllib3.util.retry import RequestHistory
 
-from runway_widget.budget import RequestBudget
-from runway_widget.client import DEFAULT_BASE_URL, ApiframeClient
+from runway_widget._http.transport import _JitterRetry
+from runway_widget._secrets import mask_secret
+from runway_widget.client.apiframe import DEFAULT_BASE_URL, ApiframeClient
+from runway_widget.client.budget import RequestBudget
 from runway_widget.errors import (
     ApiframeError,
     AuthenticationError,
@@ -31,9 +33,7 @@ from runway_widget.errors import (
     ValidationError,
 )
 from runway_widget.models import GenerationRequest, Task
-from runway_widget.redaction import mask_secret
 from runway_widget.store import JobStore
-from runway_widget.transport import _JitterRetry
 
 HINT = "check `runway-widget history` before resubmitting"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -134,7 +134,7 @@ def test_layers_only_look_down():
     """The demo backend never imports the client (the demo key lives with the demo)."""
     probe = (
         "import sys, runway_widget.demo.server\n"
-        "print('runway_widget.client' in sys.modules)"
+        "print('runway_widget.client.apiframe' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"]

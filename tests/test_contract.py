@@ -10,7 +10,7 @@ import pytest
 import requests
 from api_server import ApiServer
 
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.errors import AuthenticationError, TaskNotFoundError, ValidationError
 from runway_widget.models import GenerationRequest
 from runway_widget.store import JobStore

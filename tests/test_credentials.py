@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from runway_widget.client import DEFAULT_BASE_URL, ApiframeClient
-from runway_widget.credentials import _write_private, config_path, load_joined, resolve
+from runway_widget.client.apiframe import DEFAULT_BASE_URL, ApiframeClient
+from runway_widget.client.credentials import _write_private, config_path, load_joined, resolve
 
 GATEWAY = "http://127.0.0.1:8765"
 

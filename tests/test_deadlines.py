@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from runway_widget.deadlines import CallDeadline, DeadlinePassed
+from runway_widget._http.deadlines import CallDeadline, DeadlinePassed
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runway_widget.earlier_jobs import (
+from runway_widget.models import GenerationRequest, Task
+from runway_widget.store import JobStore
+from runway_widget.widget.earlier_jobs import (
     ENDED_MESSAGE,
     demo_task_alive,
     history_mode,
@@ -14,8 +16,6 @@ from runway_widget.earlier_jobs import (
     select,
     settle_demo_jobs,
 )
-from runway_widget.models import GenerationRequest, Task
-from runway_widget.store import JobStore
 
 REAL = "https://api.apiframe.pro"
 OLD_DEMO = "http://127.0.0.1:9"  # discard port: nothing listens there

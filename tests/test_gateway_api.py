@@ -183,7 +183,7 @@ def test_join_code_gives_tokens_with_its_quota_while_seats_remain(gateway):
 def test_upload_is_forwarded(gateway, tmp_path):
     token = participant(gateway, tmp_path).api_key
     png = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
-    from runway_widget.client import ApiframeClient
+    from runway_widget.client.apiframe import ApiframeClient
 
     client = ApiframeClient(token, gateway.base_url)
     with pytest.raises(ValidationError):  # the demo reads the image: these bytes are no PNG
@@ -233,7 +233,7 @@ def _secrets_stay_in(gateway, tmp_path, caplog):
 
 
 def _limits(**kwargs):
-    from runway_widget.gateway.roster import Limits
+    from runway_widget.gateway.db.roster import Limits
 
     return Limits(**kwargs)
 

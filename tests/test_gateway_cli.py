@@ -10,9 +10,9 @@ import stat
 
 import pytest
 
-from runway_widget.cli import main
-from runway_widget.client import ApiframeClient
-from runway_widget.credentials import config_path, load_joined, resolve
+from runway_widget.cli.commands import main
+from runway_widget.client.apiframe import ApiframeClient
+from runway_widget.client.credentials import config_path, load_joined, resolve
 from runway_widget.errors import QuotaExceededError
 from tests.gateway_support import demo_gateway
 

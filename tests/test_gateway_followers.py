@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, select, text, update
 
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.demo import DEMO_API_KEY, DemoServer
-from runway_widget.gateway.database import jobs, metadata, open_engine, processes
-from runway_widget.gateway.followers import Followers
-from runway_widget.gateway.ledger import Ledger
-from runway_widget.gateway.roster import Limits, Roster
+from runway_widget.gateway.db.database import jobs, metadata, open_engine, processes
+from runway_widget.gateway.db.followers import Followers
+from runway_widget.gateway.db.ledger import Ledger
+from runway_widget.gateway.db.roster import Limits, Roster
 from runway_widget.store import JobStore
 from tests.gateway_support import (
     free_port,

@@ -31,7 +31,7 @@ ADMIN = "instructor"
 GENERATE = """
 import json, os, time
 from runway_widget import ApiframeClient
-from runway_widget.credentials import resolve
+from runway_widget.client.credentials import resolve
 
 started = time.monotonic()
 client = ApiframeClient()

@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("jupyterhub", reason="the hub mode needs jupyterhub (pip install jupyterhub)")
 
-from runway_widget.gateway.database import open_engine
+from runway_widget.gateway.db.database import open_engine
+from runway_widget.gateway.db.roster import Limits, Roster
 from runway_widget.gateway.hub_auth import HubParticipants
 from runway_widget.gateway.room_config import RoomConfig
-from runway_widget.gateway.roster import Limits, Roster
 
 SCOPE = "access:services!service=runway-gateway"
 ROOM = RoomConfig.from_mapping(

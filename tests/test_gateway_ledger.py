@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runway_widget.gateway.database import open_engine
-from runway_widget.gateway.ledger import Ledger
-from runway_widget.gateway.roster import Limits, Roster
+from runway_widget.gateway.db.database import open_engine
+from runway_widget.gateway.db.ledger import Ledger
+from runway_widget.gateway.db.roster import Limits, Roster
 from runway_widget.models import Task
 
 

@@ -9,10 +9,10 @@ import pytest
 import requests
 from sqlalchemy import insert
 
-from runway_widget.gateway.database import jobs
-from runway_widget.gateway.gallery import OVERLAP, ClipFeed, parse_cursor
+from runway_widget.gateway.db.database import jobs
+from runway_widget.gateway.db.roster import Limits
 from runway_widget.gateway.room_config import RoomConfig
-from runway_widget.gateway.roster import Limits
+from runway_widget.gateway.web.gallery import OVERLAP, ClipFeed, parse_cursor
 from tests.gateway_support import call, demo_gateway, participant
 
 pytestmark = pytest.mark.timeout(120)

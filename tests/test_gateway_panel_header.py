@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.widget.header import account_text
 from tests.gateway_support import demo_gateway
 

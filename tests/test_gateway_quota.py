@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 import requests
 
-from runway_widget.gateway.database import open_engine
-from runway_widget.gateway.roster import Limits, Roster
+from runway_widget.gateway.db.database import open_engine
+from runway_widget.gateway.db.roster import Limits, Roster
 from runway_widget.gateway.upstream import Upstream
 from tests.api_server import TEST_API_KEY, ApiServer
 from tests.gateway_support import (

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from runway_widget.client import ApiframeClient
-from runway_widget.gateway.database import open_engine
-from runway_widget.gateway.roster import Limits, Roster
+from runway_widget.client.apiframe import ApiframeClient
+from runway_widget.gateway.db.database import open_engine
+from runway_widget.gateway.db.roster import Limits, Roster
 from runway_widget.store import JobStore
 from tests.gateway_support import free_port, serve_process, stop_process
 
@@ -51,8 +51,8 @@ def test_a_killed_gateway_resumes_every_unfinished_task_from_the_ledger(tmp_path
 def test_a_submit_cut_short_by_a_kill_becomes_an_unknown_submission(tmp_path):
     from sqlalchemy import update
 
-    from runway_widget.gateway.database import jobs
-    from runway_widget.gateway.ledger import Ledger
+    from runway_widget.gateway.db.database import jobs
+    from runway_widget.gateway.db.ledger import Ledger
     from tests.gateway_support import demo_gateway
 
     db = f"sqlite:///{tmp_path / 'gateway.sqlite3'}"

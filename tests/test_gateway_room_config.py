@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from runway_widget.gateway.db.roster import Limits
 from runway_widget.gateway.room_config import DEFAULT_LIMITS, RoomConfig, RoomConfigError
-from runway_widget.gateway.roster import Limits
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -125,7 +125,7 @@ def test_the_readmes_example_is_a_valid_room_config_and_its_snippet_is_the_teste
 
 
 def test_serve_refuses_a_bad_config_or_a_hub_mode_outside_a_hub(tmp_path, monkeypatch, capsys):
-    from runway_widget.cli import main
+    from runway_widget.cli.commands import main
 
     bad = tmp_path / "room.toml"
     bad.write_text("[defaults]\njobz = 3\n")

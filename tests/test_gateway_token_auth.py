@@ -10,8 +10,8 @@ import sys
 import requests
 
 from runway_widget.gateway.auth import TokenAuth, bare_token
-from runway_widget.gateway.database import open_engine
-from runway_widget.gateway.roster import Limits, Roster
+from runway_widget.gateway.db.database import open_engine
+from runway_widget.gateway.db.roster import Limits, Roster
 from tests.gateway_support import free_port, serve_process, stop_process
 
 
@@ -52,7 +52,7 @@ def test_a_revoke_from_the_cli_is_refused_by_a_running_gateway_on_its_next_reque
         account = f"http://127.0.0.1:{port}/account"
         for _ in range(3):  # read a few times, so anything remembered would be warm
             assert requests.get(account, headers={"Authorization": token}, timeout=10).ok
-        revoke = [sys.executable, "-m", "runway_widget.cli", "gateway", "token", "revoke"]
+        revoke = [sys.executable, "-m", "runway_widget.cli.commands", "gateway", "token", "revoke"]
         subprocess.run(
             [*revoke, "dora", "--db", db],
             check=True,

@@ -158,7 +158,7 @@ def test_a_refused_upstream_key_is_not_shown_as_the_participants_problem(api, ga
 
 
 def test_participant_webhooks_are_honoured_by_the_gateway_alone(api, tmp_path):
-    from runway_widget.webhooks import WebhookReceiver
+    from runway_widget.tracking.webhooks import WebhookReceiver
 
     client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
     pushed = []

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from runway_widget.gateway.ledger import JobRow
+from runway_widget.gateway.db.ledger import JobRow
 from runway_widget.gateway.participant_webhooks import ParticipantWebhooks
 from runway_widget.gateway.webhook_targets import address_refusal, refusal
-from runway_widget.webhooks import WebhookReceiver
+from runway_widget.tracking.webhooks import WebhookReceiver
 from tests.gateway_support import call, demo_gateway, participant
 from tests.hostile_server import HostileServer, json_reply, send, trickle
 

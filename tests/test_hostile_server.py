@@ -28,7 +28,7 @@ from hostile_server import (
 )
 
 import runway_widget
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.errors import (
     ApiframeError,
     ApiStatusError,
@@ -102,7 +102,7 @@ def test_the_panel_never_reads_a_loopback_video_of_another_port(tmp_path):
     pytest.importorskip("ipywidgets")
     from widget_helpers import wait_for
 
-    from runway_widget.tracker import TaskTracker
+    from runway_widget.tracking.tracker import TaskTracker
     from runway_widget.widget import RunwayPanel
 
     with ApiServer() as api, ApiServer(api_key=None) as internal:
@@ -352,7 +352,7 @@ def test_an_echoed_flood_of_an_id_is_cut_short(make_client, bad):
 
 
 def test_the_tracker_ends_a_task_the_server_calls_invalid(make_client, bad):
-    from runway_widget.tracker import TaskTracker
+    from runway_widget.tracking.tracker import TaskTracker
 
     invalid_task_id_server(bad, {"t1", "t2"})
     ended = threading.Event()

@@ -12,8 +12,8 @@ import pytest
 import requests
 from raw_sockets import idle_connections, peak_thread_growth
 
-from runway_widget.http_limits import ConnectionTable, Phase
-from runway_widget.http_service import (
+from runway_widget._server.limits import ConnectionTable, Phase
+from runway_widget._server.service import (
     BackgroundHTTPServer,
     BoundedRequestHandler,
     content_length,

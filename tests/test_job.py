@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from runway_widget.job import Job
 from runway_widget.models import GenerationRequest, Task
+from runway_widget.widget.job import Job
 from runway_widget.widget.job_view import clock, options_summary, status_label
 
 REQUEST = {"prompt": "a lighthouse", "generation_type": "text2video", "model": "gen3",

@@ -13,7 +13,7 @@ import json, sys, threading
 before = threading.active_count()
 import runway_widget
 heavy = [m for m in ("requests", "ipywidgets", "av", "numpy", "PIL", "tqdm",
-                     "runway_widget.demo", "runway_widget.widget", "runway_widget.client")
+                     "runway_widget.demo", "runway_widget.widget", "runway_widget.client.apiframe")
          if m in sys.modules]
 print(json.dumps({"heavy": heavy, "threads": threading.active_count() - before}))
 """

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from widget_helpers import assert_safe_markup, finish, panel_factory, wait_for
 
-from runway_widget.earlier_jobs import ENDED_MESSAGE
 from runway_widget.models import GenerationRequest, Task
+from runway_widget.widget.earlier_jobs import ENDED_MESSAGE
 
 OLD_DEMO = "http://127.0.0.1:9"  # a demo server of an earlier kernel: nothing listens
 

@@ -8,13 +8,19 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from runway_widget.posters import POSTER_LIMIT, PosterCache, PosterError, data_uri, poster_jpeg
+from runway_widget.widget.offline.posters import (
+    POSTER_LIMIT,
+    PosterCache,
+    PosterError,
+    data_uri,
+    poster_jpeg,
+)
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Three finished demo clips: wide, tall and very wide."""
-    from runway_widget.client import ApiframeClient
+    from runway_widget.client.apiframe import ApiframeClient
     from runway_widget.demo import DemoServer
     from runway_widget.store import JobStore
 

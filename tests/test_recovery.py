@@ -19,7 +19,7 @@ OTHER_BACKEND = "https://api.apiframe.pro"
 SUBMIT_THEN_CRASH = textwrap.dedent(
     """
     import os, signal, sys
-    from runway_widget.client import ApiframeClient
+    from runway_widget.client.apiframe import ApiframeClient
     from runway_widget.store import JobStore
 
     base_url, api_key, path = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -44,8 +44,8 @@ def slow_demo():
 def test_unfinished_jobs_of_the_same_backend_resume_to_completion(
     slow_demo, tmp_path: Path
 ) -> None:
-    from runway_widget.client import ApiframeClient
-    from runway_widget.tracker import TaskTracker
+    from runway_widget.client.apiframe import ApiframeClient
+    from runway_widget.tracking.tracker import TaskTracker
 
     path = tmp_path / "jobs.jsonl"
     before = JobStore(path)

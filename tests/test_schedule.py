@@ -1,4 +1,4 @@
-"""`runway_widget.schedule` on a fake clock: plain numbers for time, no threads, no sleeping.
+"""The poll schedule on a fake clock: plain numbers for time, no threads, no sleeping.
 
 A simulated job's percentage rises linearly; the plan says when to poll, the test jumps
 the clock there and hands back what the job would report. What the tracker does with a
@@ -12,7 +12,7 @@ import math
 import pytest
 
 from runway_widget.models import Task
-from runway_widget.schedule import Line, PollPlan, ProgressFit, Timing
+from runway_widget.tracking.schedule import Line, PollPlan, ProgressFit, Timing
 
 T = Timing()
 

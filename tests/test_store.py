@@ -267,7 +267,7 @@ def test_absurd_numbers_in_the_journal_are_treated_as_absent(store: JobStore) ->
 
 
 def test_history_with_absurd_times_prints(store: JobStore, monkeypatch, capsys) -> None:
-    from runway_widget.cli import main
+    from runway_widget.cli.commands import main
 
     store.path.parent.mkdir(parents=True)
     store.path.write_text(ABSURD_NUMBERS, "utf-8")
@@ -305,7 +305,7 @@ def test_no_secret_reaches_the_journal(store: JobStore) -> None:
 def test_no_secret_reaches_the_journal_through_the_client(tmp_path: Path) -> None:
     from api_server import ApiServer
 
-    from runway_widget.client import ApiframeClient
+    from runway_widget.client.apiframe import ApiframeClient
 
     api_key = "sk-live-DISTINCTIVE-KEY-93f1c2"
     secret = "whsec-DISTINCTIVE-SECRET-4e7b"
@@ -417,7 +417,7 @@ def test_threads_sharing_or_not_sharing_a_store_never_interleave(tmp_path: Path)
 SUBMIT_AND_DIE = textwrap.dedent(
     """
     import os, signal, sys
-    from runway_widget.client import ApiframeClient
+    from runway_widget.client.apiframe import ApiframeClient
     from runway_widget.store import JobStore
 
     base_url, path = sys.argv[1], sys.argv[2]

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from runway_widget.widget.saved_view import SavedView
-from runway_widget.widget.summary import (
+from runway_widget.widget.offline.saved_view import SavedView
+from runway_widget.widget.offline.summary import (
     SummaryRow,
     is_safe_image_source,
     summary_html,
@@ -143,7 +143,7 @@ def test_changes_are_batched_into_one_update_per_delay(monkeypatch) -> None:
                         lambda bundle, raw, display_id: shown.append(("display", bundle)))
     monkeypatch.setattr("IPython.display.update_display",
                         lambda bundle, raw, display_id: shown.append(("update", bundle)))
-    monkeypatch.setattr("runway_widget.widget.saved_view._in_ipython", lambda: True)
+    monkeypatch.setattr("runway_widget.widget.offline.saved_view._in_ipython", lambda: True)
     version = [0]
     timers = FakeTimers()
     view = SavedView(lambda: (f"<p>v{version[0]}</p>", f"v{version[0]}"), delay=1.0,

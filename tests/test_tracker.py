@@ -17,12 +17,12 @@ import pytest
 import requests
 from api_server import TEST_API_KEY, ApiServer, Reply, error
 
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.errors import TaskFailedError, TaskTimeoutError
 from runway_widget.models import Task
 from runway_widget.store import JobStore
-from runway_widget.tracker import THREAD_NAME, TaskTracker
-from runway_widget.webhooks import WebhookReceiver
+from runway_widget.tracking.tracker import THREAD_NAME, TaskTracker
+from runway_widget.tracking.webhooks import WebhookReceiver
 
 FINISHED = {"status": "finished", "percentage": 100, "video_url": "https://cdn.example/v.mp4"}
 

@@ -10,9 +10,9 @@ pytestmark = pytest.mark.kernel
 
 SETUP = """
 import asyncio, threading, time
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.demo import DemoServer
-from runway_widget.tracker import TaskTracker
+from runway_widget.tracking.tracker import TaskTracker
 
 threads_before = threading.active_count()
 server = DemoServer(job_seconds=5.0)

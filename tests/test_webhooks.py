@@ -17,7 +17,7 @@ import requests
 from raw_sockets import idle_connections, peak_thread_growth, status_of
 
 from runway_widget.models import Task
-from runway_widget.webhooks import WebhookReceiver
+from runway_widget.tracking.webhooks import WebhookReceiver
 
 SECRET = "s3cret-webhook-token-Zq81"
 UPDATES = [
@@ -266,7 +266,7 @@ def test_other_methods_are_405(receiver):
 
 
 def test_a_failing_subscriber_breaks_nothing(receiver, caplog):
-    caplog.set_level(logging.ERROR, logger="runway_widget.webhooks")
+    caplog.set_level(logging.ERROR, logger="runway_widget.tracking.webhooks")
     inbox = Inbox()
 
     def broken(task: Task) -> None:
@@ -277,7 +277,7 @@ def test_a_failing_subscriber_breaks_nothing(receiver, caplog):
     for update in UPDATES:
         assert post(receiver, update).status_code == 200
     assert [t.status for t in inbox.tasks] == ["staged", "processing", "finished"]
-    failures = [r for r in caplog.records if r.name == "runway_widget.webhooks"]
+    failures = [r for r in caplog.records if r.name == "runway_widget.tracking.webhooks"]
     assert len(failures) == 3
     assert all(r.exc_info and r.exc_info[0] is RuntimeError for r in failures)
 
@@ -549,9 +549,9 @@ def polls(demo) -> int:
 
 def track_jobs(demo, tmp_path, count: int, receiver: WebhookReceiver | None):
     """Submit ``count`` jobs, follow them to the end; return (updates per task, polls made)."""
-    from runway_widget.client import ApiframeClient
+    from runway_widget.client.apiframe import ApiframeClient
     from runway_widget.store import JobStore
-    from runway_widget.tracker import TaskTracker
+    from runway_widget.tracking.tracker import TaskTracker
 
     hook = {"webhook_url": receiver.url, "webhook_secret": receiver.secret} if receiver else {}
     updates: dict[str, list[Task]] = {}

@@ -9,10 +9,10 @@ import pytest
 from hostile_server import HostileServer, response_bytes, trickle
 from widget_helpers import finish, panel_factory, playing_bytes, wait_for
 
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.store import JobStore
 from runway_widget.widget.background import Lane
-from runway_widget.widget.media import MediaSource, MediaTooLarge, MediaUnavailable
+from runway_widget.widget.media.source import MediaSource, MediaTooLarge, MediaUnavailable
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from widget_helpers import (
     wait_for,
 )
 
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.errors import ValidationError
 from runway_widget.models import GenerationRequest, Task, video_filename
 from runway_widget.store import JobStore
@@ -85,7 +85,7 @@ def test_finished_job_collapses_and_opens_again_holding_bytes_only_when_open(mak
 
 
 def test_one_finished_job_opens_by_itself_and_at_most_a_few_stay_open(make_panel):
-    from runway_widget.widget.players import MAX_OPEN
+    from runway_widget.widget.media.players import MAX_OPEN
 
     panel = make_panel()
     jobs = []

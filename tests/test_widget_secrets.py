@@ -9,9 +9,9 @@ import pytest
 from ipywidgets.embed import embed_data
 from widget_helpers import is_mp4, wait_for
 
-from runway_widget.client import ApiframeClient
+from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.store import JobStore
-from runway_widget.webhooks import WebhookReceiver
+from runway_widget.tracking.webhooks import WebhookReceiver
 from runway_widget.widget import RunwayPanel
 
 WEBHOOK_SECRET = "whsec-Distinctive-Q7x9Z2k"

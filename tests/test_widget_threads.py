@@ -12,10 +12,10 @@ import threading
 import pytest
 from widget_helpers import finish, panel_factory, playing_bytes, wait_for
 
-from runway_widget.job import Job
-from runway_widget.tracker import THREAD_NAME, TaskTracker
-from runway_widget.webhooks import WebhookReceiver
+from runway_widget.tracking.tracker import THREAD_NAME, TaskTracker
+from runway_widget.tracking.webhooks import WebhookReceiver
 from runway_widget.widget import ui_updates
+from runway_widget.widget.job import Job
 from runway_widget.widget.job_view import JobView
 
 

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from ..http_service import (
+from .._server.service import (
     BackgroundHTTPServer,
     BoundedRequestHandler,
     presented_key,

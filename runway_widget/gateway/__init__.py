@@ -29,15 +29,15 @@ __all__ = ["GatewayServer", "Limits", "Participant", "ParticipantAuth"]
 
 _LAZY = {
     "GatewayServer": "runway_widget.gateway.app",
-    "Limits": "runway_widget.gateway.roster",
-    "Participant": "runway_widget.gateway.roster",
+    "Limits": "runway_widget.gateway.db.roster",
+    "Participant": "runway_widget.gateway.db.roster",
     "ParticipantAuth": "runway_widget.gateway.auth",
 }
 
 if TYPE_CHECKING:
     from .app import GatewayServer
     from .auth import ParticipantAuth
-    from .roster import Limits, Participant
+    from .db.roster import Limits, Participant
 
 
 def __getattr__(name: str) -> Any:

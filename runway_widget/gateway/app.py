@@ -30,21 +30,21 @@ from tornado.web import Application, RequestHandler
 
 from ..store import default_path
 from .auth import ParticipantAuth, TokenAuth
-from .browser_login import BrowserLogin, HubLogin, TokenLogin
-from .database import open_engine
-from .followers import HEARTBEAT_SECONDS
-from .gallery import ClipFeed
+from .clips import VideoHandler
+from .db.database import open_engine
+from .db.followers import HEARTBEAT_SECONDS
+from .db.ledger import Ledger
+from .db.roster import Limits, Roster
 from .handlers import BaseApiHandler, Context, NotFoundHandler, api_routes
 from .hub_auth import HubParticipants
-from .ledger import Ledger
-from .pages import PageContext, page_routes
 from .participant_webhooks import ParticipantWebhooks
 from .push import UpstreamWebhookHandler
 from .ratelimit import RateLimiter
 from .room_config import RoomConfig
-from .roster import Limits, Roster
 from .upstream import Upstream
-from .videos import VideoHandler
+from .web.gallery import ClipFeed
+from .web.login import BrowserLogin, HubLogin, TokenLogin
+from .web.pages import PageContext, page_routes
 from .workshop import Workshop
 
 __all__ = ["GatewayServer"]

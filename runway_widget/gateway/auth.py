@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol, runtime_checkable
 
-from .roster import LoopTokenReader, Participant, Roster
+from .db.roster import LoopTokenReader, Participant, Roster
 
 __all__ = ["Participant", "ParticipantAuth", "TokenAuth", "bare_token"]
 

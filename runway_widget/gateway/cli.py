@@ -112,14 +112,14 @@ def _add_limits(parser: argparse.ArgumentParser) -> None:
 
 
 def _roster(args: argparse.Namespace) -> Any:
-    from .database import open_engine
-    from .roster import Roster
+    from .db.database import open_engine
+    from .db.roster import Roster
 
     return Roster(open_engine(args.db))
 
 
 def _limits(args: argparse.Namespace) -> Any:
-    from .roster import Limits
+    from .db.roster import Limits
 
     return Limits(args.jobs, args.credits, args.concurrent)
 
@@ -131,7 +131,7 @@ def _fail(message: str) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .app import GatewayServer
-    from .followers import HEARTBEAT_SECONDS
+    from .db.followers import HEARTBEAT_SECONDS
     from .room_config import RoomConfig, RoomConfigError
 
     if args.heartbeat is not None and args.heartbeat <= 0:
@@ -176,7 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token_add(args: argparse.Namespace) -> int:
-    from .roster import RosterError
+    from .db.roster import RosterError
 
     try:
         token = _roster(args).add(args.name, _limits(args), admin=args.admin)
@@ -206,7 +206,7 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def _join_add(args: argparse.Namespace) -> int:
-    from .roster import RosterError
+    from .db.roster import RosterError
 
     try:
         _roster(args).add_join_code(args.code, args.seats, _limits(args))
@@ -231,7 +231,7 @@ def _report(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     if args.csv:
-        from .report import report_csv
+        from .web.report import report_csv
 
         sys.stdout.write(report_csv(rows))
         return 0
@@ -251,7 +251,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _join(args: argparse.Namespace) -> int:
-    from ..credentials import join_gateway
+    from ..client.credentials import join_gateway
 
     try:
         joined = join_gateway(args.url, args.code, args.name or getpass.getuser())

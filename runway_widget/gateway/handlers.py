@@ -24,9 +24,9 @@ from ..errors import (
     ValidationError,
 )
 from .auth import ParticipantAuth
-from .ledger import QuotaRefused
+from .db.ledger import QuotaRefused
+from .db.roster import Participant, Roster, RosterError
 from .ratelimit import RateLimiter
-from .roster import Participant, Roster, RosterError
 from .workshop import Workshop, participant_task
 
 __all__ = ["ApiError", "Context", "api_routes"]

@@ -22,8 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .auth import bare_token
+from .db.roster import Limits, Participant, Roster
 from .room_config import RoomConfig
-from .roster import Limits, Participant, Roster
 
 __all__ = ["HubParticipants", "hub_service_address", "open_hub_auth"]
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import requests
 
-from .. import __version__
-from ..deadlines import DeadlinePassed
-from ..transport import ReplyTooLarge, Transport
-from .ledger import JobRow
+from .._http.deadlines import DeadlinePassed
+from .._http.transport import ReplyTooLarge, Transport
+from .._version import __version__
+from .db.ledger import JobRow
 from .webhook_targets import refusal
 from .workshop import participant_task
 

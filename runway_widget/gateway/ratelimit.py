@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
-from ..budget import RequestBudget
+from ..client.budget import RequestBudget
 
 __all__ = ["RateLimiter"]
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .roster import Limits
+from .db.roster import Limits
 
 __all__ = ["DEFAULT_LIMITS", "RoomConfig", "RoomConfigError"]
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..client import ApiframeClient
+from ..client.apiframe import ApiframeClient
 from ..errors import AuthenticationError
 from ..store import JobStore
 

@@ -21,12 +21,12 @@ from typing import Any, Protocol, TypeVar
 
 from ..errors import ApiframeError, ServerError, SubmissionUnknownError, ValidationError
 from ..models import GenerationRequest, Task
-from ..tracker import TaskTracker, TrackHandle
-from .followers import HEARTBEAT_SECONDS, Followers
-from .ledger import JobRow, Ledger
-from .roster import Participant
+from ..tracking.tracker import TaskTracker, TrackHandle
+from .clips import ClipStore
+from .db.followers import HEARTBEAT_SECONDS, Followers
+from .db.ledger import JobRow, Ledger
+from .db.roster import Participant
 from .upstream import Upstream
-from .videos import ClipStore
 
 __all__ = ["Workshop", "credits_for", "participant_task"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..client import DEFAULT_BASE_URL
+from ..client.apiframe import DEFAULT_BASE_URL
 
 SECRET_EXPR = 'os.environ["APIFRAME_WEBHOOK_SECRET"]'
 

@@ -21,13 +21,13 @@ from ..models import ASPECT_RATIOS, DURATIONS, MODELS, GenerationRequest, Proble
 from . import html, ui_updates
 from .image_upload import connect_upload, upload_button
 from .lifecycle import close_tree
-from .media import MediaSource
-from .preview import MediaPreview
+from .media.preview import MediaPreview
+from .media.source import MediaSource
 from .problems import FieldProblems
 from .shared_models import SharedModels, set_shown
 
 if TYPE_CHECKING:
-    from ..webhooks import WebhookReceiver
+    from ..tracking.webhooks import WebhookReceiver
 
 TYPE_LABELS = (
     ("Text → video", "text2video"),

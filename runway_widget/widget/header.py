@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 import ipywidgets as widgets
 
 from ..errors import ApiframeError
-from ..job import FAILED, FINISHED, RUNNING
 from . import html, ui_updates
 from .background import account_lane
+from .job import FAILED, FINISHED, RUNNING
+from .offline.summary import KERNEL_GONE_LINE, LIVE_PANEL_STYLE
 from .shared_models import SharedModels
-from .summary import KERNEL_GONE_LINE, LIVE_PANEL_STYLE
 
 if TYPE_CHECKING:
-    from ..client import ApiframeClient
+    from ..client.apiframe import ApiframeClient
 
 DEMO_TITLE = "A local demo backend: no API key, no credits, generated test clips"
 

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from ..earlier_jobs import select, settle_demo_jobs
-from ..job import Job
 from ..models import Task
 from . import html, ui_updates
+from .earlier_jobs import select, settle_demo_jobs
+from .job import Job
 from .shared_models import SharedModels, set_shown
 
 if TYPE_CHECKING:
-    from ..client import ApiframeClient
+    from ..client.apiframe import ApiframeClient
     from ..store import JobRecord
 
 VISIBLE_HISTORY = 30

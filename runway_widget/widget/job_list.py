@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 
 import ipywidgets as widgets
 
-from ..job import RUNNING, Job
 from . import ui_updates
+from .job import RUNNING, Job
 from .job_view import JobView
 from .shared_models import SharedModels
 

@@ -20,11 +20,11 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..job import FAILED, FINISHED, Job, JobState
 from ..models import is_http_url, video_filename
 from . import ui_updates
 from .code_snippet import requests_snippet
 from .html import STATIC
+from .job import FAILED, FINISHED, Job, JobState
 
 TYPE_NAMES = {"text2video": "Text → video", "image2video": "Image → video",
               "video2video": "Video → video"}

@@ -15,38 +15,38 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..earlier_jobs import history_mode, in_voila
 from ..errors import ApiframeError
-from ..job import FINISHED, RUNNING, Job
 from ..models import Task, is_http_url
-from ..posters import PosterCache
 from . import ui_updates
 from .background import MEDIA
 from .banner import Banner
+from .earlier_jobs import history_mode, in_voila
 from .form import GenerationForm
 from .header import Header
 from .history import HistorySection, job_from_record
+from .job import FINISHED, RUNNING, Job
 from .job_list import JobList
 from .job_view import JobView
 from .lifecycle import close_tree
-from .media import MediaSource
-from .players import Players
-from .saved_summary import SavedSummary
-from .saving import ClipSaver
+from .media.players import Players
+from .media.saving import ClipSaver
+from .media.source import MediaSource
+from .offline.posters import PosterCache
+from .offline.saved_summary import SavedSummary
 from .shared_models import SharedModels
 from .submission import Submitter
 
 if TYPE_CHECKING:
-    from ..client import ApiframeClient
+    from ..client.apiframe import ApiframeClient
     from ..store import JobRecord
-    from ..tracker import TaskTracker, TrackHandle
-    from ..webhooks import WebhookReceiver
+    from ..tracking.tracker import TaskTracker, TrackHandle
+    from ..tracking.webhooks import WebhookReceiver
 
 log = logging.getLogger("runway_widget.widget")
 
 
 def _default_client() -> ApiframeClient:
-    from ..client import ApiframeClient
+    from ..client.apiframe import ApiframeClient
 
     client = ApiframeClient()  # a key from the environment, a hub or `runway-widget join`
     if client.api_key:
@@ -84,7 +84,7 @@ class RunwayPanel(widgets.VBox):
         dashboard: bool | None = None,
         history: str | None = None,
     ) -> None:
-        from ..tracker import TaskTracker
+        from ..tracking.tracker import TaskTracker
 
         self.history_mode = history_mode(history)
         self.client = client if client is not None else _default_client()

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ApiframeError, ValidationError
-from ..job import Job
 from ..models import GenerationRequest, Problem
 from .banner import Banner
 from .form import GenerationForm
+from .job import Job
 
 if TYPE_CHECKING:
-    from ..client import ApiframeClient
+    from ..client.apiframe import ApiframeClient
 
 log = logging.getLogger("runway_widget.widget")
 

@@ -1,0 +1,269 @@
+"""From what happened on the wire to the `ApiframeError` a caller sees.
+
+Two families, as in `runway_widget.errors`: no usable reply (`transport_error`), and a
+reply that says no (`status_error`, `unusable_reply`). Every text that came from elsewhere
+(a server's message, a library's complaint) passes through the client's `Redactor` and is
+cut short, so no secret and no flood of echoed input reaches a message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+
+from .._secrets import Redactor
+from ..errors import (
+    ApiframeError,
+    BadRequestError,
+    KeyRefusedError,
+    NetworkError,
+    QuotaExceededError,
+    RateLimitError,
+    RedirectError,
+    ServerError,
+    SubmissionUnknownError,
+    TaskNotFoundError,
+    UnexpectedReplyError,
+    shorten,
+)
+from .deadlines import DeadlinePassed
+from .transport import Reply, ReplyTooLarge
+
+__all__ = [
+    "UNKNOWN_SUBMISSION_HINT",
+    "describe_failure",
+    "download_error",
+    "error_messages",
+    "parse_retry_after",
+    "status_error",
+    "transport_error",
+    "unusable_reply",
+]
+
+UNKNOWN_SUBMISSION_HINT = (
+    "the task may or may not exist: check `runway-widget history` before resubmitting"
+)
+EXCERPT_CHARS = 160
+MESSAGE_CHARS = 300  # each server message, as quoted in an error
+RETRY_AFTER_CEILING = 24 * 3600.0  # a longer hint is nonsense; treated as absent
+# A 400 that is really "no such task" ("Invalid task_id", "Task not found", ...).
+_UNKNOWN_TASK = re.compile(r"\btask", re.IGNORECASE)
+_UNKNOWN_WORDS = re.compile(
+    r"\b(invalid|unknown|not found|no such|does ?n[o']?t exist|not exist)", re.IGNORECASE
+)
+
+
+def status_error(
+    reply: Reply,
+    url: str,
+    *,
+    redact: Redactor,
+    key_mask: str,
+    task_ids: Sequence[str] = (),
+    submission: bool = False,
+) -> ApiframeError:
+    """The error for a reply whose status is not 2xx."""
+    status = reply.status
+    body = _body(reply, redact)
+    messages = error_messages(body)
+    detail = "; ".join(messages) if messages else _excerpt(reply, redact) or "(empty reply)"
+    path = urlsplit(url).path
+    if 300 <= status < 400:
+        return _redirect(reply, url, redact)
+    if task_ids and (status == 404 or (status == 400 and _names_unknown_task(messages))):
+        return TaskNotFoundError(_named_id(task_ids, messages), status_code=status, body=body)
+    if status == 400:
+        return BadRequestError(messages or [detail], status_code=status, body=body)
+    if status == 403 and any(m.startswith("quota reached") for m in messages):
+        return QuotaExceededError(
+            f"the workshop gateway refused the job: {detail} (nothing was submitted)",
+            status_code=status,
+            body=body,
+        )
+    if status in (401, 403):
+        return KeyRefusedError(
+            f"the API key {key_mask} was refused (HTTP {status}: {shorten(detail)}): "
+            "check APIFRAME_API_KEY or pass api_key=…",
+            status_code=status,
+            body=body,
+        )
+    if status == 429:
+        retry_after = parse_retry_after(reply.headers.get("Retry-After"))
+        hint = f"; the server asks to wait {retry_after:g}s" if retry_after is not None else ""
+        return RateLimitError(
+            f"too many requests to {path} (HTTP 429), still after retrying{hint}",
+            retry_after=retry_after,
+            status_code=status,
+            body=body,
+        )
+    if status >= 500:
+        ambiguous = submission and status != 503
+        return ServerError(
+            f"the server failed on {path} (HTTP {status}): {detail}"
+            + (f"; {UNKNOWN_SUBMISSION_HINT}" if ambiguous else ""),
+            status_code=status,
+            body=body,
+        )
+    return UnexpectedReplyError(
+        f"unexpected reply from {path} (HTTP {status}): {detail}", status_code=status, body=body
+    )
+
+
+def unusable_reply(reply: Reply, url: str, *, redact: Redactor, submission: bool) -> ApiframeError:
+    """A 2xx reply that is not the JSON expected."""
+    message = (
+        f"unexpected reply from {urlsplit(url).path} (HTTP {reply.status}): "
+        f"{_excerpt(reply, redact) or '(empty body)'!r}"
+    )
+    body = _body(reply, redact)
+    if submission:
+        return SubmissionUnknownError(
+            f"{message}; {UNKNOWN_SUBMISSION_HINT}", status_code=reply.status, body=body
+        )
+    return UnexpectedReplyError(message, status_code=reply.status, body=body)
+
+
+def transport_error(
+    exc: BaseException,
+    url: str,
+    *,
+    redact: Redactor,
+    timeout: float,
+    submission: bool,
+) -> ApiframeError:
+    """The error for a call that got no usable reply: refused, reset, too slow, too large."""
+    where = redact(shorten(url, 200))
+    if isinstance(exc, ReplyTooLarge) and not submission:
+        return UnexpectedReplyError(f"the reply from {where} was refused: {exc}")
+    text = redact(describe_failure(exc, timeout))
+    if submission and not _certainly_not_sent(exc):
+        return SubmissionUnknownError(
+            f"no answer to the submission to {where} ({text}): {UNKNOWN_SUBMISSION_HINT}"
+        )
+    return NetworkError(f"could not reach {where}: {text}")
+
+
+def download_error(
+    exc: BaseException, url: str, *, redact: Redactor, timeout: float
+) -> ApiframeError:
+    """The error for a download that failed: refused, too large, too slow, cut off."""
+    where = redact(shorten(url, 200))
+    if isinstance(exc, requests.HTTPError):
+        status = exc.response.status_code if exc.response is not None else None
+        message = f"could not download {where}: HTTP {status}"
+        return UnexpectedReplyError(message, status_code=status)
+    if isinstance(exc, ReplyTooLarge):
+        return UnexpectedReplyError(f"the video at {where} is too large: {exc} (download_limit)")
+    detail = redact(describe_failure(exc, timeout))
+    return NetworkError(f"the download of {where} failed: {detail}")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` (seconds or an HTTP date); None if absent or absurd."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if not seconds <= RETRY_AFTER_CEILING:  # also NaN
+        return None
+    return max(0.0, seconds)
+
+
+def error_messages(body: Any) -> list[str]:
+    """The ``msg`` of each entry of ``{"errors": [{"msg": ...}]}``, or [] for another shape."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return []
+    messages = [e.get("msg") if isinstance(e, dict) else e for e in errors[:20]]
+    return [shorten(m, MESSAGE_CHARS) for m in messages if m]
+
+
+def _names_unknown_task(messages: list[str]) -> bool:
+    return any(_UNKNOWN_TASK.search(m) and _UNKNOWN_WORDS.search(m) for m in messages)
+
+
+def _named_id(task_ids: Sequence[str], messages: list[str]) -> str:
+    """The id a "no such task" message names, else the only (or first) one asked for."""
+    for task_id in task_ids:
+        if any(task_id in m for m in messages):
+            return task_id
+    return task_ids[0]
+
+
+def _redirect(reply: Reply, url: str, redact: Redactor) -> RedirectError:
+    location = reply.headers.get("Location") or ""
+    target = urlsplit(urljoin(url, location)) if location else None
+    host = redact(shorten(target.netloc or "(no host)", 100)) if target else "(no Location)"
+    return RedirectError(
+        f"{urlsplit(url).path} answered HTTP {reply.status}, redirecting to {host}: API calls "
+        "do not follow redirects, so nothing was sent there; check APIFRAME_BASE_URL "
+        "(https://, no trailing path)",
+        location=redact(shorten(location, 200)) if location else None,
+        status_code=reply.status,
+    )
+
+
+def _excerpt(reply: Reply, redact: Redactor) -> str:
+    text = " ".join(redact(reply.text[: EXCERPT_CHARS * 8]).split())
+    return shorten(text, EXCERPT_CHARS)
+
+
+def _body(reply: Reply, redact: Redactor) -> Any:
+    text = redact(reply.text)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text[: EXCERPT_CHARS * 4]
+
+
+def describe_failure(exc: BaseException, timeout: float) -> str:
+    """What went wrong on the wire, in a few words (not yet scrubbed of secrets)."""
+    if isinstance(exc, (DeadlinePassed, ReplyTooLarge)):
+        return str(exc)
+    reason = _root_cause(exc)
+    if isinstance(exc, requests.Timeout) or isinstance(reason, ReadTimeoutError):
+        return f"no answer within {timeout:g}s"
+    if isinstance(reason, NewConnectionError):
+        return "could not connect: " + shorten(str(reason).split(": ", 1)[-1], 200)
+    if isinstance(reason, ProtocolError):
+        detail = reason.args[1] if len(reason.args) > 1 else reason
+        return f"the connection was dropped ({shorten(detail, 200)})"
+    return f"{type(reason).__name__}: {shorten(reason, 200)}"
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The urllib3 error under a requests exception (unwrapping MaxRetryError)."""
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, MaxRetryError) and cause.reason is not None:
+        cause = cause.reason
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def _certainly_not_sent(exc: BaseException) -> bool:
+    """True when the request never reached the server (so resubmitting is safe)."""
+    if isinstance(exc, DeadlinePassed):
+        return exc.before_sending
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)):
+        return True
+    return isinstance(_root_cause(exc), ConnectTimeoutError)

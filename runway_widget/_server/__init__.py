@@ -1,0 +1,1 @@
+"""The bounded local HTTP server under the demo backend and the webhook receiver (not API)."""

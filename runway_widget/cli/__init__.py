@@ -1,0 +1,5 @@
+"""The ``runway-widget`` command."""
+
+from .commands import main
+
+__all__ = ["main"]

@@ -1,0 +1,175 @@
+"""The gateway's tables (SQLAlchemy 2 Core) and how to open the database they live in.
+
+SQLite (WAL, in ``RUNWAY_WIDGET_HOME``) for one gateway process; PostgreSQL by URL when
+several processes serve one workshop. Counters live on the participant row so a quota is
+reserved by one conditional ``UPDATE`` whose row count says whether it fitted: no
+read-check-write window for a race to slip through, on either database.
+
+Tables are created when missing, and so are columns a newer version added (nullable ones,
+by ``ALTER TABLE … ADD COLUMN``): a database from an earlier version opens as it is.
+
+Nothing secret is stored: tokens and join codes only as SHA-256 hashes, never the
+upstream key or a webhook secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
+from sqlalchemy.engine import make_url
+
+from ...store import default_path
+
+__all__ = [
+    "DB_FILE",
+    "default_url",
+    "jobs",
+    "join_codes",
+    "metadata",
+    "open_engine",
+    "participants",
+    "processes",
+]
+
+DB_FILE = "gateway.sqlite3"
+SQLITE_BUSY_SECONDS = 30.0
+POOL_SIZE = 16
+
+metadata = MetaData()
+
+participants = Table(
+    "gateway_participants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("token_hash", String(64), unique=True),
+    Column("jobs_limit", Integer),  # NULL: no limit
+    Column("credits_limit", Integer),
+    Column("concurrent_limit", Integer),
+    Column("jobs_used", Integer, nullable=False, default=0),
+    Column("credits_used", Integer, nullable=False, default=0),
+    Column("running", Integer, nullable=False, default=0),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("admin", Boolean, nullable=False, default=False),  # sees the room's gallery, report
+    Column("join_code_id", Integer),
+    Column("created_at", Float, nullable=False),
+)
+
+join_codes = Table(
+    "gateway_join_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("hint", String(16), nullable=False),
+    Column("seats", Integer, nullable=False),
+    Column("seats_used", Integer, nullable=False, default=0),
+    Column("jobs_limit", Integer),
+    Column("credits_limit", Integer),
+    Column("concurrent_limit", Integer),
+    Column("created_at", Float, nullable=False),
+)
+
+# state: reserved -> submitted -> finished | failed, or reserved -> refused | unknown
+jobs = Table(
+    "gateway_jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("participant_id", Integer, ForeignKey(participants.c.id), nullable=False, index=True),
+    Column("task_id", String(200), unique=True),
+    Column("state", String(16), nullable=False, index=True),
+    Column("credits", Integer, nullable=False),
+    Column("request", Text, nullable=False),  # the public payload, as JSON
+    Column("status", String(32)),
+    Column("percentage", Integer),
+    Column("message", Text),
+    Column("upstream_video_url", Text),
+    Column("video_key", String(64), unique=True),
+    Column("video_path", Text),
+    Column("follower", String(32)),  # the gateway process following the task (see followers)
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# the gateway processes alive on this database: a stale heartbeat lets the others adopt its tasks
+processes = Table(
+    "gateway_processes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+
+def default_url() -> str:
+    """``sqlite:///$RUNWAY_WIDGET_HOME/gateway.sqlite3`` (else the per-user data directory)."""
+    folder = default_path().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / DB_FILE}"
+
+
+def open_engine(url: str | None = None) -> Engine:
+    """An engine on ``url`` (default: the embedded SQLite file), with the tables created."""
+    parsed = make_url(url or default_url())
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False},
+            # enough kept open for every thread that may hold one: opening a SQLite
+            # connection (and setting its pragmas) costs far more than a query
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_SIZE,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(
+            parsed, pool_pre_ping=True, pool_size=POOL_SIZE // 2, max_overflow=POOL_SIZE // 2
+        )
+    metadata.create_all(engine)
+    _add_missing_columns(engine)
+    return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """``create_all`` makes missing tables, not missing columns: add those a newer version
+    brought (all nullable). PostgreSQL's ``IF NOT EXISTS`` lets processes start together."""
+    quote = engine.dialect.identifier_preparer.quote
+    guard = " IF NOT EXISTS" if engine.dialect.name == "postgresql" else ""
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(engine.dialect)
+                with engine.begin() as conn:
+                    conn.execute(
+                        text(
+                            f"ALTER TABLE {quote(table.name)} "
+                            f"ADD COLUMN{guard} {quote(column.name)} {kind}"
+                        )
+                    )
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL lets readers run beside the one writer; FULL sync keeps every paid job on disk."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,310 @@
+"""The quota ledger: reserve before the upstream submit, settle after it, follow each job.
+
+Every quota check is one conditional ``UPDATE`` inside ``engine.begin()``, and its row count
+is the answer: ``… WHERE jobs_used < jobs_limit AND …``. Concurrent submissions, from
+threads of one process or from several processes on one PostgreSQL, queue on the row lock
+and each sees the others' increments, so no number of them can overspend.
+
+Settling:
+
+- ``accepted``: the upstream returned a task_id; the job is followed until it ends, by the
+  gateway process that submitted it (its ``follower``, see ``followers``).
+- ``refused``: the upstream certainly did not take it; the reservation is given back.
+- ``unknown``: the request went out but no answer came back. Jobs and credits stay
+  reserved (it may be running and paid for), the job is listed by ``gateway report``,
+  and it is never resubmitted. Only its concurrency slot is freed.
+
+The statements every submission and every poll run are built once, at import: building one
+costs several times what running it does. Task updates come in batches (one transaction
+for all the changes a poll brought), so a busy room costs one commit per poll, not per task.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
+
+from ...models import Task
+from .database import jobs, participants
+
+__all__ = ["JOB_COLUMNS", "UNFINISHED", "JobRow", "Ledger", "QuotaRefused"]
+
+TERMINAL = ("finished", "failed")
+
+_p, _j = participants.c, jobs.c
+JOB_COLUMNS = (
+    _j.participant_id,
+    _j.task_id,
+    _j.state,
+    _j.status,
+    _j.percentage,
+    _j.message,
+    _j.upstream_video_url,
+    _j.video_key,
+    _j.video_path,
+)
+# jobs someone must follow: running ones, and finished ones whose clip is not stored yet
+UNFINISHED = or_(_j.state == "submitted", and_(_j.state == "finished", _j.video_path.is_(None)))
+_RESERVE = (
+    update(participants)
+    .where(
+        _p.id == bindparam("b_participant"),
+        _p.revoked.is_(False),
+        or_(_p.jobs_limit.is_(None), _p.jobs_used < _p.jobs_limit),
+        or_(
+            _p.credits_limit.is_(None), _p.credits_used + bindparam("b_credits") <= _p.credits_limit
+        ),
+        or_(_p.concurrent_limit.is_(None), _p.running < _p.concurrent_limit),
+    )
+    .values(
+        jobs_used=_p.jobs_used + 1,
+        credits_used=_p.credits_used + bindparam("b_credits"),
+        running=_p.running + 1,
+    )
+)
+_NEW_JOB = insert(jobs).returning(_j.id)
+_ACCEPTED = (
+    update(jobs)
+    .where(_j.id == bindparam("b_job"))
+    .values(
+        task_id=bindparam("b_task"),
+        state="submitted",
+        status="staged",
+        follower=bindparam("b_follower"),
+        updated_at=bindparam("b_at"),
+    )
+)
+_PROGRESS = (
+    update(jobs)
+    .where(_j.task_id == bindparam("b_task"), _j.state == "submitted")
+    .values(
+        status=bindparam("b_status"),
+        percentage=bindparam("b_percentage"),
+        message=bindparam("b_message"),
+        upstream_video_url=bindparam("b_video_url"),
+        updated_at=bindparam("b_at"),
+    )
+)
+_FREE_SLOT = (
+    update(participants).where(_p.id == bindparam("b_participant")).values(running=_p.running - 1)
+)
+_JOB_BY_TASK = select(*JOB_COLUMNS).where(_j.task_id == bindparam("b_task"))
+_JOBS_BY_TASK = select(*JOB_COLUMNS).where(_j.task_id.in_(bindparam("b_tasks", expanding=True)))
+
+
+class QuotaRefused(Exception):
+    """The participant's quota has no room; the message names what ran out."""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job as the ledger knows it (the state a participant's fetch is answered from)."""
+
+    participant_id: int
+    task_id: str
+    state: str
+    status: str | None
+    percentage: int | None
+    message: str | None
+    upstream_video_url: str | None
+    video_key: str | None
+    video_path: str | None
+
+
+class Ledger:
+    """Quota reservations and job states in the gateway's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def reserve(self, participant_id: int, credits: int, request: dict[str, Any]) -> int:
+        """Reserve one job and ``credits``; returns the job's id, or raises `QuotaRefused`."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            taken = conn.execute(_RESERVE, {"b_participant": participant_id, "b_credits": credits})
+            if taken.rowcount != 1:
+                row = conn.execute(select(participants).where(_p.id == participant_id)).first()
+                raise QuotaRefused(_what_ran_out(row, credits))
+            inserted = conn.execute(
+                _NEW_JOB,
+                {
+                    "participant_id": participant_id,
+                    "state": "reserved",
+                    "credits": credits,
+                    "request": json.dumps(request, ensure_ascii=False),
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            return int(inserted.scalar_one())
+
+    def accepted(self, job_id: int, task_id: str, follower: str) -> None:
+        """The upstream took the job as ``task_id``; ``follower`` (a gateway process) follows it."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                _ACCEPTED,
+                {"b_job": job_id, "b_task": task_id, "b_follower": follower, "b_at": time.time()},
+            )
+
+    def refused(self, job_id: int) -> None:
+        """The upstream did not take the job: give the whole reservation back."""
+        with self.engine.begin() as conn:
+            job = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state == "reserved")
+                .values(state="refused", updated_at=time.time())
+            )
+            if job.rowcount == 1:
+                credits = conn.execute(
+                    select(jobs.c.credits, jobs.c.participant_id).where(jobs.c.id == job_id)
+                ).one()
+                p = participants.c
+                conn.execute(
+                    update(participants)
+                    .where(p.id == credits.participant_id)
+                    .values(
+                        jobs_used=p.jobs_used - 1,
+                        credits_used=p.credits_used - credits.credits,
+                        running=p.running - 1,
+                    )
+                )
+
+    def unknown(self, job_id: int) -> None:
+        """No answer to the submit: keep jobs and credits reserved, free the running slot."""
+        self._end(job_id, "reserved", "unknown", message="no answer from the upstream")
+
+    def orphans_to_unknown(self, older_than: float) -> int:
+        """Reservations left by a process that died mid-submit: their outcome is unknown.
+
+        Only those older than ``older_than`` seconds, so a submit still in flight in another
+        process sharing the database is left alone. Returns how many were moved.
+        """
+        with self.engine.connect() as conn:
+            ids = (
+                conn.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.state == "reserved", jobs.c.created_at < time.time() - older_than
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        message = "the gateway stopped before the upstream answered"
+        return sum(self._end(job_id, "reserved", "unknown", message=message) for job_id in ids)
+
+    def update_tasks(self, tasks: Sequence[Task]) -> None:
+        """Record the latest state of each task, in one transaction; end those that ended."""
+        now = time.time()
+        running = [
+            {
+                "b_task": task.task_id,
+                "b_status": task.status,
+                "b_percentage": task.percentage,
+                "b_message": task.message,
+                "b_video_url": task.video_url,
+                "b_at": now,
+            }
+            for task in tasks
+            if task.status not in TERMINAL
+        ]
+        with self.engine.begin() as conn:
+            if running:
+                conn.execute(_PROGRESS, running)
+            for task in tasks:
+                if task.status in TERMINAL:
+                    self._end_task(conn, task, now)
+
+    def _end_task(self, conn: Connection, task: Task, now: float) -> None:
+        values: dict[str, Any] = {
+            "status": task.status,
+            "percentage": task.percentage,
+            "message": task.message,
+            "upstream_video_url": task.video_url,
+            "updated_at": now,
+        }
+        if task.status == "finished":
+            values["video_key"] = secrets.token_urlsafe(18)
+        _end_in(conn, _j.task_id == task.task_id, "submitted", task.status, values)
+
+    def video_stored(self, task_id: str, path: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.task_id == task_id)
+                .values(video_path=path, updated_at=time.time())
+            )
+
+    def job(self, task_id: str) -> JobRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(_JOB_BY_TASK, {"b_task": task_id}).first()
+        return JobRow(*row) if row is not None else None
+
+    def jobs(self, task_ids: Iterable[str]) -> list[JobRow]:
+        """The jobs of these tasks (those the ledger knows), in one read."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(_JOBS_BY_TASK, {"b_tasks": list(task_ids)}).all()
+        return [JobRow(*row) for row in rows]
+
+    def by_video_key(self, key: str) -> JobRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*JOB_COLUMNS).where(jobs.c.video_key == key)).first()
+        return JobRow(*row) if row is not None else None
+
+    def account(self, participant_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(participants).where(participants.c.id == participant_id)
+            ).first()
+        return dict(row._mapping) if row is not None else None
+
+    def _end(self, job_id: int, before: str, after: str, **values: Any) -> bool:
+        values.setdefault("updated_at", time.time())
+        with self.engine.begin() as conn:
+            return _end_in(conn, _j.id == job_id, before, after, values)
+
+
+def _end_in(
+    conn: Connection, where: ColumnElement[bool], before: str, after: str, values: dict[str, Any]
+) -> bool:
+    """Move one job from ``before`` to ``after`` and free its running slot, exactly once."""
+    moved = conn.execute(
+        update(jobs).where(where, _j.state == before).values(state=after, **values)
+    )
+    if moved.rowcount != 1:
+        return False
+    owner = conn.execute(select(_j.participant_id).where(where)).scalar_one()
+    conn.execute(_FREE_SLOT, {"b_participant": owner})
+    return True
+
+
+def _what_ran_out(row: Any, credits: int) -> str:
+    """Name the exhausted part of the quota, the way the participant should read it."""
+    if row is None or row.revoked:
+        return "quota reached: this token has no quota"
+    if row.jobs_limit is not None and row.jobs_used >= row.jobs_limit:
+        return f"quota reached: all {row.jobs_limit} jobs of your quota are used"
+    if row.credits_limit is not None and row.credits_used + credits > row.credits_limit:
+        left = max(0, row.credits_limit - row.credits_used)
+        return f"quota reached: {left} credits left, this job needs {credits}"
+    if row.concurrent_limit is not None and row.running >= row.concurrent_limit:
+        return (
+            f"quota reached: {row.concurrent_limit} concurrent jobs already running; "
+            "wait until one finishes"
+        )
+    return "quota reached: try again in a moment"

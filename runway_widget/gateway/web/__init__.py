@@ -1,0 +1,1 @@
+"""The gateway's browser side: sign-in, the live gallery, the admin report and its pages."""

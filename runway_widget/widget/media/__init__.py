@@ -1,0 +1,1 @@
+"""Clips and images on their way to the browser: sources, previews, players, saving."""

@@ -1,0 +1,97 @@
+"""Getting a video or image to the browser, wherever the browser is.
+
+A remote http(s) URL is handed to the browser as is (``<video src=…>``). A *local* URL — one on
+the client's own loopback backend (`ApiframeClient.is_own_backend`: the demo server, a gateway
+on this machine) — may not be reachable from the browser (Binder, JupyterHub): the kernel reads
+those bytes and sends them through an ``ipywidgets.Video``/``Image``. No other URL is ever read
+by the kernel: a loopback or private address in a server's reply could carry internal data into
+a saved notebook. The Jupyter server's websocket caps one message near
+10 MB, so bigger files are never sent that way: the caller says where the file is instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeGuard
+
+import requests
+
+from ..._http.transport import DeadlinePassed, ReplyTooLarge, Transport
+from ...models import is_http_url
+
+VIDEO_LIMIT = 8 * 1024 * 1024
+IMAGE_LIMIT = 4 * 1024 * 1024
+
+
+class MediaTooLarge(Exception):
+    """The file is bigger than what may go through the widget channel."""
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        what = f"{size / 1e6:.1f} MB" if size is not None else "too large"
+        super().__init__(f"{what}, above the {limit / 1e6:.0f} MB a notebook message can carry")
+        self.size = size
+        self.limit = limit
+
+
+class MediaUnavailable(Exception):
+    """The bytes could not be read (server gone, 404, not a local URL)."""
+
+
+class MediaSource:
+    """Decides local vs remote and reads local bytes with a size cap and a deadline.
+
+    Reads go through their own bounded transport (no Authorization header, so a local URL
+    typed by the user never receives the API key; redirects are not followed; the whole read
+    must end within ``deadline`` seconds, however slowly the server trickles).
+    """
+
+    def __init__(
+        self, is_own_backend: Callable[[str], bool] | None = None, timeout: float = 15.0,
+        deadline: float = 60.0,
+    ) -> None:
+        self._is_own_backend = is_own_backend
+        self._deadline = deadline
+        self._transport = Transport(user_agent="runway-widget-media", timeout=timeout,
+                                    max_retries=0, backoff_factor=0.0, backoff_max=0.0)
+
+    def is_local(self, url: str | None) -> TypeGuard[str]:
+        """True for an http(s) URL on the client's own loopback backend (and nothing else)."""
+        if url is None or self._is_own_backend is None or not is_http_url(url):
+            return False
+        return self._is_own_backend(url)
+
+    def read_url(self, url: str, limit: int) -> bytes:
+        """The bytes behind a local URL, at most ``limit`` of them, or an exception saying why."""
+        if not self.is_local(url):
+            raise MediaUnavailable("not a local URL")
+        try:
+            reply = self._transport.call("GET", url, policy="once", deadline=self._deadline,
+                                         limit=limit)
+        except ReplyTooLarge as exc:
+            raise MediaTooLarge(exc.size, limit) from None
+        except DeadlinePassed:
+            raise MediaUnavailable(f"no complete answer within {self._deadline:g} s") from None
+        except requests.RequestException as exc:
+            raise MediaUnavailable(type(exc).__name__) from None
+        if reply.status != 200:
+            raise MediaUnavailable(f"HTTP {reply.status}")
+        if not reply.body:
+            raise MediaUnavailable("an empty reply")
+        return reply.body
+
+    @staticmethod
+    def read_file(path: str | os.PathLike[str], limit: int) -> bytes:
+        """The bytes of a local file, refusing files above ``limit``."""
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise MediaUnavailable(exc.strerror or "cannot read the file") from None
+        if size > limit:
+            raise MediaTooLarge(size, limit)
+        return path.read_bytes()
+
+    def close(self) -> None:
+        self._transport.close()
