@@ -160,8 +160,13 @@ class ServerError(ApiStatusError):
 
 
 class QuotaExceededError(ApiStatusError):
-    """A workshop gateway refused a submission: the message names what ran out (jobs,
-    credits or concurrent jobs). Nothing was sent upstream, so nothing was spent."""
+    """A workshop gateway refused a submission: the message names what ran out, and
+    ``limit`` says which (``"jobs"``, ``"credits"``, ``"concurrent"``, or None when the
+    gateway did not say). Nothing was sent upstream, so nothing was spent."""
+
+    def __init__(self, message: str, *, limit: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.limit = limit
 
 
 class RedirectError(ApiStatusError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import re
 from collections.abc import Mapping
@@ -28,6 +29,26 @@ _ONLY_FOR = {
     "aspect_ratio": "text2video",
 }
 _URL_FIELDS = ("image_url", "end_image_url", "video_url", "webhook_url")
+
+
+class RefusalCode(str, enum.Enum):
+    """Why a workshop gateway said no: the ``code`` beside each error's ``msg`` (SPEC §8).
+
+    Clients act on the code, never on the message, which is for people and may change.
+    """
+
+    INVALID_REQUEST = "invalid_request"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    RATE_LIMITED = "rate_limited"
+    WEBHOOK_TARGET_REFUSED = "webhook_target_refused"
+
+
+class QuotaLimit(str, enum.Enum):
+    """Which part of a participant's quota ran out (``limit`` beside ``quota_exceeded``)."""
+
+    JOBS = "jobs"
+    CREDITS = "credits"
+    CONCURRENT = "concurrent"
 
 
 def is_http_url(value: object) -> TypeGuard[str]:

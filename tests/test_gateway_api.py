@@ -104,18 +104,22 @@ def test_over_quota_is_a_quota_error_and_nothing_goes_upstream(gateway, tmp_path
         json={"prompt": "three", "generation_type": "text2video"},
     )
     assert reply.status_code == 403
-    assert reply.json()["errors"][0]["msg"].startswith("quota reached: ")
+    (error,) = reply.json()["errors"]
+    assert error["msg"].startswith("quota reached: ")
+    assert (error["code"], error["limit"]) == ("quota_exceeded", "jobs")
 
 
 def test_credit_and_concurrency_limits_name_what_ran_out(gateway, tmp_path):
     erin = participant(gateway, tmp_path, credits=12)
     erin.imagine(prompt="five", generation_type="text2video", duration=5)
-    with pytest.raises(QuotaExceededError, match="7 credits left, this job needs 10"):
+    with pytest.raises(QuotaExceededError, match="7 credits left, this job needs 10") as credits:
         erin.imagine(prompt="ten", generation_type="text2video", duration=10)
+    assert credits.value.limit == "credits"
     frank = participant(gateway, tmp_path, concurrent=1)
     frank.imagine(prompt="first", generation_type="text2video")
-    with pytest.raises(QuotaExceededError, match="1 concurrent jobs already running"):
+    with pytest.raises(QuotaExceededError, match="1 concurrent jobs already running") as running:
         frank.imagine(prompt="second", generation_type="text2video")
+    assert running.value.limit == "concurrent"
 
 
 def test_bad_bodies_get_4xx_in_the_apis_error_shape(gateway, tmp_path):

@@ -40,6 +40,7 @@ from ..errors import (
     UnexpectedReplyError,
     shorten,
 )
+from ..models import RefusalCode
 from .deadlines import DeadlinePassed
 from .transport import Reply, ReplyTooLarge
 
@@ -88,9 +89,12 @@ def status_error(
         return TaskNotFoundError(_named_id(task_ids, messages), status_code=status, body=body)
     if status == 400:
         return BadRequestError(messages or [detail], status_code=status, body=body)
-    if status == 403 and any(m.startswith("quota reached") for m in messages):
+    quota = refusal(body, RefusalCode.QUOTA_EXCEEDED)
+    if quota is not None:
+        limit = quota.get("limit")
         return QuotaExceededError(
             f"the workshop gateway refused the job: {detail} (nothing was submitted)",
+            limit=limit if isinstance(limit, str) else None,
             status_code=status,
             body=body,
         )
@@ -186,6 +190,15 @@ def parse_retry_after(value: str | None) -> float | None:
     if not seconds <= RETRY_AFTER_CEILING:  # also NaN
         return None
     return max(0.0, seconds)
+
+
+def refusal(body: Any, code: RefusalCode) -> dict[str, Any] | None:
+    """The first error of ``body`` carrying ``code`` (a gateway's refusal reason), or None."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, dict) and error.get("code") == code.value:
+            return error
+    return None
 
 
 def error_messages(body: Any) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..errors import (
     SubmissionUnknownError,
     ValidationError,
 )
+from ..models import RefusalCode
 from .auth import ParticipantAuth
 from .db.ledger import QuotaRefused
 from .db.roster import Participant, Roster, RosterError
@@ -62,12 +64,29 @@ class Context:
 
 
 class ApiError(HTTPError):
-    """Ends a request with ``{"errors": [{"msg": …}, …]}`` and the given status."""
+    """Ends a request with ``{"errors": [{"msg": …, "code": …, **details}, …]}``.
 
-    def __init__(self, status: int, *messages: str, retry_after: int | None = None) -> None:
+    ``code`` is the machine-readable reason (`RefusalCode`); ``details`` add what a client
+    needs to act on it (``limit`` for a quota). Without a code, only ``msg`` is sent.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        *messages: str,
+        code: RefusalCode | None = None,
+        retry_after: int | None = None,
+        **details: str,
+    ) -> None:
         super().__init__(status)
         self.messages = messages
+        self.code = code
+        self.details = details
         self.retry_after = retry_after
+
+    def errors(self, scrub: Callable[[str], str]) -> list[dict[str, str]]:
+        reason = {"code": self.code.value, **self.details} if self.code is not None else {}
+        return [{"msg": scrub(message), **reason} for message in self.messages]
 
 
 class BaseApiHandler(RequestHandler):
@@ -84,13 +103,13 @@ class BaseApiHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
-            messages = [self.context.scrub(m) for m in exc.messages]
+            errors = exc.errors(self.context.scrub)
             if exc.retry_after is not None:
                 self.set_header("Retry-After", str(exc.retry_after))
         else:
-            messages = [self._reason or "error"]
+            errors = [{"msg": self._reason or "error"}]
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"errors": [{"msg": m} for m in messages]}))
+        self.finish(json.dumps({"errors": errors}))
 
     def reply(self, body: Any) -> None:
         self.set_header("Content-Type", "application/json")
@@ -136,7 +155,9 @@ class ImagineHandler(AuthenticatedHandler):
         try:
             task_id = await self.context.workshop.submit(self.who, body)
         except QuotaRefused as exc:
-            raise ApiError(403, str(exc)) from None
+            raise ApiError(
+                403, str(exc), code=RefusalCode.QUOTA_EXCEEDED, limit=exc.limit.value
+            ) from None
         except ValidationError as exc:
             raise ApiError(400, *exc.problems) from None
         except ApiframeError as exc:

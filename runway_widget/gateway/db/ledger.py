@@ -40,7 +40,7 @@ from sqlalchemy import (
     update,
 )
 
-from ...models import Task
+from ...models import QuotaLimit, Task
 from .database import jobs, participants
 
 __all__ = ["JOB_COLUMNS", "UNFINISHED", "JobRow", "Ledger", "QuotaRefused"]
@@ -109,7 +109,11 @@ _JOBS_BY_TASK = select(*JOB_COLUMNS).where(_j.task_id.in_(bindparam("b_tasks", e
 
 
 class QuotaRefused(Exception):
-    """The participant's quota has no room; the message names what ran out."""
+    """The participant's quota has no room; ``limit`` says which part, the message how."""
+
+    def __init__(self, limit: QuotaLimit, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ class Ledger:
             taken = conn.execute(_RESERVE, {"b_participant": participant_id, "b_credits": credits})
             if taken.rowcount != 1:
                 row = conn.execute(select(participants).where(_p.id == participant_id)).first()
-                raise QuotaRefused(_what_ran_out(row, credits))
+                raise QuotaRefused(*_what_ran_out(row, credits))
             inserted = conn.execute(
                 _NEW_JOB,
                 {
@@ -293,18 +297,18 @@ def _end_in(
     return True
 
 
-def _what_ran_out(row: Any, credits: int) -> str:
-    """Name the exhausted part of the quota, the way the participant should read it."""
+def _what_ran_out(row: Any, credits: int) -> tuple[QuotaLimit, str]:
+    """The exhausted part of the quota, and how the participant should read it."""
     if row is None or row.revoked:
-        return "quota reached: this token has no quota"
+        return QuotaLimit.JOBS, "quota reached: this token has no quota"
     if row.jobs_limit is not None and row.jobs_used >= row.jobs_limit:
-        return f"quota reached: all {row.jobs_limit} jobs of your quota are used"
+        return QuotaLimit.JOBS, f"quota reached: all {row.jobs_limit} jobs of your quota are used"
     if row.credits_limit is not None and row.credits_used + credits > row.credits_limit:
         left = max(0, row.credits_limit - row.credits_used)
-        return f"quota reached: {left} credits left, this job needs {credits}"
+        return QuotaLimit.CREDITS, f"quota reached: {left} credits left, this job needs {credits}"
     if row.concurrent_limit is not None and row.running >= row.concurrent_limit:
-        return (
+        return QuotaLimit.CONCURRENT, (
             f"quota reached: {row.concurrent_limit} concurrent jobs already running; "
             "wait until one finishes"
         )
-    return "quota reached: try again in a moment"
+    return QuotaLimit.CONCURRENT, "quota reached: try again in a moment"
