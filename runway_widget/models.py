@@ -37,10 +37,22 @@ class RefusalCode(str, enum.Enum):
     Clients act on the code, never on the message, which is for people and may change.
     """
 
-    INVALID_REQUEST = "invalid_request"
-    QUOTA_EXCEEDED = "quota_exceeded"
-    RATE_LIMITED = "rate_limited"
+    INVALID_REQUEST = "invalid_request"  # the body, a field or an id is wrong (400, 413)
+    UNAUTHORIZED = "unauthorized"  # no credential, or one the gateway does not know (401)
+    TOKEN_REVOKED = "token_revoked"  # the instructor revoked this participant (401)
+    NOT_FOUND = "not_found"  # no such task (or another participant's), or no such route
+    QUOTA_EXCEEDED = "quota_exceeded"  # with ``limit``: jobs, credits or concurrent (403)
+    RATE_LIMITED = "rate_limited"  # this caller is too fast: wait ``Retry-After`` (429)
     WEBHOOK_TARGET_REFUSED = "webhook_target_refused"
+    JOIN_CODE_UNKNOWN = "join_code_unknown"  # no such join code (403)
+    ROOM_FULL = "room_full"  # the join code's seats are all taken (403)
+    NAME_TAKEN = "name_taken"  # the name and its numbered variants are all taken (409)
+    NAME_CONFUSABLE = "name_confusable"  # the name looks like another participant's (409)
+    UPSTREAM_BUSY = "upstream_busy"  # the upstream is rate limiting the room (429)
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"  # it failed; nothing was submitted (503)
+    SUBMISSION_UNKNOWN = "submission_unknown"  # sent, no answer: it may exist; never resend
+    UPSTREAM_KEY_REFUSED = "upstream_key_refused"  # the instructor's key was refused (502)
+    UPSTREAM_REFUSED = "upstream_refused"  # the upstream said no to this request (502)
 
 
 class QuotaLimit(str, enum.Enum):

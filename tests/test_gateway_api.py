@@ -83,9 +83,12 @@ def test_unknown_missing_and_revoked_tokens_get_401(gateway, tmp_path):
     for token in (None, "rwg_not-a-token", carol.api_key + "x", "x" * 5000):
         reply = call(gateway, "GET", "/account", token)
         assert reply.status_code == 401
-        assert reply.json() == {"errors": [{"msg": "Invalid API key"}]}
+        assert reply.json() == {"errors": [{"msg": "Invalid API key", "code": "unauthorized"}]}
     assert gateway.roster.revoke("carol")
-    with pytest.raises(AuthenticationError):
+    revoked = call(gateway, "GET", "/account", carol.api_key)
+    assert revoked.status_code == 401
+    assert revoked.json()["errors"][0]["code"] == "token_revoked"
+    with pytest.raises(AuthenticationError, match="revoked this token"):
         carol.account()
 
 
@@ -179,7 +182,8 @@ def test_join_code_gives_tokens_with_its_quota_while_seats_remain(gateway):
     full = call(gateway, "POST", "/join", json={"code": "room-42", "name": "hal"})
     wrong = call(gateway, "POST", "/join", json={"code": "room-43", "name": "hal"})
     assert full.status_code == wrong.status_code == 403
-    assert full.json() == wrong.json()
+    assert full.json()["errors"][0]["code"] == "room_full"
+    assert wrong.json()["errors"][0]["code"] == "join_code_unknown"
     token = first.json()["token"]
     assert call(gateway, "GET", "/account", token).json()["jobs_left"] == 1
 

@@ -69,6 +69,22 @@ def test_admins_by_name_or_group():
     assert not room.is_admin("alice", ["students"])
 
 
+def test_a_limit_missing_from_defaults_keeps_its_built_in_value_and_unlimited_is_explicit():
+    assert Limits(jobs=10, credits=100, concurrent=2) == DEFAULT_LIMITS
+    room = RoomConfig.from_mapping({"defaults": {"jobs": 5}})
+    assert room.limits_for([]) == Limits(5, DEFAULT_LIMITS.credits, DEFAULT_LIMITS.concurrent)
+    lifted = RoomConfig.from_mapping({"defaults": {"credits": "unlimited", "concurrent": None}})
+    assert lifted.limits_for([]) == Limits(DEFAULT_LIMITS.jobs, None, None)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    built_in = DEFAULT_LIMITS
+    said = (
+        f"keeps its built-in default ({built_in.jobs} jobs, {built_in.credits} credits, "
+        f"{built_in.concurrent} concurrent)"
+    )
+    assert said in " ".join(readme.split())
+    assert "missing limit: unlimited" not in readme
+
+
 def test_no_file_means_the_built_in_defaults():
     room = RoomConfig.load(None)
     assert room.limits_for(["anything"]) == DEFAULT_LIMITS

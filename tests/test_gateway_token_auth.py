@@ -9,7 +9,7 @@ import sys
 
 import requests
 
-from runway_widget.gateway.auth import TokenAuth, bare_token
+from runway_widget.gateway.auth import CredentialRevoked, TokenAuth, bare_token
 from runway_widget.gateway.db.database import open_engine
 from runway_widget.gateway.db.roster import Limits, Roster
 from tests.gateway_support import free_port, serve_process, stop_process
@@ -29,15 +29,18 @@ def test_revocation_bites_at_once_wherever_it_is_made(tmp_path):
     auth = TokenAuth(here)
 
     def who(token: str) -> str | None:
-        found = asyncio.run(auth.authenticate(token))
+        try:
+            found = asyncio.run(auth.authenticate(token))
+        except CredentialRevoked:
+            return "revoked"
         return found.name if found else None
 
     assert (who(alice), who(bob), who("rwg_unknown")) == ("alice", "bob", None)
     assert here.revoke("alice")  # through this process
-    assert who(alice) is None
+    assert who(alice) == "revoked"
     assert who(bob) == "bob"
     assert elsewhere.revoke("bob")  # another process (the CLI): also at once
-    assert who(bob) is None
+    assert who(bob) == "revoked"
     carol = elsewhere.add("carol", Limits())  # minted elsewhere: works at once
     assert who(carol) == "carol"
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from runway_widget.errors import ServerError
+from runway_widget.errors import SubmissionUnknownError
 from runway_widget.gateway.upstream import Upstream
 from tests.api_server import TEST_API_KEY, ApiServer, Reply, error
 from tests.gateway_support import call, gateway_on, participant, upstream_client
@@ -79,7 +79,7 @@ def test_participants_polling_hard_cost_the_upstream_about_one_request_per_task(
 def test_an_upstream_500_on_submit_is_recorded_as_unknown_and_never_retried(api, gateway, tmp_path):
     jo = participant(gateway, tmp_path, "jo", jobs=3)
     api.script("/runway-imagine", error(500, "boom"))
-    with pytest.raises(ServerError, match="may or may not exist"):
+    with pytest.raises(SubmissionUnknownError, match="may or may not exist"):
         jo.imagine(prompt="costly", generation_type="text2video")
     assert api.count("/runway-imagine") == 1
     [row] = gateway.report()
@@ -92,7 +92,7 @@ def test_an_upstream_500_on_submit_is_recorded_as_unknown_and_never_retried(api,
 def test_a_dropped_or_timed_out_submit_is_unknown_too(api, gateway, tmp_path, reply):
     kim = participant(gateway, tmp_path, jobs=2)
     api.script("/runway-imagine", reply)
-    with pytest.raises(ServerError):
+    with pytest.raises(SubmissionUnknownError):
         kim.imagine(prompt="lost answer", generation_type="text2video")
     assert api.count("/runway-imagine") == 1
     assert gateway.report()[0]["unknown"] == 1

@@ -87,17 +87,11 @@ def status_error(
         return _redirect(reply, url, redact)
     if task_ids and (status == 404 or (status == 400 and _names_unknown_task(messages))):
         return TaskNotFoundError(_named_id(task_ids, messages), status_code=status, body=body)
+    coded = _coded_error(body, status, detail, messages, submission=submission)
+    if coded is not None:
+        return coded
     if status == 400:
         return BadRequestError(messages or [detail], status_code=status, body=body)
-    quota = refusal(body, RefusalCode.QUOTA_EXCEEDED)
-    if quota is not None:
-        limit = quota.get("limit")
-        return QuotaExceededError(
-            f"the workshop gateway refused the job: {detail} (nothing was submitted)",
-            limit=limit if isinstance(limit, str) else None,
-            status_code=status,
-            body=body,
-        )
     if status in (401, 403):
         return KeyRefusedError(
             f"the API key {key_mask} was refused (HTTP {status}: {shorten(detail)}): "
@@ -190,6 +184,39 @@ def parse_retry_after(value: str | None) -> float | None:
     if not seconds <= RETRY_AFTER_CEILING:  # also NaN
         return None
     return max(0.0, seconds)
+
+
+def _coded_error(
+    body: Any, status: int, detail: str, messages: list[str], *, submission: bool
+) -> ApiframeError | None:
+    """The error a workshop gateway's refusal code means where the status alone would mislead
+    (a quota's 403 is not a bad key; a revoked token is not an unknown one); else None."""
+    quota = refusal(body, RefusalCode.QUOTA_EXCEEDED)
+    if quota is not None:
+        limit = quota.get("limit")
+        return QuotaExceededError(
+            f"the workshop gateway refused the job: {detail} (nothing was submitted)",
+            limit=limit if isinstance(limit, str) else None,
+            status_code=status,
+            body=body,
+        )
+    if refusal(body, RefusalCode.TOKEN_REVOKED) is not None:
+        return KeyRefusedError(
+            f"the workshop gateway revoked this token (HTTP {status}): ask the instructor "
+            "for a new one, then `runway-widget join` again",
+            status_code=status,
+            body=body,
+        )
+    if submission and refusal(body, RefusalCode.SUBMISSION_UNKNOWN) is not None:
+        return SubmissionUnknownError(
+            f"the workshop gateway got no answer from its upstream (HTTP {status}): "
+            f"{UNKNOWN_SUBMISSION_HINT}",
+            status_code=status,
+            body=body,
+        )
+    if refusal(body, RefusalCode.INVALID_REQUEST) is not None:
+        return BadRequestError(messages or [detail], status_code=status, body=body)
+    return None
 
 
 def refusal(body: Any, code: RefusalCode) -> dict[str, Any] | None:

@@ -1,7 +1,9 @@
 """Who is calling: the seam every request passes through before anything else happens.
 
 A `ParticipantAuth` turns the raw ``Authorization`` header into a `Participant`, or None
-(missing, unknown and revoked alike: the caller is told 401 and nothing more). Token mode
+(missing or unknown: the caller is told 401 ``unauthorized``), or raises `CredentialRevoked`
+for a credential the instructor revoked (401 ``token_revoked``: its holder learns that it
+was revoked, which only they can ask about). Token mode
 is `TokenAuth`; other modes (a JupyterHub service's hub tokens) implement the same protocol
 and are chosen when the application is built. The header arrives as the client sends it:
 the raw token, or ``Bearer <token>`` / ``token <token>`` (both forms are accepted).
@@ -14,9 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol, runtime_checkable
 
-from .db.roster import LoopTokenReader, Participant, Roster
+from .db.roster import CredentialRevoked, LoopTokenReader, Participant, Roster
 
-__all__ = ["Participant", "ParticipantAuth", "TokenAuth", "bare_token"]
+__all__ = ["CredentialRevoked", "Participant", "ParticipantAuth", "TokenAuth", "bare_token"]
 
 _SCHEMES = ("bearer", "token")
 MAX_HEADER = 512

@@ -2,16 +2,19 @@
 
 Registered into the main parser by `register`; heavy imports (tornado, SQLAlchemy) happen
 only when a gateway command runs. Tokens are printed once, by ``token add``, and never again.
+Names, join-code hints and requests come from participants: everything printed from the
+database goes through `inert`, so none of it can drive the instructor's terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import logging
 import sys
 from typing import Any
+
+from ..cli.terminal import inert, inert_json
 
 __all__ = ["register"]
 
@@ -125,7 +128,7 @@ def _limits(args: argparse.Namespace) -> Any:
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {inert(message)}", file=sys.stderr)
     return 1
 
 
@@ -183,7 +186,10 @@ def _token_add(args: argparse.Namespace) -> int:
     except RosterError as exc:
         return _fail(str(exc))
     print(token)
-    print(f"(shown once: give it to {args.name}; it is stored only as a hash)", file=sys.stderr)
+    print(
+        f"(shown once: give it to {inert(args.name)}; it is stored only as a hash)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -191,7 +197,7 @@ def _token_list(args: argparse.Namespace) -> int:
     for person in _roster(args).participants():
         state = "revoked" if person["revoked"] else "active"
         print(
-            f"{person['name']}\t{state}\tjobs {person['jobs_used']}/"
+            f"{inert(person['name'])}\t{state}\tjobs {person['jobs_used']}/"
             f"{_limit(person['jobs_limit'])}\tcredits {person['credits_used']}/"
             f"{_limit(person['credits_limit'])}\trunning {person['running']}"
         )
@@ -199,9 +205,13 @@ def _token_list(args: argparse.Namespace) -> int:
 
 
 def _token_revoke(args: argparse.Namespace) -> int:
-    if not _roster(args).revoke(args.name):
-        return _fail(f"no participant named {args.name!r}")
-    print(f"revoked {args.name}", file=sys.stderr)
+    roster = _roster(args)
+    revoked = roster.revoke(args.name)
+    if revoked is None:
+        alike = roster.look_alikes(args.name)
+        hint = f"; names that look like it: {', '.join(map(repr, alike))}" if alike else ""
+        return _fail(f"no participant named exactly {args.name!r}{hint}")
+    print(f"revoked {inert(revoked)}", file=sys.stderr)
     return 0
 
 
@@ -219,7 +229,7 @@ def _join_add(args: argparse.Namespace) -> int:
 def _join_list(args: argparse.Namespace) -> int:
     for code in _roster(args).join_codes():
         print(
-            f"{code['hint']}\tseats {code['seats_used']}/{code['seats']}\t"
+            f"{inert(code['hint'])}\tseats {code['seats_used']}/{code['seats']}\t"
             f"jobs {_limit(code['jobs_limit'])}\tcredits {_limit(code['credits_limit'])}"
         )
     return 0
@@ -228,7 +238,7 @@ def _join_list(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     rows = _roster(args).report()
     if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(inert_json(rows))
         return 0
     if args.csv:
         from .web.report import report_csv
@@ -237,7 +247,7 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         print(
-            f"{row['name']}: {row['jobs_used']}/{_limit(row['jobs_limit'])} jobs, "
+            f"{inert(row['name'])}: {row['jobs_used']}/{_limit(row['jobs_limit'])} jobs, "
             f"{row['credits_used']}/{_limit(row['credits_limit'])} credits, "
             f"{row['finished']} finished, {row['failed']} failed, {row['running']} running"
             + (
@@ -258,7 +268,8 @@ def _join(args: argparse.Namespace) -> int:
     except (PermissionError, OSError) as exc:
         return _fail(str(exc))
     print(
-        f"Joined {joined['url']} as {joined['name']}; token stored in {joined['path']}",
+        f"Joined {inert(joined['url'])} as {inert(joined['name'])}; "
+        f"token stored in {joined['path']}",
         file=sys.stderr,
     )
     return 0

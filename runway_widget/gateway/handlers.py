@@ -2,8 +2,9 @@
 
 Every API request is authenticated first (401 for an unknown or revoked token), then
 rate-limited per participant (429 with ``Retry-After``), then served. Errors always have
-APIFRAME's shape ``{"errors": [{"msg": …}]}`` and never carry a secret: messages that came
-from the upstream pass through `Context.scrub` on their way out.
+APIFRAME's shape ``{"errors": [{"msg": …, "code": …}]}``: the message for people, the code
+(`RefusalCode`) for programs. They never carry a secret: messages that came from the
+upstream pass through `Context.scrub` on their way out.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from ..errors import (
 from ..models import RefusalCode
 from .auth import ParticipantAuth
 from .db.ledger import QuotaRefused
-from .db.roster import Participant, Roster, RosterError
+from .db.roster import CredentialRevoked, Participant, Roster, RosterError
 from .ratelimit import RateLimiter
-from .workshop import Workshop, participant_task
+from .workshop import WebhookTargetRefused, Workshop, participant_task
 
 __all__ = ["ApiError", "Context", "api_routes"]
 
@@ -37,6 +38,13 @@ MAX_JSON_BYTES = 64 * 1024
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 MAX_TASK_ID = 200
 FETCH_MANY_RANGE = (2, 20)
+_INVALID = RefusalCode.INVALID_REQUEST
+# a join refusal's status: a name to change is a conflict, a bad one a bad request
+_JOIN_STATUS = {
+    RefusalCode.INVALID_REQUEST: 400,
+    RefusalCode.NAME_TAKEN: 409,
+    RefusalCode.NAME_CONFUSABLE: 409,
+}
 UNKNOWN_OUTCOME = (
     "the upstream did not answer the submission: it may or may not have been created. "
     "It is recorded for the instructor; do not resubmit it"
@@ -106,8 +114,12 @@ class BaseApiHandler(RequestHandler):
             errors = exc.errors(self.context.scrub)
             if exc.retry_after is not None:
                 self.set_header("Retry-After", str(exc.retry_after))
-        else:
+        else:  # tornado's own refusals (a wrong method, say) and failures
             errors = [{"msg": self._reason or "error"}]
+            if status_code == 404:
+                errors[0]["code"] = RefusalCode.NOT_FOUND.value
+            elif 400 <= status_code < 500:
+                errors[0]["code"] = _INVALID.value
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"errors": errors}))
 
@@ -117,13 +129,15 @@ class BaseApiHandler(RequestHandler):
 
     def json_body(self) -> dict[str, Any]:
         if len(self.request.body) > MAX_JSON_BYTES:
-            raise ApiError(413, f"the request body is larger than {MAX_JSON_BYTES} bytes")
+            raise ApiError(
+                413, f"the request body is larger than {MAX_JSON_BYTES} bytes", code=_INVALID
+            )
         try:
             body = json.loads(self.request.body or b"null")
         except (UnicodeDecodeError, ValueError):
-            raise ApiError(400, "the request body must be a JSON object") from None
+            raise ApiError(400, "the request body must be a JSON object", code=_INVALID) from None
         if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
+            raise ApiError(400, "the request body must be a JSON object", code=_INVALID)
         return body
 
     def video_base(self) -> str:
@@ -135,13 +149,22 @@ class BaseApiHandler(RequestHandler):
 class AuthenticatedHandler(BaseApiHandler):
     async def prepare(self) -> None:
         header = self.request.headers.get("Authorization")
-        who = await self.context.auth.authenticate(header)
+        try:
+            who = await self.context.auth.authenticate(header)
+        except CredentialRevoked:
+            raise ApiError(
+                401,
+                "this workshop token was revoked: ask the instructor",
+                code=RefusalCode.TOKEN_REVOKED,
+            ) from None
         if who is None:
-            raise ApiError(401, "Invalid API key")
+            raise ApiError(401, "Invalid API key", code=RefusalCode.UNAUTHORIZED)
         self.participant = who
         wait = self.context.limiter.retry_after(who.id)
         if wait:
-            raise ApiError(429, "too many requests: slow down", retry_after=wait)
+            raise ApiError(
+                429, "too many requests: slow down", code=RefusalCode.RATE_LIMITED, retry_after=wait
+            )
 
     @property
     def who(self) -> Participant:
@@ -158,8 +181,10 @@ class ImagineHandler(AuthenticatedHandler):
             raise ApiError(
                 403, str(exc), code=RefusalCode.QUOTA_EXCEEDED, limit=exc.limit.value
             ) from None
+        except WebhookTargetRefused as exc:
+            raise ApiError(400, *exc.problems, code=RefusalCode.WEBHOOK_TARGET_REFUSED) from None
         except ValidationError as exc:
-            raise ApiError(400, *exc.problems) from None
+            raise ApiError(400, *exc.problems, code=_INVALID) from None
         except ApiframeError as exc:
             raise _upstream_error(exc, submission=True) from None
         self.reply({"task_id": task_id})
@@ -169,10 +194,10 @@ class FetchHandler(AuthenticatedHandler):
     async def post(self) -> None:
         task_id = self.json_body().get("task_id")
         if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_TASK_ID:
-            raise ApiError(400, "task_id is required")
+            raise ApiError(400, "task_id is required", code=_INVALID)
         row = await self.context.workshop.task(self.who, task_id)
         if row is None:
-            raise ApiError(404, "Task not found")
+            raise ApiError(404, "Task not found", code=RefusalCode.NOT_FOUND)
         self.reply(participant_task(row, self.video_base()))
 
 
@@ -183,16 +208,12 @@ class FetchManyHandler(AuthenticatedHandler):
         if not isinstance(ids, list) or not all(
             isinstance(i, str) and 0 < len(i) <= MAX_TASK_ID for i in ids
         ):
-            raise ApiError(400, "task_ids must be a list of task ids")
+            raise ApiError(400, "task_ids must be a list of task ids", code=_INVALID)
         if not low <= len(ids) <= high:
-            raise ApiError(400, f"task_ids must hold between {low} and {high} ids")
+            raise ApiError(400, f"task_ids must hold between {low} and {high} ids", code=_INVALID)
         base = self.video_base()
-        tasks = []
-        for task_id in dict.fromkeys(ids):
-            row = await self.context.workshop.task(self.who, task_id)
-            if row is not None:
-                tasks.append(participant_task(row, base))
-        self.reply({"tasks": tasks})
+        rows = await self.context.workshop.tasks(self.who, ids)
+        self.reply({"tasks": [participant_task(row, base) for row in rows]})
 
 
 class AccountHandler(AuthenticatedHandler):
@@ -204,15 +225,15 @@ class UploadHandler(AuthenticatedHandler):
     async def post(self) -> None:
         files = self.request.files.get("image") or []
         if not files or not files[0].body:
-            raise ApiError(400, "the multipart field 'image' is required")
+            raise ApiError(400, "the multipart field 'image' is required", code=_INVALID)
         data = files[0].body
         if len(data) > MAX_UPLOAD_BYTES:
-            raise ApiError(400, "image must be at most 2 MB")
+            raise ApiError(400, "image must be at most 2 MB", code=_INVALID)
         upstream = self.context.workshop.upstream
         try:
             url = await upstream.run(upstream.client.upload_image, data)
         except ValidationError as exc:
-            raise ApiError(400, *exc.problems) from None
+            raise ApiError(400, *exc.problems, code=_INVALID) from None
         except ApiframeError as exc:
             raise _upstream_error(exc) from None
         self.reply({"imageURL": url})
@@ -224,15 +245,20 @@ class JoinHandler(BaseApiHandler):
     async def post(self) -> None:
         wait = self.context.join_limiter.retry_after(self.request.remote_ip)
         if wait:
-            raise ApiError(429, "too many join attempts: wait a moment", retry_after=wait)
+            raise ApiError(
+                429,
+                "too many join attempts: wait a moment",
+                code=RefusalCode.RATE_LIMITED,
+                retry_after=wait,
+            )
         body = self.json_body()
         code, name = body.get("code"), body.get("name")
         if not isinstance(code, str) or not code or not isinstance(name, str) or not name.strip():
-            raise ApiError(400, 'send {"code": …, "name": …}')
+            raise ApiError(400, 'send {"code": …, "name": …}', code=_INVALID)
         try:
             token, name = await self.context.workshop.run_db(self.context.roster.join, code, name)
         except RosterError as exc:
-            raise ApiError(403, str(exc)) from None
+            raise ApiError(_JOIN_STATUS.get(exc.code, 403), str(exc), code=exc.code) from None
         self.reply({"token": token, "name": name})
 
 
@@ -243,7 +269,7 @@ class HealthHandler(BaseApiHandler):
 
 class NotFoundHandler(BaseApiHandler):
     def prepare(self) -> None:
-        raise ApiError(404, "Not found")
+        raise ApiError(404, "Not found", code=RefusalCode.NOT_FOUND)
 
 
 def _upstream_error(exc: ApiframeError, *, submission: bool = False) -> ApiError:
@@ -251,15 +277,31 @@ def _upstream_error(exc: ApiframeError, *, submission: bool = False) -> ApiError
     if isinstance(exc, SubmissionUnknownError) or (
         submission and isinstance(exc, ServerError) and exc.status_code != 503
     ):
-        return ApiError(504, UNKNOWN_OUTCOME)
+        return ApiError(504, UNKNOWN_OUTCOME, code=RefusalCode.SUBMISSION_UNKNOWN)
     if isinstance(exc, RateLimitError):
         wait = max(1, math.ceil(exc.retry_after or 5))
-        return ApiError(429, "the upstream is busy: try again shortly", retry_after=wait)
+        return ApiError(
+            429,
+            "the upstream is busy: try again shortly",
+            code=RefusalCode.UPSTREAM_BUSY,
+            retry_after=wait,
+        )
     if isinstance(exc, ServerError):
-        return ApiError(503, "the upstream is unavailable; nothing was submitted", retry_after=2)
+        return ApiError(
+            503,
+            "the upstream is unavailable; nothing was submitted",
+            code=RefusalCode.UPSTREAM_UNAVAILABLE,
+            retry_after=2,
+        )
     if isinstance(exc, AuthenticationError):
-        return ApiError(502, "the gateway's upstream key was refused: tell the instructor")
-    return ApiError(502, f"the upstream refused: {exc.message}")
+        return ApiError(
+            502,
+            "the gateway's upstream key was refused: tell the instructor",
+            code=RefusalCode.UPSTREAM_KEY_REFUSED,
+        )
+    return ApiError(
+        502, f"the upstream refused: {exc.message}", code=RefusalCode.UPSTREAM_REFUSED
+    )
 
 
 def api_routes(context: Context) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:

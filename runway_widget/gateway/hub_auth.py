@@ -4,10 +4,11 @@ A participant's kernel sends its server's hub token (``JUPYTERHUB_API_TOKEN``) a
 a browser signs in through the hub's OAuth (`HubOAuth`, as in JupyterHub's service
 examples). Either way the hub returns the user's model: the token must carry
 ``access:services!service=<this service>`` (the instructor's config grants it to every
-server), the name becomes the participant, the groups pick the quota (`RoomConfig`), and hub
-admins are gateway admins. The hub's answers are cached by `HubAuth` (``cache_max_age``);
-quotas are written to the roster when first seen or when the config gives a new one, and
-a user revoked with ``gateway token revoke NAME`` is refused at their next request.
+server), the exact name becomes the participant (never folded or cut: see ``db.names``),
+the groups pick the quota (`RoomConfig`), and hub admins are gateway admins. The hub's
+answers are cached by `HubAuth` (``cache_max_age``); quotas are written to the roster when
+first seen or when the config gives a new one, and a user revoked with ``gateway token
+revoke NAME`` is refused at their next request.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .auth import bare_token
-from .db.roster import Limits, Participant, Roster
+from .db.roster import CredentialRevoked, Limits, Participant, Roster
 from .room_config import RoomConfig
 
 __all__ = ["HubParticipants", "hub_service_address", "open_hub_auth"]
@@ -94,14 +95,15 @@ class HubParticipants:
         return await self.participant_for(model)
 
     async def participant_for(self, model: Mapping[str, Any] | None) -> Participant | None:
-        """The participant for a hub user model, or None without this service's access scope."""
+        """The participant for a hub user model, or None without this service's access scope;
+        `CredentialRevoked` once the instructor revoked the user."""
         if not model or model.get("kind", "user") != "user" or not self.allows(model):
             return None
         name = str(model["name"])
         groups = [str(g) for g in model.get("groups") or []]
         participant_id = await self._enroll(name, self.room.limits_for(groups))
         if participant_id is None:
-            return None
+            raise CredentialRevoked()
         admin = bool(model.get("admin")) or self.room.is_admin(name, groups)
         return Participant(participant_id, name, admin)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 
 from ..errors import ApiframeError
-from ..models import Task
+from ..models import RefusalCode, Task
 from .handlers import ApiError, BaseApiHandler, Context
 
 __all__ = ["UpstreamWebhookHandler"]
@@ -27,10 +27,10 @@ class UpstreamWebhookHandler(BaseApiHandler):
         if not self.context.public_url or not hmac.compare_digest(
             given.encode("utf-8", "replace"), self._secret.encode()
         ):
-            raise ApiError(401, "invalid webhook secret")
+            raise ApiError(401, "invalid webhook secret", code=RefusalCode.UNAUTHORIZED)
         try:
             task = Task.from_json(self.json_body())
         except ApiframeError:
-            raise ApiError(400, "not a task") from None
+            raise ApiError(400, "not a task", code=RefusalCode.INVALID_REQUEST) from None
         self.context.workshop.push(task)
         self.reply({"ok": True})

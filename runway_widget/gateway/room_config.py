@@ -2,7 +2,7 @@
 
 A TOML or JSON file (chosen by its suffix; JSON's keys are the same)::
 
-    [defaults]            # every participant's quota (a missing key: unlimited)
+    [defaults]            # every participant's quota (a missing limit: the built-in one)
     jobs = 5
     credits = 50          # one credit per second of video
     concurrent = 2        # jobs running at once
@@ -17,9 +17,12 @@ A TOML or JSON file (chosen by its suffix; JSON's keys are the same)::
     [gallery]
     room = false          # true: every participant sees the whole room's clips
 
-A hub user in several groups gets, for each limit, the most generous value among their
-groups (unlimited beats any number); limits no group sets come from ``[defaults]``.
-Unknown keys are refused, so a typo never silently leaves a room without a quota.
+A limit missing from ``[defaults]`` (or no file at all) keeps the built-in default,
+`DEFAULT_LIMITS`: 10 jobs, 100 credits, 2 at once. The gateway spends a paid key, so a
+room is never without a quota by omission; ``jobs = "unlimited"`` (JSON: ``null``) lifts
+a limit on purpose. A hub user in several groups gets, for each limit, the most generous
+value among their groups (unlimited beats any number); limits no group sets come from
+``[defaults]``. Unknown keys are refused, so a typo never silently changes a quota.
 """
 
 from __future__ import annotations

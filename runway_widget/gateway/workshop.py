@@ -12,31 +12,39 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ..errors import ApiframeError, ServerError, SubmissionUnknownError, ValidationError
+from ..cli.terminal import inert
+from ..errors import ApiframeError, ServerError, SubmissionUnknownError, ValidationError, shorten
 from ..models import GenerationRequest, Task
-from ..tracking.tracker import TaskTracker, TrackHandle
+from ..tracking.tracker import TaskTracker
 from .clips import ClipStore
+from .db.database import JobState
 from .db.followers import HEARTBEAT_SECONDS, Followers
 from .db.ledger import JobRow, Ledger
 from .db.roster import Participant
+from .db.upstream_text import storable_id
+from .followed import FollowedTasks
+from .task_updates import TaskUpdates
 from .upstream import Upstream
 
-__all__ = ["Workshop", "credits_for", "participant_task"]
+__all__ = ["WebhookTargetRefused", "Workshop", "credits_for", "participant_task"]
 
 logger = logging.getLogger("runway_widget.gateway")
 
 DEFAULT_DURATION = 5
-RETRY_WRITE_SECONDS = 1.0  # after a failed ledger write (the database restarting, say)
 ORPHAN_SECONDS = 120.0  # longer than any submit may take (upstream timeout and its retries)
+UNUSABLE_TASK_ID = "the upstream answered with a task id the gateway cannot store or follow"
+UNUSABLE_REPLY = "the upstream's answer to the submission could not be read"
 T = TypeVar("T")
 Notify = Callable[[JobRow], None]
+
+
+class WebhookTargetRefused(ValidationError):
+    """A participant's ``webhook_url`` goes where the gateway does not post (see SPEC §8)."""
 
 
 class ParticipantHooks(Protocol):
@@ -55,7 +63,7 @@ def credits_for(request: GenerationRequest) -> int:
 def participant_task(row: JobRow, video_base: str) -> dict[str, Any]:
     """The task as its owner sees it: the gateway's video URL, once the clip is stored here."""
     status, percentage, video_url = row.status or "staged", row.percentage, None
-    if row.state == "finished":
+    if row.state == JobState.FINISHED:
         if row.video_path and row.video_key:
             percentage, video_url = 100, f"{video_base}/videos/{row.video_key}.mp4"
         elif not row.upstream_video_url or row.video_path == "":
@@ -93,16 +101,12 @@ class Workshop:
         self.followers = Followers(ledger.engine, heartbeat)
         self.upstream = upstream
         self._db = db_executor
-        self._rows: dict[str, JobRow] = {}
-        self._handles: dict[str, TrackHandle] = {}  # the running tasks this process polls
+        self._tasks = FollowedTasks()
         self._listeners: list[Notify] = []
         self._upstream_webhook = upstream_webhook
         self.hooks: ParticipantHooks | None = None
         self._pushes = _Pushes()
-        # one thread: a task's updates reach the ledger in the order they were seen
-        self._updates = ThreadPoolExecutor(1, thread_name_prefix="gateway-updates")
-        self._pending: dict[str, Task] = {}
-        self._pending_lock = threading.Lock()
+        self._updates = TaskUpdates(ledger, self._recorded)
         self.tracker = TaskTracker(
             upstream.client,
             webhooks=self._pushes,
@@ -136,26 +140,27 @@ class Workshop:
             self._follow(adopted)
             if adopted:
                 logger.warning("adopted %d task(s) of a stopped gateway process", len(adopted))
-            for task_id in self.followers.taken(list(self._handles)):
+            for task_id in self.followers.taken(self._tasks.polled()):
                 logger.warning("task %s is followed by another gateway process now", task_id)
-                handle = self._handles.pop(task_id, None)
+                handle = self._tasks.hand_over(task_id)
                 if handle is not None:
                     handle.cancel()
-                self._rows.pop(task_id, None)
         except Exception:
             logger.exception("the sweep failed; the next one tries again")
 
     def _follow(self, rows: list[JobRow]) -> None:
         """Poll the running tasks, bring in the finished ones' clips (the same after a start)."""
         for row in rows:
-            self._rows[row.task_id] = row
-            if row.state == "submitted":
+            self._tasks.adopt(row)
+            if row.state == JobState.SUBMITTED:
                 self._track(row.task_id)
             elif row.upstream_video_url and row.video_key:
                 self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)
 
     def _track(self, task_id: str) -> None:
-        self._handles[task_id] = self.tracker.track(task_id, on_update=self._on_update)
+        handle = self.tracker.track(task_id, on_update=self._on_update)
+        if not self._tasks.poll(handle):  # it ended (or went to another process) meanwhile
+            handle.cancel()
 
     def _sweep_orphans(self) -> None:
         orphans = self.ledger.orphans_to_unknown(ORPHAN_SECONDS)
@@ -164,7 +169,7 @@ class Workshop:
 
     def close(self) -> None:
         self.tracker.stop()
-        self._updates.shutdown(wait=True)  # every update seen is in the ledger
+        self._updates.close()  # every update seen is in the ledger
         try:
             self.followers.leave()
         except Exception:  # the database is gone: peers adopt once the heartbeat is stale
@@ -186,7 +191,7 @@ class Workshop:
             loop = asyncio.get_running_loop()  # resolving a name may block: off the loop
             refused = await loop.run_in_executor(None, self.hooks.refusal, request.webhook_url)
             if refused is not None:
-                raise ValidationError([refused], status_code=400)
+                raise WebhookTargetRefused([refused], status_code=400)
         # One trip to a worker for the whole submission: it runs to its end (the job settled
         # in the ledger) even if the participant hangs up meanwhile.
         return await self.upstream.run(self._submit, who, request)
@@ -206,27 +211,42 @@ class Workshop:
         except ApiframeError:
             self.ledger.refused(job_id)
             raise
+        except Exception as exc:  # the reply broke the client itself: it may have been taken
+            self.ledger.unknown(job_id)
+            logger.exception("the submission of job %d ended unexpectedly", job_id)
+            raise SubmissionUnknownError(UNUSABLE_REPLY) from exc
         except BaseException:
             self.ledger.unknown(job_id)
             raise
+        if not storable_id(task_id):  # taken upstream, maybe paid, but it cannot be followed
+            self.ledger.unknown(job_id, f"{UNUSABLE_TASK_ID}: {shorten(ascii(task_id))}")
+            raise SubmissionUnknownError(UNUSABLE_TASK_ID)
         self.ledger.accepted(job_id, task_id, self.followers.id)
         if request.webhook_url and self.hooks is not None:
             self.hooks.register(task_id, request.webhook_url, request.webhook_secret)
-        self._rows[task_id] = JobRow(
-            who.id, task_id, "submitted", "staged", None, None, None, None, None
+        self._tasks.remember(
+            JobRow(who.id, task_id, JobState.SUBMITTED, "staged", None, None, None, None, None)
         )
         self._track(task_id)
-        logger.info("participant %s submitted task %s", who.name, task_id)
+        logger.info("participant %s submitted task %s", inert(who.name), task_id)
         return task_id
 
     async def task(self, who: Participant, task_id: str) -> JobRow | None:
         """The caller's own task, or None: another's task looks exactly like an unknown one."""
-        row = self._rows.get(task_id)
+        row = self._tasks.row(task_id)
         if row is None:
             row = await self.run_db(self.ledger.job, task_id)
-        if row is None or row.participant_id != who.id or row.state not in _VISIBLE:
-            return None
-        return row
+        return row if _visible(row, who) else None
+
+    async def tasks(self, who: Participant, task_ids: Sequence[str]) -> list[JobRow]:
+        """The caller's own tasks among ``task_ids``, in that order, once each: those known
+        here from memory, the others in one read of the ledger."""
+        wanted = list(dict.fromkeys(task_ids))
+        found = {task_id: self._tasks.row(task_id) for task_id in wanted}
+        missing = [task_id for task_id, row in found.items() if row is None]
+        if missing:
+            found.update((row.task_id, row) for row in await self.run_db(self.ledger.jobs, missing))
+        return [row for row in map(found.get, wanted) if row is not None and _visible(row, who)]
 
     async def account(self, who: Participant) -> dict[str, Any]:
         row = await self.run_db(self.ledger.account, who.id)
@@ -248,35 +268,14 @@ class Workshop:
         self._pushes.publish(task)
 
     def _on_update(self, task: Task) -> None:
-        """From the poller: queue the write, so the tracker's locks are never held through a
-        database commit (the event loop takes them to track new tasks). Updates that arrive
-        while a write runs go into the next one together: one commit for a whole poll."""
-        self._queue_update(task, replace=True)
+        """From the poller: queued for the updates thread (see ``task_updates``)."""
+        self._updates.queue(task)
 
-    def _queue_update(self, task: Task, *, replace: bool) -> None:
-        with self._pending_lock:
-            first = not self._pending
-            if replace or task.task_id not in self._pending:
-                self._pending[task.task_id] = task  # a newer state replaces one not written
-        if first:
-            self._updates.submit(self._record_pending)
-
-    def _record_pending(self) -> None:
-        with self._pending_lock:
-            tasks, self._pending = list(self._pending.values()), {}
-        try:
-            self.ledger.update_tasks(tasks)
-        except Exception:
-            logger.exception("could not record %d task update(s); retrying", len(tasks))
-            time.sleep(RETRY_WRITE_SECONDS)
-            for task in tasks:
-                self._queue_update(task, replace=False)
-            return
-        for row in self.ledger.jobs(task.task_id for task in tasks):
-            if row.state != "submitted":
-                self._handles.pop(row.task_id, None)  # ended: the tracker let it go
+    def _recorded(self, rows: list[JobRow]) -> None:
+        """After a write: the rows as the ledger has them now; bring in finished clips."""
+        for row in rows:
             self._changed(row)
-            if row.state == "finished" and row.video_key and row.upstream_video_url:
+            if row.state == JobState.FINISHED and row.video_key and row.upstream_video_url:
                 self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)
 
     def _clip_stored(self, task_id: str, path: Path | None) -> None:
@@ -286,7 +285,9 @@ class Workshop:
             self._changed(row)
 
     def _changed(self, row: JobRow) -> None:
-        self._rows[row.task_id] = row
+        ended = self._tasks.remember(row)
+        if ended is not None:
+            ended.cancel()  # the ledger ended it: poll it no more
         for listener in self._listeners:
             try:
                 listener(row)
@@ -298,7 +299,12 @@ class Workshop:
         return await asyncio.get_running_loop().run_in_executor(self._db, call, *args)
 
 
-_VISIBLE = ("submitted", "finished", "failed")
+_VISIBLE = (JobState.SUBMITTED, JobState.FINISHED, JobState.FAILED)
+
+
+def _visible(row: JobRow | None, who: Participant) -> bool:
+    """The caller's own task, past its reservation (the only kind a participant sees)."""
+    return row is not None and row.participant_id == who.id and row.state in _VISIBLE
 
 
 class _Pushes:

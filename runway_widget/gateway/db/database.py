@@ -6,7 +6,8 @@ reserved by one conditional ``UPDATE`` whose row count says whether it fitted: n
 read-check-write window for a race to slip through, on either database.
 
 Tables are created when missing, and so are columns a newer version added (nullable ones,
-by ``ALTER TABLE … ADD COLUMN``): a database from an earlier version opens as it is.
+by ``ALTER TABLE … ADD COLUMN``) and their indexes: a database from an earlier version opens
+as it is.
 
 Nothing secret is stored: tokens and join codes only as SHA-256 hashes, never the
 upstream key or a webhook secret.
@@ -14,6 +15,7 @@ upstream key or a webhook secret.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from sqlalchemy import (
@@ -22,6 +24,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -30,14 +33,20 @@ from sqlalchemy import (
     create_engine,
     event,
     inspect,
+    select,
     text,
+    update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import CreateIndex
 
 from ...store import default_path
+from .names import look_key
 
 __all__ = [
     "DB_FILE",
+    "JobState",
     "default_url",
     "jobs",
     "join_codes",
@@ -57,7 +66,9 @@ participants = Table(
     "gateway_participants",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(200), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, unique=True),  # as shown; see ``names``
+    Column("name_key", String(64)),  # token and join names: look-alikes share it (``names``)
+    Column("hub_key", String(64)),  # hub users: their exact hub name, hashed (``names``)
     Column("token_hash", String(64), unique=True),
     Column("jobs_limit", Integer),  # NULL: no limit
     Column("credits_limit", Integer),
@@ -85,7 +96,26 @@ join_codes = Table(
     Column("created_at", Float, nullable=False),
 )
 
-# state: reserved -> submitted -> finished | failed, or reserved -> refused | unknown
+# added after the first version: created by `_add_missing_columns` on an older database
+Index("gateway_participants_by_look", participants.c.name_key, unique=True)
+Index("gateway_participants_by_hub_name", participants.c.hub_key, unique=True)
+
+
+class JobState(str, enum.Enum):
+    """Where a job stands in the ledger (the ``state`` column keeps these strings).
+
+    ``reserved`` → ``submitted`` → ``finished`` | ``failed``, or ``reserved`` → ``refused``
+    (the upstream certainly did not take it) | ``unknown`` (no answer: it may exist).
+    """
+
+    RESERVED = "reserved"
+    SUBMITTED = "submitted"
+    FINISHED = "finished"
+    FAILED = "failed"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
 jobs = Table(
     "gateway_jobs",
     metadata,
@@ -143,12 +173,14 @@ def open_engine(url: str | None = None) -> Engine:
         )
     metadata.create_all(engine)
     _add_missing_columns(engine)
+    _key_old_names(engine)
     return engine
 
 
 def _add_missing_columns(engine: Engine) -> None:
     """``create_all`` makes missing tables, not missing columns: add those a newer version
-    brought (all nullable). PostgreSQL's ``IF NOT EXISTS`` lets processes start together."""
+    brought (all nullable), then their indexes. ``IF NOT EXISTS`` lets processes start
+    together on PostgreSQL."""
     quote = engine.dialect.identifier_preparer.quote
     guard = " IF NOT EXISTS" if engine.dialect.name == "postgresql" else ""
     inspector = inspect(engine)
@@ -164,6 +196,32 @@ def _add_missing_columns(engine: Engine) -> None:
                             f"ADD COLUMN{guard} {quote(column.name)} {kind}"
                         )
                     )
+        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                with engine.begin() as conn:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
+
+
+def _key_old_names(engine: Engine) -> None:
+    """Token holders from an earlier version get their look-alike key where it is free (of
+    two look-alikes from before, the second keeps its name but no key)."""
+    p = participants.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(p.id, p.name).where(p.name_key.is_(None), p.token_hash.is_not(None))
+        ).all()
+    for row in rows:
+        try:
+            key = look_key(row.name)
+            with engine.begin() as conn:
+                conn.execute(
+                    update(participants)
+                    .where(p.id == row.id, p.name_key.is_(None))
+                    .values(name_key=key)
+                )
+        except (ValueError, IntegrityError):
+            continue
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -17,15 +17,18 @@ Settling:
 The statements every submission and every poll run are built once, at import: building one
 costs several times what running it does. Task updates come in batches (one transaction
 for all the changes a poll brought), so a busy room costs one commit per poll, not per task.
+What they carry from the upstream passes `upstream_text` first; should the database still
+refuse a batch, each task is written alone, so one task's update never holds back another's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -39,13 +42,15 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from ...models import QuotaLimit, Task
-from .database import jobs, participants
+from ...models import TERMINAL_STATUSES, QuotaLimit, Task
+from .database import JobState, jobs, participants
+from .upstream_text import storable_task
 
-__all__ = ["JOB_COLUMNS", "UNFINISHED", "JobRow", "Ledger", "QuotaRefused"]
+__all__ = ["JOB_COLUMNS", "UNFINISHED", "JobRow", "Ledger", "QuotaRefused", "Recorded"]
 
-TERMINAL = ("finished", "failed")
+UNSTORED_MESSAGE = "the upstream's message for this task could not be stored"
 
 _p, _j = participants.c, jobs.c
 JOB_COLUMNS = (
@@ -60,7 +65,10 @@ JOB_COLUMNS = (
     _j.video_path,
 )
 # jobs someone must follow: running ones, and finished ones whose clip is not stored yet
-UNFINISHED = or_(_j.state == "submitted", and_(_j.state == "finished", _j.video_path.is_(None)))
+UNFINISHED = or_(
+    _j.state == JobState.SUBMITTED,
+    and_(_j.state == JobState.FINISHED, _j.video_path.is_(None)),
+)
 _RESERVE = (
     update(participants)
     .where(
@@ -84,7 +92,7 @@ _ACCEPTED = (
     .where(_j.id == bindparam("b_job"))
     .values(
         task_id=bindparam("b_task"),
-        state="submitted",
+        state=JobState.SUBMITTED,
         status="staged",
         follower=bindparam("b_follower"),
         updated_at=bindparam("b_at"),
@@ -92,7 +100,7 @@ _ACCEPTED = (
 )
 _PROGRESS = (
     update(jobs)
-    .where(_j.task_id == bindparam("b_task"), _j.state == "submitted")
+    .where(_j.task_id == bindparam("b_task"), _j.state == JobState.SUBMITTED)
     .values(
         status=bindparam("b_status"),
         percentage=bindparam("b_percentage"),
@@ -114,6 +122,17 @@ class QuotaRefused(Exception):
     def __init__(self, limit: QuotaLimit, message: str) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+@dataclass
+class Recorded:
+    """What `Ledger.update_tasks` could not write as it came."""
+
+    # the database could not be reached: write these again later (``cause`` says why)
+    retry: list[Task] = field(default_factory=list)
+    cause: BaseException | None = None
+    # task_id: why the database refused its update (its plain form was written, if it could)
+    refused: dict[str, BaseException] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,7 +168,7 @@ class Ledger:
                 _NEW_JOB,
                 {
                     "participant_id": participant_id,
-                    "state": "reserved",
+                    "state": JobState.RESERVED,
                     "credits": credits,
                     "request": json.dumps(request, ensure_ascii=False),
                     "created_at": now,
@@ -171,8 +190,8 @@ class Ledger:
         with self.engine.begin() as conn:
             job = conn.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.state == "reserved")
-                .values(state="refused", updated_at=time.time())
+                .where(jobs.c.id == job_id, jobs.c.state == JobState.RESERVED)
+                .values(state=JobState.REFUSED, updated_at=time.time())
             )
             if job.rowcount == 1:
                 credits = conn.execute(
@@ -189,9 +208,10 @@ class Ledger:
                     )
                 )
 
-    def unknown(self, job_id: int) -> None:
-        """No answer to the submit: keep jobs and credits reserved, free the running slot."""
-        self._end(job_id, "reserved", "unknown", message="no answer from the upstream")
+    def unknown(self, job_id: int, message: str = "no answer from the upstream") -> None:
+        """No answer to the submit (or none the gateway can follow): keep jobs and credits
+        reserved, free the running slot."""
+        self._end(job_id, JobState.RESERVED, JobState.UNKNOWN, message=message)
 
     def orphans_to_unknown(self, older_than: float) -> int:
         """Reservations left by a process that died mid-submit: their outcome is unknown.
@@ -203,17 +223,56 @@ class Ledger:
             ids = (
                 conn.execute(
                     select(jobs.c.id).where(
-                        jobs.c.state == "reserved", jobs.c.created_at < time.time() - older_than
+                        jobs.c.state == JobState.RESERVED,
+                        jobs.c.created_at < time.time() - older_than,
                     )
                 )
                 .scalars()
                 .all()
             )
         message = "the gateway stopped before the upstream answered"
-        return sum(self._end(job_id, "reserved", "unknown", message=message) for job_id in ids)
+        return sum(
+            self._end(job_id, JobState.RESERVED, JobState.UNKNOWN, message=message)
+            for job_id in ids
+        )
 
-    def update_tasks(self, tasks: Sequence[Task]) -> None:
-        """Record the latest state of each task, in one transaction; end those that ended."""
+    def update_tasks(self, tasks: Sequence[Task]) -> Recorded:
+        """Record the latest state of each task and end those that ended, in one transaction.
+
+        Should the database refuse it, each task is written in a transaction of its own; a
+        task whose update is refused even alone gets a plain form of it (its status, without
+        the upstream's message or URL). See `Recorded` for what could not be written.
+        """
+        clean = [task for task in map(storable_task, tasks) if task is not None]
+        try:
+            self._write(clean)
+            return Recorded()
+        except Exception as exc:
+            if _unreachable(exc):
+                return Recorded(retry=list(clean), cause=exc)
+        recorded = Recorded()
+        for task in clean:
+            self._write_alone(task, recorded)
+        return recorded
+
+    def _write_alone(self, task: Task, recorded: Recorded) -> None:
+        try:
+            self._write([task])
+            return
+        except Exception as exc:
+            if _unreachable(exc):
+                recorded.retry.append(task)
+                recorded.cause = exc
+                return
+            recorded.refused[task.task_id] = exc
+        try:
+            self._write([dataclasses.replace(task, message=UNSTORED_MESSAGE, video_url=None)])
+        except Exception as exc:
+            if _unreachable(exc):
+                recorded.retry.append(task)
+                recorded.cause = exc
+
+    def _write(self, tasks: Sequence[Task]) -> None:
         now = time.time()
         running = [
             {
@@ -225,13 +284,13 @@ class Ledger:
                 "b_at": now,
             }
             for task in tasks
-            if task.status not in TERMINAL
+            if task.status not in TERMINAL_STATUSES
         ]
         with self.engine.begin() as conn:
             if running:
                 conn.execute(_PROGRESS, running)
             for task in tasks:
-                if task.status in TERMINAL:
+                if task.status in TERMINAL_STATUSES:
                     self._end_task(conn, task, now)
 
     def _end_task(self, conn: Connection, task: Task, now: float) -> None:
@@ -242,9 +301,10 @@ class Ledger:
             "upstream_video_url": task.video_url,
             "updated_at": now,
         }
-        if task.status == "finished":
+        state = JobState(task.status)
+        if state is JobState.FINISHED:
             values["video_key"] = secrets.token_urlsafe(18)
-        _end_in(conn, _j.task_id == task.task_id, "submitted", task.status, values)
+        _end_in(conn, _j.task_id == task.task_id, JobState.SUBMITTED, state, values)
 
     def video_stored(self, task_id: str, path: str) -> None:
         with self.engine.begin() as conn:
@@ -277,14 +337,18 @@ class Ledger:
             ).first()
         return dict(row._mapping) if row is not None else None
 
-    def _end(self, job_id: int, before: str, after: str, **values: Any) -> bool:
+    def _end(self, job_id: int, before: JobState, after: JobState, **values: Any) -> bool:
         values.setdefault("updated_at", time.time())
         with self.engine.begin() as conn:
             return _end_in(conn, _j.id == job_id, before, after, values)
 
 
 def _end_in(
-    conn: Connection, where: ColumnElement[bool], before: str, after: str, values: dict[str, Any]
+    conn: Connection,
+    where: ColumnElement[bool],
+    before: JobState,
+    after: JobState,
+    values: dict[str, Any],
 ) -> bool:
     """Move one job from ``before`` to ``after`` and free its running slot, exactly once."""
     moved = conn.execute(
@@ -295,6 +359,13 @@ def _end_in(
     owner = conn.execute(select(_j.participant_id).where(where)).scalar_one()
     conn.execute(_FREE_SLOT, {"b_participant": owner})
     return True
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True when the database itself failed (gone, restarting, locked), not this data."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or bool(
+        getattr(exc, "connection_invalidated", False)
+    )
 
 
 def _what_ran_out(row: Any, credits: int) -> tuple[QuotaLimit, str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from ..db.database import jobs, participants
+from ..db.database import JobState, jobs, participants
 
 __all__ = ["OVERLAP", "PAGE_SIZE", "ClipFeed", "parse_cursor"]
 
@@ -55,7 +55,7 @@ class ClipFeed:
             select(j.id, j.request, j.video_key, j.updated_at, p.name)
             .join(participants, p.id == j.participant_id)
             .where(
-                j.state == "finished",
+                j.state == JobState.FINISHED,
                 j.video_key.is_not(None),
                 j.video_path.is_not(None),
                 j.video_path != "",

@@ -22,7 +22,7 @@ from tornado.httputil import url_concat
 from tornado.web import HTTPError, RequestHandler
 
 from ..auth import ParticipantAuth
-from ..db.roster import Participant, Roster
+from ..db.roster import CredentialRevoked, Participant, Roster
 from ..hub_auth import HubParticipants
 
 __all__ = ["SESSION_COOKIE", "BrowserLogin", "HubLogin", "TokenLogin"]
@@ -56,10 +56,10 @@ class TokenLogin:
     async def identify(self, handler: RequestHandler) -> Participant | None:
         header = handler.request.headers.get("Authorization")
         if header:
-            return await self._auth.authenticate(header)
+            return await _unless_revoked(self._auth, header)
         token = handler.get_query_argument("token", None)
         if token:
-            who = await self._auth.authenticate(token)
+            who = await _unless_revoked(self._auth, token)
             if who is not None:
                 handler.set_signed_cookie(
                     SESSION_COOKIE,
@@ -98,11 +98,14 @@ class HubLogin:
     async def identify(self, handler: RequestHandler) -> Participant | None:
         header = handler.request.headers.get("Authorization")
         if header:
-            return await self._participants.authenticate(header)
+            return await _unless_revoked(self._participants, header)
         model = await self.hub_auth.get_user(handler, sync=False)
         if not model:
             return None
-        who = await self._participants.participant_for(model)
+        try:
+            who = await self._participants.participant_for(model)
+        except CredentialRevoked:
+            who = None
         if who is None:
             raise HTTPError(403, "this hub account may not use the gateway")
         return who
@@ -133,6 +136,14 @@ class HubLogin:
                 self.hub_auth = hub_auth
 
         return [(prefix + "/oauth_callback", OAuthCallback, {"hub_auth": self.hub_auth})]
+
+
+async def _unless_revoked(auth: ParticipantAuth, header: str) -> Participant | None:
+    """The visitor, None for a revoked credential as for an unknown one (the sign-in page)."""
+    try:
+        return await auth.authenticate(header)
+    except CredentialRevoked:
+        return None
 
 
 def _cookie_path(handler: RequestHandler) -> str:

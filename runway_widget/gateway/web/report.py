@@ -1,4 +1,11 @@
-"""The workshop report in the formats instructors take away: CSV (a spreadsheet) and JSON."""
+"""The workshop report in the formats instructors take away: CSV (a spreadsheet) and JSON.
+
+Names in it are chosen by participants. A spreadsheet reads a cell that starts with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return (or their full-width forms, which some
+spreadsheets take alike) as a formula, and a formula can fetch URLs or run commands: such a
+text cell is written with a leading ``'``, as OWASP's guidance on CSV injection says; the
+``csv`` module quotes whatever needs quoting. Numbers stay numbers.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["REPORT_COLUMNS", "report_csv"]
+__all__ = ["REPORT_COLUMNS", "inert_cell", "report_csv"]
 
 REPORT_COLUMNS = (
     "name",
@@ -22,6 +29,16 @@ REPORT_COLUMNS = (
     "refused",
     "unknown",
 )
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def inert_cell(value: Any) -> Any:
+    """A cell no spreadsheet evaluates: text starting like a formula gets a leading ``'``."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def report_csv(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -30,5 +47,5 @@ def report_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REPORT_COLUMNS)
     for row in rows:
-        writer.writerow(["" if row[c] is None else row[c] for c in REPORT_COLUMNS])
+        writer.writerow([inert_cell(row[c]) for c in REPORT_COLUMNS])
     return out.getvalue()
