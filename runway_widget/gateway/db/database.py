@@ -38,7 +38,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.schema import CreateIndex
 
 from ...store import default_path
@@ -199,8 +199,17 @@ def _add_missing_columns(engine: Engine) -> None:
         indexes = {index["name"] for index in inspector.get_indexes(table.name)}
         for index in table.indexes:
             if index.name not in indexes:
-                with engine.begin() as conn:
-                    conn.execute(CreateIndex(index, if_not_exists=True))
+                _create_index(engine, table, index)
+
+
+def _create_index(engine: Engine, table: Table, index: Index) -> None:
+    """Create ``index``; another process starting at the same moment may have been first."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(CreateIndex(index, if_not_exists=True))
+    except DBAPIError:
+        if index.name not in {found["name"] for found in inspect(engine).get_indexes(table.name)}:
+            raise
 
 
 def _key_old_names(engine: Engine) -> None:
