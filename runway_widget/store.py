@@ -208,7 +208,8 @@ class JobStore:
         """
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         try:
-            self._write_line(line.encode("utf-8"), durable=durable)
+            # A lone surrogate (valid JSON from a server) becomes its JSON escape: exact, UTF-8.
+            self._write_line(line.encode("utf-8", "backslashreplace"), durable=durable)
         except OSError as exc:
             logger.error("could not save %s to the job history %s: %s", what, self.path, exc)
             self.failed_writes += 1

@@ -98,6 +98,17 @@ def test_a_new_job_is_submitted_until_its_first_update(store: JobStore) -> None:
     assert store.get("nope") is None
 
 
+def test_text_a_server_may_send_that_utf8_cannot_hold_is_kept_exactly(store: JobStore) -> None:
+    odd = "t-\ud83c"  # a lone surrogate: valid JSON, not encodable as UTF-8
+    store.record_submission(odd, request(prompt="caf\u00e9 \udc00"), BACKEND)
+    store.record_task(Task.from_json({"task_id": odd, "status": "processing", "message": "\ud800"}))
+    assert store.write_error is None
+    assert store.path.read_bytes().decode("utf-8")  # the file stays valid UTF-8
+    job = JobStore(store.path).get(odd)
+    assert job is not None and job.status == "processing"
+    assert job.prompt == "caf\u00e9 \udc00"
+
+
 def test_jobs_are_newest_first_and_filter_by_backend(store: JobStore) -> None:
     for task_id, backend in [("a", BACKEND), ("b", REAL), ("c", BACKEND + "/")]:
         store.record_submission(task_id, request(task_id), backend)
