@@ -132,9 +132,61 @@ def test_a_trickled_request_keeps_its_first_deadline():
     assert connections.overdue() == ["slow"]
 
 
+def test_when_full_the_owner_holding_the_most_makes_room_from_its_own():
+    clock = FakeClock()
+    connections = table(4, clock)
+    connections.admit("client", owner="10.0.0.1")  # the oldest idle one: not the flood's
+    for key in ("f1", "f2", "f3"):
+        clock.now += 1
+        connections.admit(key, owner="10.0.0.9")
+    assert connections.admit("newcomer", owner="10.0.0.2") == ["f1"]
+    assert connections.admit("f4", owner="10.0.0.9") == ["f2"]  # the flood competes with itself
+    assert (connections.held_by("10.0.0.9"), connections.held_by("10.0.0.1")) == (2, 1)
+    for key in ("f3", "f4"):
+        connections.enter(key, Phase.HANDLING)  # the flood's are busy: the next owner gives way
+    assert connections.admit("another", owner="10.0.0.3") == ["client"]
+
+
+def test_an_owner_past_its_share_replaces_its_own_idle_connection_or_is_refused():
+    connections = ConnectionTable(
+        10, idle_timeout=30, request_timeout=10, per_owner=2, clock=FakeClock()
+    )
+    assert connections.admit("a1", owner="a") == [] and connections.admit("a2", owner="a") == []
+    assert connections.admit("a3", owner="a") == ["a1"]  # though the table has room
+    assert connections.admit("b1", owner="b") == []
+    for key in ("a2", "a3"):
+        connections.enter(key, Phase.HANDLING)
+    assert connections.admit("a4", owner="a") is None  # all its own busy: refused
+    assert connections.admit("proxy", owner="a", capped=False) == []  # a trusted proxy's
+    assert connections.held_by("a") == 3
+
+
+def test_a_connection_that_never_sent_a_request_has_a_shorter_deadline():
+    clock = FakeClock()
+    connections = ConnectionTable(
+        5, idle_timeout=30, request_timeout=10, fresh_timeout=2, clock=clock
+    )
+    connections.admit("silent")
+    connections.admit("client")
+    for phase in (Phase.READING, Phase.HANDLING, Phase.WAITING):
+        connections.enter("client", phase)
+    clock.now += 2
+    assert connections.overdue() == ["silent"]
+    clock.now += 27.9
+    assert connections.overdue() == []
+    clock.now += 0.1
+    assert connections.overdue() == ["client"]
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"limit": 0}, {"idle_timeout": 0}, {"request_timeout": -1}],
+    [
+        {"limit": 0},
+        {"idle_timeout": 0},
+        {"request_timeout": -1},
+        {"fresh_timeout": 0},
+        {"per_owner": 0},
+    ],
 )
 def test_table_settings_are_checked(kwargs):
     settings = {"limit": 2, "idle_timeout": 1.0, "request_timeout": 1.0, **kwargs}

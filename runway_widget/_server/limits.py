@@ -1,4 +1,4 @@
-"""How a small HTTP server stays bounded: how many connections, and for how long.
+"""How an HTTP server stays bounded: how many connections, for how long, and whose.
 
 Each open connection is in one phase: WAITING for a request (an idle keep-alive, or a new
 connection that has sent nothing), READING one (its first byte came; the head or body is
@@ -6,8 +6,14 @@ still arriving) or HANDLING it. Waiting and reading connections can be cut: when
 is full, the oldest connection that has never sent a request makes room first (a scanner's,
 a slowloris's), then the oldest idle keep-alive of a real client, then the oldest reading
 one; and one that waits or reads past its deadline is cut anyway, however slowly it
-trickles. A connection being handled is never cut, so a full table of those refuses
-newcomers instead.
+trickles. A connection that has never sent a request has a shorter deadline of its own
+(``fresh_timeout``) than a keep-alive that has. A connection being handled is never cut, so
+a full table of those refuses newcomers instead.
+
+Connections may name their owner (the client's address). Then slots are shared out: the
+room is made among the connections of the owner holding the most, so one address that
+opens every slot only ever competes with itself; and with ``per_owner`` an owner's new
+connection beyond that many replaces one of its own, or is refused if all of them are busy.
 
 Pure bookkeeping on an injectable clock; the server does the cutting.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -32,16 +39,21 @@ class Phase(enum.Enum):
     HANDLING = "handling"
 
 
+# who makes room first: strangers that never sent a request, idle keep-alives, half-sent ones
+_CUT_ORDER = ((Phase.WAITING, False), (Phase.WAITING, True), (Phase.READING, None))
+
+
 @dataclass
 class _Entry:
     phase: Phase
     since: float
+    owner: Hashable = None
     cut: bool = False
     served: bool = False  # a request of it has been handled: a real client's keep-alive
 
 
 class ConnectionTable(Generic[K]):
-    """Open connections of one server, their phase and deadline; thread-safe.
+    """Open connections of one server, their phase, deadline and owner; thread-safe.
 
     ``limit`` counts live connections. Cut ones stay listed until their thread ends (so
     `remove` is always called), and at most ``limit`` more of those may exist at once:
@@ -54,42 +66,56 @@ class ConnectionTable(Generic[K]):
         *,
         idle_timeout: float,
         request_timeout: float,
+        fresh_timeout: float | None = None,
+        per_owner: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        if idle_timeout <= 0 or request_timeout <= 0:
+        if limit < 1 or (per_owner is not None and per_owner < 1):
+            raise ValueError("limits must be at least 1")
+        fresh_timeout = idle_timeout if fresh_timeout is None else fresh_timeout
+        if min(idle_timeout, request_timeout, fresh_timeout) <= 0:
             raise ValueError("timeouts must be positive")
         self.limit = limit
+        self.per_owner = per_owner
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
+        self.fresh_timeout = fresh_timeout
         self._clock = clock
         self._entries: dict[K, _Entry] = {}
+        self._owned: dict[Hashable, dict[K, None]] = {}  # each owner's live connections
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         """Live connections (not counting those already cut)."""
         with self._lock:
-            return self._live()
+            return sum(len(keys) for keys in self._owned.values())
 
-    def admit(self, key: K) -> list[K] | None:
-        """Make room for ``key``: the connections to cut for it, or None to refuse it."""
+    def held_by(self, owner: Hashable) -> int:
+        """How many live connections ``owner`` holds."""
+        with self._lock:
+            return self._holds(owner)
+
+    def admit(self, key: K, owner: Hashable = None, *, capped: bool = True) -> list[K] | None:
+        """Make room for ``key`` of ``owner``: the connections to cut for it, or None to refuse.
+
+        ``capped=False`` exempts this connection from ``per_owner`` (a trusted proxy's,
+        which carries many clients), not from the table's ``limit``.
+        """
         with self._lock:
             if len(self._entries) >= 2 * self.limit:
                 return None
-            evicted: list[K] = []
-            if self._live() >= self.limit:
-                victim = (
-                    self._oldest(Phase.WAITING, served=False)
-                    or self._oldest(Phase.WAITING)
-                    or self._oldest(Phase.READING)
-                )
-                if victim is None:
-                    return None
-                self._entries[victim].cut = True
-                evicted.append(victim)
-            self._entries[key] = _Entry(Phase.WAITING, self._clock())
-            return evicted
+            if capped and self.per_owner is not None and self._holds(owner) >= self.per_owner:
+                victim = self._victim(owner)
+            elif sum(len(keys) for keys in self._owned.values()) >= self.limit:
+                victim = self._fairest_victim()
+            else:
+                self._add(key, owner)
+                return []
+            if victim is None:
+                return None
+            self._cut(victim)
+            self._add(key, owner)
+            return [victim]
 
     def enter(self, key: K, phase: Phase) -> None:
         """``key`` moved to ``phase`` now (its deadline restarts)."""
@@ -107,33 +133,71 @@ class ConnectionTable(Generic[K]):
     def remove(self, key: K) -> None:
         """The connection is closed and its thread is ending."""
         with self._lock:
-            self._entries.pop(key, None)
+            entry = self._entries.pop(key, None)
+            if entry is not None and not entry.cut:
+                self._release(key, entry.owner)
 
     def overdue(self) -> list[K]:
         """Connections past their deadline, each returned once (they count as cut from now)."""
         now = self._clock()
-        limits = {Phase.WAITING: self.idle_timeout, Phase.READING: self.request_timeout}
         late: list[K] = []
         with self._lock:
             for key, entry in self._entries.items():
-                allowed = limits.get(entry.phase)
+                allowed = self._allowed(entry)
                 if not entry.cut and allowed is not None and now - entry.since >= allowed:
-                    entry.cut = True
                     late.append(key)
+            for key in late:
+                self._cut(key)
         return late
 
     def keys(self) -> list[K]:
         with self._lock:
             return list(self._entries)
 
-    def _live(self) -> int:
-        return sum(not entry.cut for entry in self._entries.values())
+    def _allowed(self, entry: _Entry) -> float | None:
+        if entry.phase is Phase.READING:
+            return self.request_timeout
+        if entry.phase is Phase.WAITING:
+            return self.idle_timeout if entry.served else self.fresh_timeout
+        return None
 
-    def _oldest(self, phase: Phase, *, served: bool | None = None) -> K | None:
-        best: tuple[float, K] | None = None
-        for key, entry in self._entries.items():
-            if entry.phase is not phase or entry.cut or served not in (None, entry.served):
-                continue
-            if best is None or entry.since < best[0]:
-                best = (entry.since, key)
-        return best[1] if best is not None else None
+    def _add(self, key: K, owner: Hashable) -> None:
+        self._entries[key] = _Entry(Phase.WAITING, self._clock(), owner)
+        self._owned.setdefault(owner, {})[key] = None
+
+    def _cut(self, key: K) -> None:
+        entry = self._entries[key]
+        entry.cut = True
+        self._release(key, entry.owner)
+
+    def _release(self, key: K, owner: Hashable) -> None:
+        keys = self._owned.get(owner)
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self._owned[owner]
+
+    def _fairest_victim(self) -> K | None:
+        """A connection of the owner holding the most that can be cut (then the next owner)."""
+        sizes = Counter({owner: len(keys) for owner, keys in self._owned.items()})
+        for owner, _ in sizes.most_common():
+            victim = self._victim(owner)
+            if victim is not None:
+                return victim
+        return None
+
+    def _victim(self, owner: Hashable) -> K | None:
+        """``owner``'s oldest never-served waiting connection, else idle one, else reading."""
+        entries = [(key, self._entries[key]) for key in self._owned.get(owner, ())]
+        for phase, served in _CUT_ORDER:
+            candidates = [
+                (entry.since, key)
+                for key, entry in entries
+                if entry.phase is phase and served in (None, entry.served)
+            ]
+            if candidates:
+                return min(candidates, key=lambda candidate: candidate[0])[1]
+        return None
+
+    def _holds(self, owner: Hashable) -> int:
+        return len(self._owned.get(owner, ()))
