@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import itertools
+import logging
 import os
 import shutil
 import socket
@@ -84,6 +85,38 @@ def call(
     if token is not None:
         headers["Authorization"] = token
     return requests.request(method, gateway.base_url + path, headers=headers, timeout=10, **kwargs)
+
+
+class AllRecords(logging.Handler):
+    """Every record the process logs (but the test's own HTTP client's), as written out."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        self.lines: list[str] = []
+        self.errors: list[str] = []  # errors and tracebacks
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("urllib3"):
+            return
+        line = self.format(record)
+        self.lines.append(line)
+        if record.levelno >= logging.ERROR or "Traceback" in line:
+            self.errors.append(line)
+
+
+@contextlib.contextmanager
+def all_log_records() -> Iterator[AllRecords]:
+    """Capture every logger's records at DEBUG while the block runs."""
+    handler, root = AllRecords(), logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 # -- separate processes ----------------------------------------------------------------------

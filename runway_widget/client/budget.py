@@ -61,6 +61,20 @@ class RequestBudget:
                 return 0.0
             return (1.0 - self._tokens) / self.rate
 
+    def available_in(self) -> float:
+        """Seconds until a token is free (0.0: now), taking nothing."""
+        if self.unlimited:
+            return 0.0
+        with self._lock:
+            elapsed = max(0.0, self._clock() - self._stamp)
+            tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def refund(self, tokens: float = 1.0) -> None:
+        """Give back ``tokens`` (never above ``burst``): what was taken was not spent after all."""
+        with self._lock:
+            self._tokens = min(float(self.burst), self._tokens + tokens)
+
     def acquire(self, cancel: threading.Event | None = None) -> bool:
         """Block until a token is taken (True) or ``cancel`` is set (False)."""
         while True:

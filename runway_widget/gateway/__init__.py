@@ -16,6 +16,8 @@ Built on the client and `TaskTracker`; neither knows about it. Modules:
 - ``push``: upstream webhooks; ``participant_webhooks``: participants' webhooks
 - ``pages``, ``gallery``, ``report``: the live ``/gallery``, ``/admin`` and the report's formats
 - ``ratelimit``, ``handlers``, ``app``: the HTTP server; ``cli``: ``runway-widget gateway``
+- ``connections``: connection slots shared out per client address; ``proxies``: whose
+  ``X-Forwarded-For`` counts; ``log_redaction``: no ``token=`` in any log line
 
 Importing this package is light; the server's dependencies load on first use.
 """

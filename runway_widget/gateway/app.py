@@ -2,8 +2,9 @@
 
 ``GatewayServer(...).start()`` runs it in a background thread (a notebook, a test);
 ``serve_forever()`` runs it in the foreground until SIGINT/SIGTERM (the CLI, a JupyterHub
-service). Connections are bounded: request bodies by ``max_body_size``, open connections by
-``max_connections``, idle keep-alives by ``idle_connection_timeout``.
+service). Connections are bounded: request bodies by ``MAX_BODY``, connections by
+`SlotLimits` (how many, how many per client address, how long each may wait), shared out
+per address by `FairHTTPServer`; proxy headers count only from ``trusted_proxies``.
 """
 
 from __future__ import annotations
@@ -18,28 +19,30 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
-from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
 from ..store import default_path
 from .auth import ParticipantAuth, TokenAuth
 from .clips import VideoHandler
+from .connections import FairHTTPServer, SlotLimits
 from .db.database import open_engine
 from .db.followers import HEARTBEAT_SECONDS
 from .db.ledger import Ledger
 from .db.roster import Limits, Roster
 from .handlers import BaseApiHandler, Context, NotFoundHandler, api_routes
 from .hub_auth import HubParticipants
+from .log_redaction import redact_tokens_in_logs
 from .participant_webhooks import ParticipantWebhooks
+from .proxies import TrustedProxies, client_network
 from .push import UpstreamWebhookHandler
-from .ratelimit import RateLimiter
+from .ratelimit import JoinGuard, RateLimiter
 from .room_config import RoomConfig
 from .upstream import Upstream
 from .web.gallery import ClipFeed
@@ -53,23 +56,9 @@ logger = logging.getLogger("runway_widget.gateway")
 access_logger = logging.getLogger("runway_widget.gateway.access")
 
 MAX_BODY = 3 * 1024 * 1024  # a 2 MB upload plus its multipart envelope
-MAX_CONNECTIONS = 2000
-IDLE_SECONDS = 75.0
-BODY_SECONDS = 30.0
 DB_WORKERS = 4
 SWITCH_SECONDS = 0.0005
-
-
-class _BoundedHTTPServer(HTTPServer):
-    """Refuses connections beyond ``max_connections`` instead of running out of descriptors."""
-
-    max_connections = MAX_CONNECTIONS
-
-    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        if len(self._connections) >= self.max_connections:
-            stream.close()
-            return
-        super().handle_stream(stream, address)
+SLOT_SWEEP_MS = 1000  # how often connections past their deadline are cut
 
 
 class GatewayServer:
@@ -92,11 +81,14 @@ class GatewayServer:
         burst: int = 20,
         poll_interval: tuple[float, float] = (0.5, 15.0),
         heartbeat: float = HEARTBEAT_SECONDS,
-        max_connections: int = MAX_CONNECTIONS,
+        slots: SlotLimits | None = None,
+        trusted_proxies: Iterable[str] = (),
         allow_private_webhooks: bool = False,
     ) -> None:
         self.home = _home(home)
-        self.max_connections = max_connections
+        self.slots = slots or SlotLimits()
+        self.proxies = TrustedProxies(trusted_proxies)
+        redact_tokens_in_logs()
         self.host, self.port = host, port
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.public_url = public_url.rstrip("/") if public_url else None
@@ -134,7 +126,7 @@ class GatewayServer:
             workshop=self.workshop,
             roster=self.roster,
             limiter=RateLimiter(rate, burst),
-            join_limiter=RateLimiter(1.0, 5),
+            join_guard=JoinGuard(),
             prefix=self.prefix,
             public_url=self.public_url,
             secrets=(self.upstream.client.api_key or "", hook_secret),
@@ -142,8 +134,8 @@ class GatewayServer:
         self._hook_secret = hook_secret
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: _BoundedHTTPServer | None = None
-        self._sweeper: PeriodicCallback | None = None
+        self._server: FairHTTPServer | None = None
+        self._sweepers: list[PeriodicCallback] = []
 
     # -- identity --------------------------------------------------------------------------
 
@@ -173,6 +165,11 @@ class GatewayServer:
 
     def report(self) -> list[dict[str, Any]]:
         return self.roster.report()
+
+    def connections_from(self, address: str) -> int:
+        """Open connections from ``address`` (with its /64, for IPv6), while serving."""
+        server = self._server
+        return server.slots.held_by(client_network(address)) if server is not None else 0
 
     def _sign_in(
         self, auth: ParticipantAuth | None, hub_auth: Any
@@ -285,27 +282,30 @@ class GatewayServer:
         self.stop()
 
     async def _listen(self) -> None:
-        server = _BoundedHTTPServer(
+        server = FairHTTPServer(
             self.application(),
             max_body_size=MAX_BODY,
             max_buffer_size=MAX_BODY,
-            idle_connection_timeout=IDLE_SECONDS,
-            body_timeout=BODY_SECONDS,
-            xheaders=bool(self.public_url),
+            slots=self.slots,
+            proxies=self.proxies,
         )
-        server.max_connections = self.max_connections
         sockets = bind_sockets(self.port, self.host, family=_family(self.host), backlog=1024)
         server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         self._server = server
         # each heartbeat: say this process lives, adopt dead ones' tasks, end lost reservations
         period = self.workshop.followers.heartbeat * 1000
-        self._sweeper = PeriodicCallback(self.workshop.sweep, period)
-        self._sweeper.start()
+        sweep_ms = 1000 * min(self.slots.fresh_timeout, self.slots.idle_timeout) / 2
+        self._sweepers = [
+            PeriodicCallback(self.workshop.sweep, period),
+            PeriodicCallback(server.cut_overdue, min(SLOT_SWEEP_MS, sweep_ms)),
+        ]
+        for sweeper in self._sweepers:
+            sweeper.start()
 
     async def _close_server(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.stop()
+        for sweeper in self._sweepers:
+            sweeper.stop()
         if self._server is not None:
             self._server.stop()
             await self._server.close_all_connections()

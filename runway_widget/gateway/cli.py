@@ -50,6 +50,16 @@ def register(commands: Any) -> None:
         help="let participants' webhooks reach loopback/private addresses (rehearsals only)",
     )
     serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        type=_network,
+        metavar="CIDR",
+        help="a reverse proxy in front of the gateway (an address or CIDR; repeatable): only "
+        "from these are X-Forwarded-For and X-Real-IP believed, for the /join limiter and the "
+        "access log. Default: none; with --jupyterhub on a loopback address, loopback (where "
+        "the hub's proxy is), unless given ('none' trusts nobody)",
+    )
+    serve.add_argument(
         "--heartbeat",
         type=float,
         default=None,
@@ -114,6 +124,17 @@ def _add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrent", type=int, help="jobs running at once")
 
 
+def _network(text: str) -> str:
+    from .proxies import parse_network
+
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return str(parse_network(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an address or CIDR: {text!r}") from None
+
+
 def _roster(args: argparse.Namespace) -> Any:
     from .db.database import open_engine
     from .db.roster import Roster
@@ -135,6 +156,7 @@ def _fail(message: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .app import GatewayServer
     from .db.followers import HEARTBEAT_SECONDS
+    from .log_redaction import redact_tokens_in_logs
     from .room_config import RoomConfig, RoomConfigError
 
     if args.heartbeat is not None and args.heartbeat <= 0:
@@ -145,8 +167,10 @@ def _serve(args: argparse.Namespace) -> int:
     except RoomConfigError as exc:
         return _fail(str(exc))
     host, port, prefix, hub_auth = args.host, args.port, "/", None
+    named = None if args.trusted_proxy is None else [p for p in args.trusted_proxy if p != "none"]
+    proxies = tuple(named or ())
     if args.jupyterhub:
-        from .hub_auth import hub_service_address, open_hub_auth
+        from .hub_auth import hub_proxies, hub_service_address, open_hub_auth
 
         try:
             hub_auth = open_hub_auth()
@@ -154,7 +178,9 @@ def _serve(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         hub_host, hub_port, prefix = hub_service_address()
         host, port = hub_host or host, hub_port or port
+        proxies = hub_proxies(host, named)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    redact_tokens_in_logs(*logging.getLogger().handlers)
     server = GatewayServer(
         db=args.db,
         upstream=args.upstream,
@@ -168,9 +194,11 @@ def _serve(args: argparse.Namespace) -> int:
         room=room,
         allow_private_webhooks=args.allow_private_webhooks,
         heartbeat=args.heartbeat or HEARTBEAT_SECONDS,
+        trusted_proxies=proxies,
     )
     print(
-        f"Gateway serving at {server.base_url} (upstream {server.upstream.client.base_url})",
+        f"Gateway serving at {server.base_url} (upstream {server.upstream.client.base_url}; "
+        f"proxy headers believed from: {', '.join(proxies) or 'nobody'})",
         file=sys.stderr,
         flush=True,
     )

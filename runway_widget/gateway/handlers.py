@@ -25,11 +25,11 @@ from ..errors import (
     SubmissionUnknownError,
     ValidationError,
 )
-from ..models import RefusalCode
+from ..models import QuotaLimit, RefusalCode
 from .auth import ParticipantAuth
 from .db.ledger import QuotaRefused
 from .db.roster import CredentialRevoked, Participant, Roster, RosterError
-from .ratelimit import RateLimiter
+from .ratelimit import JoinGuard, RateLimiter
 from .workshop import WebhookTargetRefused, Workshop, participant_task
 
 __all__ = ["ApiError", "Context", "api_routes"]
@@ -59,7 +59,7 @@ class Context:
     workshop: Workshop
     roster: Roster
     limiter: RateLimiter
-    join_limiter: RateLimiter
+    join_guard: JoinGuard
     prefix: str
     public_url: str | None
     secrets: tuple[str, ...] = ()
@@ -128,16 +128,27 @@ class BaseApiHandler(RequestHandler):
         self.finish(json.dumps(body))
 
     def json_body(self) -> dict[str, Any]:
+        """The body as a JSON object of valid text; anything else is the sender's mistake (400).
+
+        Refused: bodies too deep to parse, ``NaN``/``Infinity``, numbers too long to be
+        numbers, and lone surrogates (``"\\ud83c"`` is valid JSON, but no database stores it
+        and no UTF-8 carries it on).
+        """
         if len(self.request.body) > MAX_JSON_BYTES:
             raise ApiError(
                 413, f"the request body is larger than {MAX_JSON_BYTES} bytes", code=_INVALID
             )
         try:
-            body = json.loads(self.request.body or b"null")
-        except (UnicodeDecodeError, ValueError):
-            raise ApiError(400, "the request body must be a JSON object", code=_INVALID) from None
+            body = json.loads(
+                self.request.body or b"null", parse_float=_finite, parse_constant=_no_constant
+            )
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError):  # UnicodeError is a ValueError
+            body = None
         if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object", code=_INVALID)
+            raise ApiError(
+                400, "the request body must be a JSON object of valid text", code=_INVALID
+            )
         return body
 
     def video_base(self) -> str:
@@ -223,6 +234,7 @@ class AccountHandler(AuthenticatedHandler):
 
 class UploadHandler(AuthenticatedHandler):
     async def post(self) -> None:
+        await self._needs_a_job_left()
         files = self.request.files.get("image") or []
         if not files or not files[0].body:
             raise ApiError(400, "the multipart field 'image' is required", code=_INVALID)
@@ -238,28 +250,53 @@ class UploadHandler(AuthenticatedHandler):
             raise _upstream_error(exc) from None
         self.reply({"imageURL": url})
 
+    async def _needs_a_job_left(self) -> None:
+        """An upload uses the real key: only for someone who could still submit a job."""
+        account = await self.context.workshop.account(self.who)
+        if account.get("jobs_left", 0) == 0:  # none left, or no quota at all
+            limit = QuotaLimit.JOBS
+        elif account["credits"] == 0:
+            limit = QuotaLimit.CREDITS
+        else:
+            return
+        raise ApiError(
+            403,
+            f"quota reached: no {limit.value} left, so no image can be used in a job",
+            code=RefusalCode.QUOTA_EXCEEDED,
+            limit=limit.value,
+        )
+
 
 class JoinHandler(BaseApiHandler):
-    """``POST /join {"code", "name"}`` -> ``{"token", "name"}`` while seats remain."""
+    """``POST /join {"code", "name"}`` -> ``{"token", "name"}`` while seats remain.
+
+    Guarded per client address (`JoinGuard`): a code is checked only while the address (and
+    everyone) has guesses left, so a short code cannot be found by trying them all.
+    """
 
     async def post(self) -> None:
-        wait = self.context.join_limiter.retry_after(self.request.remote_ip)
-        if wait:
-            raise ApiError(
-                429,
-                "too many join attempts: wait a moment",
-                code=RefusalCode.RATE_LIMITED,
-                retry_after=wait,
-            )
+        guard, address = self.context.join_guard, str(self.request.remote_ip)
+        _refuse_while(guard.attempt(address), "too many join attempts: wait a moment")
         body = self.json_body()
         code, name = body.get("code"), body.get("name")
         if not isinstance(code, str) or not code or not isinstance(name, str) or not name.strip():
             raise ApiError(400, 'send {"code": …, "name": …}', code=_INVALID)
-        try:
-            token, name = await self.context.workshop.run_db(self.context.roster.join, code, name)
-        except RosterError as exc:
-            raise ApiError(_JOIN_STATUS.get(exc.code, 403), str(exc), code=exc.code) from None
+        async with guard.turn(address):
+            _refuse_while(guard.guess(address), "too many wrong join codes: wait a while")
+            try:
+                token, name = await self.context.workshop.run_db(
+                    self.context.roster.join, code, name
+                )
+            except RosterError as exc:
+                guard.wrong()
+                raise ApiError(_JOIN_STATUS.get(exc.code, 403), str(exc), code=exc.code) from None
+            guard.joined(address)
         self.reply({"token": token, "name": name})
+
+
+def _refuse_while(wait: int, message: str) -> None:
+    if wait:
+        raise ApiError(429, message, code=RefusalCode.RATE_LIMITED, retry_after=wait)
 
 
 class HealthHandler(BaseApiHandler):
@@ -270,6 +307,17 @@ class HealthHandler(BaseApiHandler):
 class NotFoundHandler(BaseApiHandler):
     def prepare(self) -> None:
         raise ApiError(404, "Not found", code=RefusalCode.NOT_FOUND)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is too large")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
 
 
 def _upstream_error(exc: ApiframeError, *, submission: bool = False) -> ApiError:
@@ -299,9 +347,7 @@ def _upstream_error(exc: ApiframeError, *, submission: bool = False) -> ApiError
             "the gateway's upstream key was refused: tell the instructor",
             code=RefusalCode.UPSTREAM_KEY_REFUSED,
         )
-    return ApiError(
-        502, f"the upstream refused: {exc.message}", code=RefusalCode.UPSTREAM_REFUSED
-    )
+    return ApiError(502, f"the upstream refused: {exc.message}", code=RefusalCode.UPSTREAM_REFUSED)
 
 
 def api_routes(context: Context) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:

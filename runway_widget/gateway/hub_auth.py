@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 
 from .auth import bare_token
 from .db.roster import CredentialRevoked, Limits, Participant, Roster
+from .proxies import LOOPBACK, is_loopback_host
 from .room_config import RoomConfig
 
-__all__ = ["HubParticipants", "hub_service_address", "open_hub_auth"]
+__all__ = ["HubParticipants", "hub_proxies", "hub_service_address", "open_hub_auth"]
 
 HUB_CACHE_SECONDS = 60
 ENROLL_REFRESH_SECONDS = 60.0
@@ -56,6 +57,18 @@ def hub_service_address() -> tuple[str | None, int | None, str]:
     parts = urlsplit(url) if url else None
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
     return (parts.hostname if parts else None, parts.port if parts else None, prefix)
+
+
+def hub_proxies(host: str | None, named: list[str] | None) -> tuple[str, ...]:
+    """The proxies a hub service trusts: those ``named`` (``[]``: none), else the hub's own.
+
+    A service bound to a loopback address is reached through the hub's proxy on the same
+    machine, so by default loopback is trusted. Bound anywhere else (Kubernetes: the pod's
+    address), the proxy cannot be told apart by address: name it with ``--trusted-proxy``.
+    """
+    if named is not None:
+        return tuple(named)
+    return LOOPBACK if is_loopback_host(host) else ()
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,13 @@ class PageHandler(RequestHandler):
     def refuse(self) -> None:
         self.pages.login.sign_in(self)
 
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """As tornado's, but a refusal never quotes the value (it may be a ``?token=``)."""
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPError(400, f"{name or 'the address'} is not valid UTF-8") from None
+
     @property
     def who(self) -> Participant:
         assert self.participant is not None
