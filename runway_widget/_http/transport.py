@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import takewhile
 from typing import IO, Any
@@ -32,6 +32,7 @@ __all__ = [
     "Reply",
     "ReplyTooLarge",
     "Transport",
+    "WatchedAdapter",
     "retry_policy",
 ]
 
@@ -75,7 +76,7 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
-class _WatchedAdapter(HTTPAdapter):
+class WatchedAdapter(HTTPAdapter):
     """An adapter whose connections report to the running call's deadline."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -186,7 +187,12 @@ class Reply:
 
 
 class Transport:
-    """A ``requests`` session with one adapter per retry policy, and bounded calls."""
+    """A ``requests`` session with one adapter per retry policy, and bounded calls.
+
+    ``adapter`` makes each policy's adapter (a `WatchedAdapter` unless the caller connects
+    its own way, see ``outbound``); ``follow_redirects`` is for `download`; ``trust_env``
+    takes proxies and certificates from the environment, as ``requests`` does.
+    """
 
     def __init__(
         self,
@@ -196,12 +202,18 @@ class Transport:
         max_retries: int,
         backoff_factor: float,
         backoff_max: float,
+        adapter: Callable[..., HTTPAdapter] | None = None,
+        follow_redirects: bool = True,
+        trust_env: bool = True,
     ) -> None:
         self.timeout = timeout
+        self.follow_redirects = follow_redirects
         self.session = requests.Session()
+        self.session.trust_env = trust_env
         self.session.headers["User-Agent"] = user_agent
+        make_adapter = adapter or WatchedAdapter
         self._adapters = {
-            kind: _WatchedAdapter(
+            kind: make_adapter(
                 max_retries=retry_policy(
                     kind,
                     max_retries=max_retries,
@@ -258,7 +270,10 @@ class Transport:
         base_seconds: float,
         min_rate: float,
     ) -> int:
-        """Stream ``url`` into ``out`` (redirects followed); returns the bytes written.
+        """Stream ``url`` into ``out``; returns the bytes written.
+
+        Redirects are followed if the transport was made to (a 3xx is a status other than
+        200 otherwise).
 
         The reply must start within ``base_seconds``; the whole transfer then gets
         ``base_seconds`` plus its size at ``min_rate`` bytes a second (the announced size,
@@ -268,7 +283,10 @@ class Transport:
         with CallDeadline(base_seconds) as bound:
             try:
                 with self.session.get(
-                    url, stream=True, timeout=self._read_timeout(bound)
+                    url,
+                    stream=True,
+                    timeout=self._read_timeout(bound),
+                    allow_redirects=self.follow_redirects,
                 ) as response:
                     if response.status_code != 200:
                         raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
