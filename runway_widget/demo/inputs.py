@@ -2,7 +2,8 @@
 
 URLs that point at the demo server itself (samples, uploads, earlier results) are read straight
 from disk, so the demo works offline and never calls itself over HTTP from a render thread.
-Remote inputs are fetched with a timeout and a size cap.
+Other inputs are fetched with a timeout and a size cap: by ``requests`` from anywhere, or by
+the `Fetch` the embedder gives (a gateway fetches participants' URLs under its outbound rule).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from PIL import Image, ImageOps
 
 from .renderer import InputError
 
+Fetch = Callable[[str, IO[bytes], int], None]
+"""``fetch(url, sink, cap)`` writes at most ``cap`` bytes of ``url`` to ``sink``, or raises
+`InputError` saying why not."""
+
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_VIDEO_BYTES = 100 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
@@ -31,9 +36,15 @@ def _short(url: str) -> str:
 class InputLoader:
     """Implements the renderer's ``Inputs``: ``image(url)`` and ``video(url)``."""
 
-    def __init__(self, local_file: Callable[[str], Path | None], scratch_dir: Path) -> None:
+    def __init__(
+        self,
+        local_file: Callable[[str], Path | None],
+        scratch_dir: Path,
+        fetch: Fetch | None = None,
+    ) -> None:
         self._local_file = local_file
         self._scratch_dir = Path(scratch_dir)
+        self._download = fetch or download
 
     def image(self, url: str) -> Image.Image:
         """The picture at ``url`` as RGB, EXIF orientation applied."""
@@ -70,20 +81,21 @@ class InputLoader:
                 raise
             return Path(handle.name)
 
-    @staticmethod
-    def _download(url: str, sink: IO[bytes], cap: int) -> None:
-        try:
-            with requests.get(url, stream=True, timeout=TIMEOUT) as response:
-                if response.status_code != 200:
-                    raise InputError(f"{_short(url)} answered HTTP {response.status_code}")
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > cap:
+
+def download(url: str, sink: IO[bytes], cap: int) -> None:
+    """The default `Fetch`: ``requests``, any address (the demo alone on a machine)."""
+    try:
+        with requests.get(url, stream=True, timeout=TIMEOUT) as response:
+            if response.status_code != 200:
+                raise InputError(f"{_short(url)} answered HTTP {response.status_code}")
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > cap:
+                raise InputError(f"{_short(url)} is larger than {cap // 2**20} MB")
+            received = 0
+            for chunk in response.iter_content(64 * 1024):
+                received += len(chunk)
+                if received > cap:
                     raise InputError(f"{_short(url)} is larger than {cap // 2**20} MB")
-                received = 0
-                for chunk in response.iter_content(64 * 1024):
-                    received += len(chunk)
-                    if received > cap:
-                        raise InputError(f"{_short(url)} is larger than {cap // 2**20} MB")
-                    sink.write(chunk)
-        except requests.RequestException as exc:
-            raise InputError(f"could not load {_short(url)} ({type(exc).__name__})") from exc
+                sink.write(chunk)
+    except requests.RequestException as exc:
+        raise InputError(f"could not load {_short(url)} ({type(exc).__name__})") from exc

@@ -38,7 +38,7 @@ from .._server.service import (
     presented_key,
 )
 from ..models import FETCH_MANY_LIMIT, UPLOAD_LIMIT, GenerationRequest
-from .inputs import InputLoader
+from .inputs import Fetch, InputLoader
 from .render_pool import RenderPool
 from .renderer import RenderSpec
 from .samples import sample_path
@@ -361,6 +361,8 @@ class DemoServer:
 
     ``job_seconds`` is how long each task runs: a number, or a function of the request body
     (to spread run times); None reads ``RUNWAY_WIDGET_DEMO_SECONDS`` (default 6 s).
+    ``fetch`` loads inputs (``image_url``, ``video_url``) that are not on this server; by
+    default ``requests`` fetches them from wherever they are.
     """
 
     api_key = DEMO_API_KEY
@@ -373,6 +375,7 @@ class DemoServer:
         job_seconds: JobSeconds | None = None,
         credits: int = 1000,
         render_workers: int = 2,
+        fetch: Fetch | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -382,6 +385,7 @@ class DemoServer:
         self.credits = credits
         self.faults = DemoFaults()
         self._render_workers = render_workers
+        self._fetch_input = fetch
         self._lock = threading.Lock()
         self._random = random.Random()
         self._stats: Counter[str] = Counter()
@@ -413,7 +417,9 @@ class DemoServer:
         for name in ("videos", "uploads", "inputs"):
             (root / name).mkdir()
         self._renders = RenderPool(
-            root / "videos", InputLoader(self._local_file, root / "inputs"), self._render_workers
+            root / "videos",
+            InputLoader(self._local_file, root / "inputs", self._fetch_input),
+            self._render_workers,
         )
         self._webhooks = WebhookSender(self._snapshot)
         self._httpd = httpd.start()
