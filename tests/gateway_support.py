@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import requests
 
+from runway_widget._http.outbound import OutboundPolicy
 from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.gateway.app import GatewayServer
-from runway_widget.gateway.upstream import Upstream
+from runway_widget.gateway.upstream import Upstream, demo_inputs_fetch
 from runway_widget.store import JobStore
 
 _names = itertools.count(1)
@@ -41,10 +42,12 @@ def upstream_client(base_url: str, api_key: str, folder: Path, **options: Any) -
 
 @contextlib.contextmanager
 def demo_gateway(folder: Path, job_seconds: float = 1.0, **kwargs: Any) -> Iterator[GatewayServer]:
-    """A gateway whose upstream is a demo backend of its own (``gateway.upstream.demo``)."""
+    """A gateway whose upstream is a demo backend of its own (``gateway.upstream.demo``),
+    fetching participants' inputs under the gateway's rule, as ``--upstream demo`` does."""
     from runway_widget.demo import DemoServer
 
-    demo = DemoServer(job_seconds=job_seconds).start()
+    policy = OutboundPolicy(allow_private=kwargs.get("allow_private_webhooks", False))
+    demo = DemoServer(job_seconds=job_seconds, fetch=demo_inputs_fetch(policy)).start()
     client = upstream_client(demo.base_url, demo.api_key, folder)
     with gateway_on(Upstream(client, demo=demo), folder, **kwargs) as gateway:
         yield gateway

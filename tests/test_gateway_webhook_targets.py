@@ -2,51 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 
 import pytest
 
+from runway_widget._http.outbound import OutboundPolicy
 from runway_widget.gateway.db.ledger import JobRow
 from runway_widget.gateway.participant_webhooks import ParticipantWebhooks
-from runway_widget.gateway.webhook_targets import address_refusal, refusal
 from runway_widget.tracking.webhooks import WebhookReceiver
 from tests.gateway_support import call, demo_gateway, participant
 from tests.hostile_server import HostileServer, json_reply, send, trickle
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.mark.parametrize(
-    ("address", "rule"),
-    [
-        ("127.0.0.1", "loopback"),
-        ("::1", "loopback"),
-        ("::ffff:127.0.0.1", "loopback"),
-        ("169.254.169.254", "link-local"),
-        ("fe80::1", "link-local"),
-        ("10.1.2.3", "private"),
-        ("172.20.0.1", "private"),
-        ("192.168.1.1", "private"),
-        ("fd00::1", "private"),
-        ("0.0.0.0", "unspecified"),
-        ("::", "unspecified"),
-    ],
-)
-def test_addresses_inside_the_gateways_network_are_refused_by_rule(address, rule):
-    found = address_refusal(ipaddress.ip_address(address))
-    assert found is not None and rule in found
-
-
-def test_public_addresses_and_urls_pass_and_bad_urls_do_not():
-    assert address_refusal(ipaddress.ip_address("93.184.216.34")) is None
-    assert address_refusal(ipaddress.ip_address("2606:4700::1")) is None
-    assert refusal("https://93.184.216.34/hook") is None  # a literal: nothing to resolve
-    assert "loopback" in (refusal("http://localhost:8000/hook") or "")  # resolved, then checked
-    assert "private" in (refusal("http://[fd12::5]:80/") or "")
-    assert "http(s)" in (refusal("file:///etc/passwd") or "")
-    assert "http(s)" in (refusal("http:///nohost") or "")
 
 
 def _submit(gateway, token, url):
@@ -97,7 +65,7 @@ def _wait_for(caplog, line: str) -> None:
 def test_each_send_is_checked_again_so_a_name_resolving_inward_later_gets_nothing(caplog):
     caplog.set_level(logging.INFO)
     with WebhookReceiver(secret="s") as receiver:
-        hooks = ParticipantWebhooks(lambda: "http://gateway")
+        hooks = ParticipantWebhooks(lambda: "http://gateway", OutboundPolicy())
         hooks.register("t-rebound", receiver.url, "s")  # as if it had looked public at submit
         hooks.deliver(_failed("t-rebound"))
         _wait_for(caplog, "t-rebound not sent")
@@ -112,7 +80,7 @@ def test_a_send_follows_no_redirect_and_is_bounded(caplog):
     with HostileServer() as bad:
         bad.route("/hook", send(json_reply({}, 307, Location=f"{bad.base_url}/elsewhere")))
         bad.route("/slow", trickle(json_reply({"ok": True}), every=1.0, forever=True))
-        hooks = ParticipantWebhooks(lambda: "http://gateway", allow_private=True)
+        hooks = ParticipantWebhooks(lambda: "http://gateway", OutboundPolicy(allow_private=True))
         hooks.register("t-redirect", f"{bad.base_url}/hook", None)
         hooks.register("t-slow", f"{bad.base_url}/slow", None)
         started = time.monotonic()
@@ -120,6 +88,6 @@ def test_a_send_follows_no_redirect_and_is_bounded(caplog):
         hooks.deliver(_failed("t-slow"))
         _wait_for(caplog, "t-slow failed")
         hooks.close()
-        assert time.monotonic() - started < 25  # the 10 s deadline cut the trickle
+        assert time.monotonic() - started < 25  # the 5 s deadline cut the trickle
         assert bad.count("/hook") == 1 and bad.count("/elsewhere") == 0
     assert "participant webhook for task t-slow failed: DeadlinePassed" in caplog.text

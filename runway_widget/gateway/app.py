@@ -28,6 +28,7 @@ from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
+from .._http.outbound import OutboundPolicy
 from ..store import default_path
 from .auth import ParticipantAuth, TokenAuth
 from .clips import VideoHandler
@@ -96,8 +97,12 @@ class GatewayServer:
         self.roster = Roster(self.engine)
         self.ledger = Ledger(self.engine)
         self._db_pool = ThreadPoolExecutor(DB_WORKERS, thread_name_prefix="gateway-db")
+        # what the gateway may fetch or post to at addresses others chose (SPEC §8)
+        self.outbound = OutboundPolicy(allow_private=allow_private_webhooks)
         self.upstream = (
-            upstream if isinstance(upstream, Upstream) else Upstream.open(upstream, self.home)
+            upstream
+            if isinstance(upstream, Upstream)
+            else Upstream.open(upstream, self.home, policy=self.outbound)
         )
         hook_secret = _webhook_secret(self.upstream.client.api_key or "")
         hook = (self.public_url + "/upstream-webhook", hook_secret) if self.public_url else None
@@ -107,13 +112,12 @@ class GatewayServer:
             self.home / "gateway-videos",
             self._db_pool,
             upstream_webhook=hook,
+            outbound=self.outbound,
             min_interval=poll_interval[0],
             max_interval=poll_interval[1],
             heartbeat=heartbeat,
         )
-        self.webhooks = ParticipantWebhooks(
-            lambda: self.base_url, allow_private=allow_private_webhooks
-        )
+        self.webhooks = ParticipantWebhooks(lambda: self.base_url, self.outbound)
         self.workshop.hooks = self.webhooks
         self.workshop.on_change(self.webhooks.deliver)
         self.room = room or RoomConfig()

@@ -9,46 +9,65 @@ an ``Authorization`` header, can still play it. Served with Range by tornado's
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from pathlib import Path
+from typing import IO
 
+import requests
 from tornado.web import HTTPError, StaticFileHandler
 
-from ..client.apiframe import ApiframeClient
-from ..errors import ApiframeError
+from .._http.deadlines import DeadlinePassed
+from .._http.outbound import OutboundPolicy, OutboundRefused, outbound_transport
+from .._http.transport import ReplyTooLarge
+from .._version import __version__
+from ..client.downloads import save_atomically
+from .lanes import Lane, LaneFull
 
 __all__ = ["ClipStore", "VideoHandler"]
 
 logger = logging.getLogger("runway_widget.gateway")
 
 ATTEMPTS = 3
-RETRY_PAUSE = 2.0
+RETRY_PAUSE = 2.0  # seconds before the second attempt; twice that before the third
+WORKERS = 4
+WAITING = 10_000  # one per finished task waiting for its copy
 _KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 class ClipStore:
-    """Downloads each finished clip once, in the background, and says where it is."""
+    """Downloads each finished clip once, in a lane of its own, and says where it is.
+
+    Copies follow the outbound rule (``policy``: the upstream's own origin is trusted,
+    any other address is judged), within ``limit`` bytes, ``base_seconds`` to start and
+    ``min_rate`` bytes a second after that. A failed attempt is tried again later from the
+    lane's queue, never by sleeping in a worker; a refused URL is not tried again.
+    """
 
     def __init__(
         self,
         folder: Path,
-        client: ApiframeClient,
-        executor: Executor,
+        policy: OutboundPolicy,
         on_stored: Callable[[str, Path | None], None],
         *,
+        limit: int,
+        base_seconds: float,
+        min_rate: float,
         pause: float = RETRY_PAUSE,
+        workers: int = WORKERS,
     ) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._client = client
-        self._executor = executor
         self._on_stored = on_stored
+        self._limit, self._base_seconds, self._min_rate = limit, base_seconds, min_rate
         self._pause = pause
+        self._transport = outbound_transport(
+            policy, user_agent=f"runway_widget-gateway/{__version__}", timeout=base_seconds
+        )
+        self._lane = Lane("gateway-clips", workers, WAITING)
         self._pending: set[str] = set()
         self._lock = threading.Lock()
 
@@ -63,22 +82,57 @@ class ClipStore:
             if task_id in self._pending:
                 return
             self._pending.add(task_id)
-        self._executor.submit(self._fetch, task_id, url, video_key)
+        self._attempt_later(0.0, task_id, url, video_key, 1)
 
-    def _fetch(self, task_id: str, url: str, video_key: str) -> None:
-        path: Path | None = None
+    def close(self) -> None:
+        """Drop queued copies (a restart brings them in again) and stop at once."""
+        self._lane.close()
+        self._transport.close()
+
+    def _attempt_later(self, delay: float, task_id: str, url: str, key: str, attempt: int) -> None:
         try:
-            for attempt in range(1, ATTEMPTS + 1):
-                try:
-                    path = self._client.download(url, self.path_for(video_key))
-                    break
-                except ApiframeError as exc:
-                    logger.warning("clip of task %s: attempt %d failed: %s", task_id, attempt, exc)
-                    time.sleep(self._pause * attempt)
-        finally:
-            with self._lock:
-                self._pending.discard(task_id)
-        self._on_stored(task_id, path)
+            self._lane.submit_after(delay, self._attempt, task_id, url, key, attempt)
+        except LaneFull as exc:
+            logger.warning("clip of task %s not copied: %s", task_id, exc)
+            self._finish(task_id, None)
+
+    def _attempt(self, task_id: str, url: str, key: str, attempt: int) -> None:
+        try:
+            path = self.path_for(key)
+            save_atomically(path, functools.partial(self._copy, url))
+        except OutboundRefused as exc:
+            logger.warning("clip of task %s not copied: %s", task_id, exc)
+        except (OSError, DeadlinePassed, ReplyTooLarge) as exc:
+            logger.warning("clip of task %s: attempt %d failed: %s", task_id, attempt, _why(exc))
+            if attempt < ATTEMPTS:
+                self._attempt_later(self._pause * attempt, task_id, url, key, attempt + 1)
+                return
+        except Exception:
+            logger.exception("clip of task %s: the copy failed", task_id)
+        else:
+            self._finish(task_id, path)
+            return
+        self._finish(task_id, None)
+
+    def _copy(self, url: str, out: IO[bytes]) -> None:
+        self._transport.download(
+            url, out, limit=self._limit, base_seconds=self._base_seconds, min_rate=self._min_rate
+        )
+
+    def _finish(self, task_id: str, path: Path | None) -> None:
+        with self._lock:
+            self._pending.discard(task_id)
+        try:
+            self._on_stored(task_id, path)
+        except Exception:
+            logger.exception("clip of task %s: could not record the copy", task_id)
+
+
+def _why(exc: BaseException) -> str:
+    """A failure in a few words, never the URL (a provider's may carry a signature)."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__
 
 
 class VideoHandler(StaticFileHandler):

@@ -5,96 +5,146 @@ and ``webhook_secret`` stay here, in memory (a secret is never written to the da
 each change of their task is POSTed to them as they would see it from ``/fetch``. After a
 gateway restart the secrets are gone, so those tasks are followed by polling only.
 
-Targets inside the gateway's own network are refused (see ``webhook_targets``) unless the
-instructor allowed them; each send is checked again, has an overall deadline, follows no
-redirect and reads at most a few bytes of the reply.
+Every push follows the outbound rule (``_http.outbound``: the address is checked when the
+name is resolved, once per push, and that address is the one connected to), has a deadline,
+follows no redirect and reads at most a few bytes of the reply.
+
+Pushes are fair: each participant has a queue of their own, holding the newest state of each
+task (a newer one replaces a state not sent yet), and at most one push of theirs is in the
+lane at a time. Served in turn, a receiver that never answers holds one worker and delays
+only its owner's pushes.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from .._http.deadlines import DeadlinePassed
-from .._http.transport import ReplyTooLarge, Transport
+from .._http.outbound import OutboundPolicy, OutboundRefused, outbound_transport
+from .._http.transport import ReplyTooLarge
 from .._version import __version__
 from .db.ledger import JobRow
-from .webhook_targets import refusal
+from .lanes import Lane, LaneFull
 from .workshop import participant_task
 
 __all__ = ["ParticipantWebhooks"]
 
 logger = logging.getLogger("runway_widget.gateway")
 
-TIMEOUT = 10.0  # the whole send: connect, request, reply
+PUSH_SECONDS = 5.0  # one push: connect, request, reply
 REPLY_LIMIT = 4096  # a receiver's answer is only looked at for its status
-WORKERS = 2
+WORKERS = 8
+OWNER_TASKS = 64  # tasks with a push waiting, per participant
+OWNERS = 10_000  # participants with a push in the lane
+
+
+@dataclass(frozen=True)
+class _Push:
+    url: str
+    secret: str | None
+    body: dict[str, Any]
 
 
 class ParticipantWebhooks:
-    """Remembers who wants pushes for which task, and sends them from a small pool."""
+    """Remembers who wants pushes for which task, and sends them fairly, newest state first."""
 
-    def __init__(self, video_base: Callable[[], str], *, allow_private: bool = False) -> None:
+    def __init__(
+        self,
+        video_base: Callable[[], str],
+        policy: OutboundPolicy,
+        *,
+        deadline: float = PUSH_SECONDS,
+        workers: int = WORKERS,
+    ) -> None:
         self._video_base = video_base
-        self._allow_private = allow_private
+        self._policy = policy
+        self._deadline = deadline
         self._targets: dict[str, tuple[str, str | None]] = {}
+        self._queues: dict[int, OrderedDict[str, _Push]] = {}  # owners with a push in the lane
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="gateway-webhooks")
-        self._transport = Transport(
-            user_agent=f"runway_widget-gateway/{__version__}",
-            timeout=TIMEOUT,
-            max_retries=0,
-            backoff_factor=0.0,
-            backoff_max=0.0,
+        self._lane = Lane("gateway-webhooks", workers, OWNERS)
+        self._transport = outbound_transport(
+            policy, user_agent=f"runway_widget-gateway/{__version__}", timeout=deadline
         )
 
     def refusal(self, url: str) -> str | None:
         """Why ``url`` may not receive pushes (None if it may); resolves its host name."""
-        return None if self._allow_private else refusal(url)
+        reason = self._policy.refusal(url)
+        return None if reason is None else f"webhook_url {reason}"
 
     def register(self, task_id: str, url: str, secret: str | None) -> None:
         with self._lock:
             self._targets[task_id] = (url, secret)
 
     def deliver(self, row: JobRow) -> None:
-        """Send the participant's view of ``row`` to their webhook, if they asked for one."""
+        """Queue the participant's view of ``row`` for their webhook, if they asked for one."""
         with self._lock:
             target = self._targets.get(row.task_id)
-            if (
-                target is not None
-                and row.state in ("failed", "finished")
-                and (row.state == "failed" or row.video_path is not None)
+            if target is None:
+                return
+            if row.state in ("failed", "finished") and (
+                row.state == "failed" or row.video_path is not None
             ):
                 del self._targets[row.task_id]  # the last push for this task
-        if target is not None:
-            self._pool.submit(self._post, target, participant_task(row, self._video_base()))
+            push = _Push(*target, participant_task(row, self._video_base()))
+            queue = self._queues.get(row.participant_id)
+            if queue is not None:  # their turn comes: the newest state waits in it
+                if row.task_id in queue or len(queue) < OWNER_TASKS:
+                    queue[row.task_id] = push
+                else:
+                    logger.warning("participant webhook for task %s dropped", row.task_id)
+                return
+            self._queues[row.participant_id] = OrderedDict({row.task_id: push})
+        self._take_turn(row.participant_id)
 
-    def _post(self, target: tuple[str, str | None], body: dict[str, Any]) -> None:
-        url, secret = target
-        task_id = body["task_id"]
-        refused = self.refusal(url)  # again: the name may resolve elsewhere by now
-        if refused is not None:
-            logger.warning("participant webhook for task %s not sent: %s", task_id, refused)
-            return
-        headers = {"x-webhook-secret": secret} if secret else {}
+    def close(self) -> None:
+        self._lane.close()
+        self._transport.close()
+
+    def _take_turn(self, owner: int) -> None:
+        try:
+            self._lane.submit(self._send_next, owner)
+        except LaneFull as exc:
+            with self._lock:
+                dropped = self._queues.pop(owner, OrderedDict())
+            logger.warning("%d participant webhook push(es) dropped: %s", len(dropped), exc)
+
+    def _send_next(self, owner: int) -> None:
+        """Send the owner's oldest waiting push, then queue their next turn (if any)."""
+        with self._lock:
+            task_id, push = self._queues[owner].popitem(last=False)
+        try:
+            self._post(task_id, push)
+        finally:
+            with self._lock:
+                more = bool(self._queues[owner])
+                if not more:
+                    del self._queues[owner]
+            if more:
+                self._take_turn(owner)
+
+    def _post(self, task_id: str, push: _Push) -> None:
+        headers = {"x-webhook-secret": push.secret} if push.secret else {}
         try:
             self._transport.call(
                 "POST",
-                url,
+                push.url,
                 policy="once",
-                deadline=TIMEOUT,
+                deadline=self._deadline,
                 limit=REPLY_LIMIT,
-                json=body,
+                json=push.body,
                 headers=headers,
             )
-        except (requests.RequestException, DeadlinePassed, ReplyTooLarge) as exc:
+        except OutboundRefused as exc:  # the name resolves elsewhere now
+            logger.warning(
+                "participant webhook for task %s not sent: webhook_url %s", task_id, exc.reason
+            )
+        except (OSError, DeadlinePassed, ReplyTooLarge) as exc:
             logger.info("participant webhook for task %s failed: %s", task_id, type(exc).__name__)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._transport.close()
+        except Exception:
+            logger.exception("participant webhook for task %s failed", task_id)

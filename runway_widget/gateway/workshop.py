@@ -17,9 +17,10 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from .._http.outbound import OutboundPolicy
 from ..cli.terminal import inert
 from ..errors import ApiframeError, ServerError, SubmissionUnknownError, ValidationError, shorten
-from ..models import GenerationRequest, Task
+from ..models import GenerationRequest, Task, is_http_url
 from ..tracking.tracker import TaskTracker
 from .clips import ClipStore
 from .db.database import JobState
@@ -67,7 +68,8 @@ def participant_task(row: JobRow, video_base: str) -> dict[str, Any]:
         if row.video_path and row.video_key:
             percentage, video_url = 100, f"{video_base}/videos/{row.video_key}.mp4"
         elif not row.upstream_video_url or row.video_path == "":
-            percentage, video_url = 100, row.upstream_video_url  # nothing to copy, or it failed
+            percentage = 100  # nothing to copy, or it failed: theirs, if it is a web address
+            video_url = row.upstream_video_url if is_http_url(row.upstream_video_url) else None
         else:
             status, percentage = "processing", 99  # bringing the clip in
     task: dict[str, Any] = {
@@ -93,6 +95,7 @@ class Workshop:
         db_executor: Executor,
         *,
         upstream_webhook: tuple[str, str] | None = None,
+        outbound: OutboundPolicy | None = None,
         min_interval: float = 0.5,
         max_interval: float = 15.0,
         heartbeat: float = HEARTBEAT_SECONDS,
@@ -113,7 +116,15 @@ class Workshop:
             min_interval=min_interval,
             max_interval=max_interval,
         )
-        self.clips = ClipStore(clips_folder, upstream.client, upstream.executor, self._clip_stored)
+        client = upstream.client
+        self.clips = ClipStore(
+            clips_folder,
+            (outbound or OutboundPolicy()).trusting(client.base_url),
+            self._clip_stored,
+            limit=client.download_limit,
+            base_seconds=client.timeout,
+            min_rate=client.download_min_rate,
+        )
 
     # -- life ------------------------------------------------------------------------------
 
@@ -168,6 +179,7 @@ class Workshop:
             logger.warning("%d submission(s) cut short by a stop are now unknown", orphans)
 
     def close(self) -> None:
+        self.clips.close()
         self.tracker.stop()
         self._updates.close()  # every update seen is in the ledger
         try:

@@ -1,0 +1,120 @@
+"""Bounded lanes for the gateway's slow outbound work, so one kind cannot starve another.
+
+Submissions upstream, clip copies and webhook pushes each run in a `Lane` of their own:
+a fixed number of workers and a bounded queue, so a trickling clip or a receiver that never
+answers ties up its own lane's workers only. Work due later (a retry) waits in the queue,
+not in a sleeping worker. Workers are daemon threads and `close` waits a bounded time:
+a stop is never held up by a call still running (each has its own deadline anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+__all__ = ["Lane", "LaneFull"]
+
+logger = logging.getLogger("runway_widget.gateway")
+
+T = TypeVar("T")
+
+
+class LaneFull(Exception):
+    """The lane's queue is full: the work was not taken (nothing of it ran)."""
+
+
+class _Job:
+    __slots__ = ("args", "call", "future")
+
+    def __init__(self, call: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.call, self.args = call, args
+        self.future: Future[Any] = Future()
+
+    def run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = self.call(*self.args)
+        except BaseException as exc:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+
+
+class Lane:
+    """``workers`` daemon threads serving at most ``capacity`` waiting jobs, soonest first."""
+
+    def __init__(self, name: str, workers: int, capacity: int) -> None:
+        self.name = name
+        self.capacity = capacity
+        self._ready = threading.Condition()
+        self._queue: list[tuple[float, int, _Job]] = []  # (due, order, job)
+        self._order = itertools.count()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, call: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``call(*args)`` on a free worker; raises `LaneFull` when the queue is."""
+        return self.submit_after(0.0, call, *args)
+
+    def submit_after(self, delay: float, call: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``call(*args)`` once ``delay`` seconds have passed, holding no worker till then."""
+        job = _Job(call, args)
+        with self._ready:
+            if self._closed:
+                raise LaneFull(f"the {self.name} lane is closed")
+            if len(self._queue) >= self.capacity:
+                raise LaneFull(f"the {self.name} lane has {self.capacity} jobs waiting")
+            heapq.heappush(self._queue, (time.monotonic() + delay, next(self._order), job))
+            self._ready.notify()
+        return job.future
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        """Await ``call(*args)`` run in the lane (`LaneFull` at once if it cannot be queued)."""
+        return await asyncio.wrap_future(self.submit(call, *args))
+
+    @property
+    def waiting(self) -> int:
+        with self._ready:
+            return len(self._queue)
+
+    def close(self, grace: float = 0.0) -> None:
+        """Cancel waiting jobs and give running ones up to ``grace`` seconds in all."""
+        with self._ready:
+            self._closed = True
+            waiting, self._queue = self._queue, []
+            self._ready.notify_all()
+        for *_, job in waiting:
+            job.future.cancel()
+        until = time.monotonic() + grace
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, until - time.monotonic()))
+        busy = sum(thread.is_alive() for thread in self._threads)
+        if busy:
+            logger.info("%s: %d call(s) still running are left to their deadlines", self.name, busy)
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while True:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    if self._queue and self._queue[0][0] <= now:
+                        _, _, job = heapq.heappop(self._queue)
+                        break
+                    self._ready.wait(self._queue[0][0] - now if self._queue else None)
+            job.run()
