@@ -120,6 +120,8 @@ def test_a_failed_copy_waits_for_its_retry_without_holding_the_worker(tmp_path, 
     started = time.monotonic()
     clips.close()
     assert time.monotonic() - started < 3
+    clips.fetch_later("late", f"{server.base_url}/clip.mp4", "l" * 20)  # the gateway stops
+    assert stored.empty()  # not recorded as failed: a restart copies it
 
 
 def test_a_failed_copy_is_tried_again_later_and_kept_when_it_works(tmp_path, server, caplog):

@@ -196,6 +196,7 @@ def test_a_public_url_passes_and_names_the_address_to_connect_to():
     assert names.lookups == ["hooks.example"]
     six = policy.check("http://v6.example:8080/")
     assert (six.connect_host, six.host_header) == ("[2606:4700::1]", "v6.example:8080")
+    assert OutboundPolicy().refusal(f"https://{PUBLIC}/hook") is None  # nothing to resolve
     mapped = policy.check(f"http://[::ffff:{PUBLIC}]/").address
     assert mapped == ipaddress.ip_address(f"::ffff:{PUBLIC}")
 

@@ -272,12 +272,10 @@ class Transport:
     ) -> int:
         """Stream ``url`` into ``out``; returns the bytes written.
 
-        Redirects are followed if the transport was made to (a 3xx is a status other than
-        200 otherwise).
-
-        The reply must start within ``base_seconds``; the whole transfer then gets
-        ``base_seconds`` plus its size at ``min_rate`` bytes a second (the announced size,
-        else the size limit) and must keep that average rate. A status other than 200
+        Redirects are followed only if the transport was made to. The reply must start
+        within ``base_seconds``; the whole transfer then gets ``base_seconds`` plus its size
+        at ``min_rate`` bytes a second (the announced size, else the size limit) and must
+        keep that average rate. A status other than 200 (a redirect not followed, too)
         raises ``requests.HTTPError``.
         """
         with CallDeadline(base_seconds) as bound:

@@ -47,7 +47,8 @@ def register(commands: Any) -> None:
     serve.add_argument(
         "--allow-private-webhooks",
         action="store_true",
-        help="let participants' webhooks reach loopback/private addresses (rehearsals only)",
+        help="let webhooks, clip copies and demo inputs reach loopback/private addresses "
+        "(rehearsals on one machine only)",
     )
     serve.add_argument(
         "--trusted-proxy",

@@ -25,7 +25,7 @@ from .._http.outbound import OutboundPolicy, OutboundRefused, outbound_transport
 from .._http.transport import ReplyTooLarge
 from .._version import __version__
 from ..client.downloads import save_atomically
-from .lanes import Lane, LaneFull
+from .lanes import Lane, LaneClosed, LaneFull
 
 __all__ = ["ClipStore", "VideoHandler"]
 
@@ -70,6 +70,7 @@ class ClipStore:
         self._lane = Lane("gateway-clips", workers, WAITING)
         self._pending: set[str] = set()
         self._lock = threading.Lock()
+        self._closed = False
 
     def path_for(self, video_key: str) -> Path:
         if not _KEY.match(video_key):
@@ -85,13 +86,17 @@ class ClipStore:
         self._attempt_later(0.0, task_id, url, video_key, 1)
 
     def close(self) -> None:
-        """Drop queued copies (a restart brings them in again) and stop at once."""
+        """Drop queued copies and record nothing more: a restart brings them in again."""
+        with self._lock:
+            self._closed = True
         self._lane.close()
         self._transport.close()
 
     def _attempt_later(self, delay: float, task_id: str, url: str, key: str, attempt: int) -> None:
         try:
             self._lane.submit_after(delay, self._attempt, task_id, url, key, attempt)
+        except LaneClosed:
+            return
         except LaneFull as exc:
             logger.warning("clip of task %s not copied: %s", task_id, exc)
             self._finish(task_id, None)
@@ -122,6 +127,8 @@ class ClipStore:
     def _finish(self, task_id: str, path: Path | None) -> None:
         with self._lock:
             self._pending.discard(task_id)
+            if self._closed:
+                return
         try:
             self._on_stored(task_id, path)
         except Exception:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-__all__ = ["Lane", "LaneFull"]
+__all__ = ["Lane", "LaneClosed", "LaneFull"]
 
 logger = logging.getLogger("runway_widget.gateway")
 
@@ -28,6 +28,10 @@ T = TypeVar("T")
 
 class LaneFull(Exception):
     """The lane's queue is full: the work was not taken (nothing of it ran)."""
+
+
+class LaneClosed(LaneFull):
+    """The lane was closed: the gateway is stopping, the work was not taken."""
 
 
 class _Job:
@@ -74,7 +78,7 @@ class Lane:
         job = _Job(call, args)
         with self._ready:
             if self._closed:
-                raise LaneFull(f"the {self.name} lane is closed")
+                raise LaneClosed(f"the {self.name} lane is closed")
             if len(self._queue) >= self.capacity:
                 raise LaneFull(f"the {self.name} lane has {self.capacity} jobs waiting")
             heapq.heappush(self._queue, (time.monotonic() + delay, next(self._order), job))
