@@ -28,6 +28,7 @@ from .._http.deadlines import DeadlinePassed
 from .._http.outbound import OutboundPolicy, OutboundRefused, outbound_transport
 from .._http.transport import ReplyTooLarge
 from .._version import __version__
+from .db.database import JobState
 from .db.ledger import JobRow
 from .lanes import Lane, LaneFull
 from .workshop import participant_task
@@ -87,8 +88,8 @@ class ParticipantWebhooks:
             target = self._targets.get(row.task_id)
             if target is None:
                 return
-            if row.state in ("failed", "finished") and (
-                row.state == "failed" or row.video_path is not None
+            if row.state == JobState.FAILED or (
+                row.state == JobState.FINISHED and row.video_path is not None
             ):
                 del self._targets[row.task_id]  # the last push for this task
             push = _Push(*target, participant_task(row, self._video_base()))
