@@ -277,7 +277,7 @@ def test_trickling_clips_delay_neither_another_submit_nor_a_stop(tmp_path):
 
 def test_a_full_submission_lane_answers_503_at_once_with_nothing_reserved(tmp_path):
     with ApiServer() as api:
-        api.script("/runway-imagine", Reply(200, json={"task_id": "slow"}, delay=5.0))
+        api.script("/runway-imagine", Reply(200, json={"task_id": "slow"}, delay=2.0))
         client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
         upstream = Upstream(client, workers=1, waiting=1)
         with gateway_on(upstream, tmp_path) as gateway:
