@@ -18,6 +18,9 @@ from ..cli.terminal import inert, inert_json
 
 __all__ = ["register"]
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
 
 def register(commands: Any) -> None:
     """Add ``gateway`` and ``join`` to the ``runway-widget`` sub-command parsers."""
@@ -25,8 +28,21 @@ def register(commands: Any) -> None:
     actions = gateway.add_subparsers(title="gateway commands", required=True, metavar="ACTION")
 
     serve = actions.add_parser("serve", help="serve participants until Ctrl-C")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument(
+        "--host",
+        help=f"address to listen on (default {DEFAULT_HOST}; with --jupyterhub, the host "
+        "of JUPYTERHUB_SERVICE_URL; 0.0.0.0 in a container)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        help=f"port (default {DEFAULT_PORT}; with --jupyterhub, JUPYTERHUB_SERVICE_URL's)",
+    )
+    serve.add_argument(
+        "--prefix",
+        help="path the gateway is served under (default /; with --jupyterhub, "
+        "JUPYTERHUB_SERVICE_PREFIX)",
+    )
     serve.add_argument(
         "--upstream",
         default=None,
@@ -167,9 +183,9 @@ def _serve(args: argparse.Namespace) -> int:
         room = RoomConfig.load(args.config)
     except RoomConfigError as exc:
         return _fail(str(exc))
-    host, port, prefix, hub_auth = args.host, args.port, "/", None
+    hub_auth = None
+    assigned: tuple[str | None, int | None, str | None] = (None, None, None)
     named = None if args.trusted_proxy is None else [p for p in args.trusted_proxy if p != "none"]
-    proxies = tuple(named or ())
     if args.jupyterhub:
         from .hub_auth import hub_proxies, hub_service_address, open_hub_auth
 
@@ -177,9 +193,11 @@ def _serve(args: argparse.Namespace) -> int:
             hub_auth = open_hub_auth()
         except RuntimeError as exc:
             return _fail(str(exc))
-        hub_host, hub_port, prefix = hub_service_address()
-        host, port = hub_host or host, hub_port or port
-        proxies = hub_proxies(host, named)
+        assigned = hub_service_address()
+    host = _first(args.host, assigned[0], DEFAULT_HOST)
+    port = _first(args.port, assigned[1], DEFAULT_PORT)
+    prefix = _first(args.prefix, assigned[2], "/")
+    proxies = hub_proxies(host, named) if args.jupyterhub else tuple(named or ())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     redact_tokens_in_logs(*logging.getLogger().handlers)
     server = GatewayServer(
@@ -205,6 +223,11 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server.serve_forever()
     return 0
+
+
+def _first(*choices: Any) -> Any:
+    """The first choice given: a flag, then what the hub assigned, then the default."""
+    return next(choice for choice in choices if choice is not None)
 
 
 def _token_add(args: argparse.Namespace) -> int:

@@ -46,17 +46,25 @@ def open_hub_auth() -> Any:
     if missing:
         raise RuntimeError(
             f"--jupyterhub runs as a JupyterHub service, but {', '.join(missing)} is not set: "
-            "list the gateway in c.JupyterHub.services (see docs/jupyterhub_config.py)"
+            "list the gateway in c.JupyterHub.services (see docs/jupyterhub_config.py), or "
+            "give a gateway of its own these variables (see docs/z2jh/gateway.yaml)"
         )
     return HubOAuth(cache_max_age=HUB_CACHE_SECONDS)
 
 
-def hub_service_address() -> tuple[str | None, int | None, str]:
-    """``(host, port, prefix)`` the hub assigned: ``JUPYTERHUB_SERVICE_URL`` and ``…_PREFIX``."""
+def hub_service_address() -> tuple[str | None, int | None, str | None]:
+    """``(host, port, prefix)`` the hub assigned: ``JUPYTERHUB_SERVICE_URL`` and ``…_PREFIX``.
+
+    None for what is not set. The URL is where to listen (a hub-managed service's ``url``,
+    or the bind address an external one is given); a URL without a port means the scheme's.
+    """
     url = os.environ.get("JUPYTERHUB_SERVICE_URL")
-    parts = urlsplit(url) if url else None
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
-    return (parts.hostname if parts else None, parts.port if parts else None, prefix)
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or None
+    if not url:
+        return None, None, prefix
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.hostname or None, port, prefix
 
 
 def hub_proxies(host: str | None, named: list[str] | None) -> tuple[str, ...]:
