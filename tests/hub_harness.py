@@ -88,6 +88,27 @@ def _search_path() -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
+def hub_environment() -> dict[str, str]:
+    """The hub's environment: this one, with this install's commands first and no upstream
+    key or hub token of the caller's."""
+    env = {**os.environ, "PATH": _search_path()}
+    env.pop("APIFRAME_API_KEY", None)
+    env.pop("JUPYTERHUB_API_TOKEN", None)
+    return env
+
+
+def container_environment() -> dict[str, str]:
+    """What a process of its own needs from here to run this install: nothing else."""
+    keep = ("PYTHONPATH", "HOME", "LANG", "TMPDIR")
+    return {"PATH": _search_path(), **{name: os.environ[name] for name in keep
+                                       if name in os.environ}}
+
+
+def spawner_args() -> list[str]:
+    """jupyterhub-singleuser refuses to run as root without ``--allow-root``."""
+    return ["--allow-root"] if os.geteuid() == 0 else []
+
+
 def _singleuser_command() -> str | None:
     candidate = Path(sys.executable).parent / "jupyterhub-singleuser"
     return str(candidate) if candidate.exists() else shutil.which("jupyterhub-singleuser")
@@ -172,7 +193,7 @@ class JupyterHubUnderTest:
                 state=self.state_dir,
                 admins=self.admins,
                 singleuser=_singleuser_command(),
-                spawner_args=["--allow-root"] if os.geteuid() == 0 else [],
+                spawner_args=spawner_args(),
                 groups=self.groups,
                 admin_service=ADMIN_SERVICE,
                 admin_token=self.admin_token,
@@ -180,17 +201,14 @@ class JupyterHubUnderTest:
             )
         )
         env = {
-            **os.environ,
+            **hub_environment(),
             "RUNWAY_GATEWAY_PORT": str(self.gateway_port),
             "RUNWAY_GATEWAY_CONFIG": str(gateway_config),
             "RUNWAY_GATEWAY_UPSTREAM": "demo",
             "RUNWAY_WIDGET_HOME": str(self.state_dir / "gateway-home"),
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
-            "PATH": _search_path(),
             **self._extra_env,
         }
-        env.pop("APIFRAME_API_KEY", None)
-        env.pop("JUPYTERHUB_API_TOKEN", None)
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "jupyterhub", "-f", str(config_file)],
