@@ -99,6 +99,16 @@ def test_the_gateway_runs_as_two_non_root_replicas_with_probes_and_requests() ->
     assert CONTAINER["args"][0] == "--jupyterhub"
 
 
+@pytest.mark.parametrize("command", [CONTAINER["args"],
+                                     HUB_MANAGED["hub"]["services"][z2jh.SERVICE]["command"]],
+                         ids=["external", "hub-managed"])
+def test_the_proxy_pod_is_trusted_for_forwarded_addresses(command: list[str]) -> None:
+    """Bound to 0.0.0.0, the gateway trusts no proxy by default: every participant would
+    share the proxy pod's address (connection slots, the join guard)."""
+    trusted = [command[i + 1] for i, word in enumerate(command) if word == "--trusted-proxy"]
+    assert trusted == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+
+
 def test_every_secret_comes_from_a_kubernetes_secret() -> None:
     for name in SECRET_ENV:
         assert "value" not in ENV[name] and "secretKeyRef" in ENV[name]["valueFrom"], name
