@@ -46,6 +46,7 @@ class RefusalCode(str, enum.Enum):
     WEBHOOK_TARGET_REFUSED = "webhook_target_refused"
     JOIN_CODE_UNKNOWN = "join_code_unknown"  # no such join code (403)
     ROOM_FULL = "room_full"  # the join code's seats are all taken (403)
+    JOIN_CODE_CLOSED = "join_code_closed"  # the instructor closed this join code (403)
     NAME_TAKEN = "name_taken"  # the name and its numbered variants are all taken (409)
     NAME_CONFUSABLE = "name_confusable"  # the name looks like another participant's (409)
     UPSTREAM_BUSY = "upstream_busy"  # the upstream is rate limiting the room (429)

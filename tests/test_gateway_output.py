@@ -95,7 +95,9 @@ def test_the_admin_pages_csv_is_neutralized_too(tmp_path):
 def test_reports_and_lists_print_nothing_that_drives_a_terminal(db, capsys):
     _earlier_participant(db, ESCAPES)
     roster = Roster(open_engine(db))
-    roster.add_join_code("code\x1b[", 3, Limits())  # the list shows its last two characters
+    roster.add_join_code("ROOM-42", 3, Limits())
+    with roster.engine.begin() as conn:  # a code no command takes now, kept from before
+        conn.execute(text("UPDATE gateway_join_codes SET code = :c"), {"c": "code\x1b[31m"})
     roster.engine.dispose()
     outputs = {}
     for command in (["report"], ["report", "--json"], ["token", "list"], ["join", "list"]):
@@ -104,6 +106,7 @@ def test_reports_and_lists_print_nothing_that_drives_a_terminal(db, capsys):
     for command, out in outputs.items():
         assert not RAW.search(out), command
     assert "mallory" in outputs["report"] and "mallory" in outputs["token list"]
+    assert outputs["join list"].startswith("code")
     assert json.loads(outputs["report --json"])[0]["name"] == ESCAPES  # escaped, not lost
 
 

@@ -109,7 +109,7 @@ def status_error(
             body=body,
         )
     if status >= 500:
-        ambiguous = submission and status != 503
+        ambiguous = submission and status != 503 and not _settled_refusal(body)
         return ServerError(
             f"the server failed on {path} (HTTP {status}): {detail}"
             + (f"; {UNKNOWN_SUBMISSION_HINT}" if ambiguous else ""),
@@ -217,6 +217,19 @@ def _coded_error(
     if refusal(body, RefusalCode.INVALID_REQUEST) is not None:
         return BadRequestError(messages or [detail], status_code=status, body=body)
     return None
+
+
+# a gateway's refusals that say the submission never went upstream (its quota given back)
+_NOTHING_SUBMITTED = (
+    RefusalCode.UPSTREAM_KEY_REFUSED,
+    RefusalCode.UPSTREAM_REFUSED,
+    RefusalCode.UPSTREAM_UNAVAILABLE,
+)
+
+
+def _settled_refusal(body: Any) -> bool:
+    """True when a workshop gateway's code says nothing was submitted: no "may exist" hint."""
+    return any(refusal(body, code) is not None for code in _NOTHING_SUBMITTED)
 
 
 def refusal(body: Any, code: RefusalCode) -> dict[str, Any] | None:

@@ -93,14 +93,20 @@ def join_gateway(url: str, code: str, name: str) -> dict[str, Any]:
     """Take a seat at a workshop gateway and store the personal token; returns what was stored.
 
     The token is written to `config_path` with mode 0600 (its owner only); only the name
-    and URL are returned for display, never the token.
+    and URL are returned for display, never the token. A token this machine already holds
+    for the same gateway is sent along, so the gateway can refuse a revoked participant's
+    machine a new seat under another name.
     """
     import requests
 
     base = url.rstrip("/")
+    sent: dict[str, str] = {"code": code, "name": name}
+    earlier = load_joined()
+    if earlier is not None and earlier["url"] == base:  # told only to the gateway that made it
+        sent["previous"] = earlier["token"]  # a revoked one keeps this machine out
     response = requests.post(
         base + "/join",
-        json={"code": code, "name": name},
+        json=sent,
         timeout=JOIN_TIMEOUT,
         allow_redirects=False,
         stream=True,

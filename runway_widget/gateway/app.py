@@ -30,6 +30,7 @@ from tornado.web import Application, RequestHandler
 
 from .._http.outbound import OutboundPolicy
 from ..store import default_path
+from .addresses import participant_urls
 from .auth import ParticipantAuth, TokenAuth
 from .clips import VideoHandler
 from .connections import FairHTTPServer, SlotLimits
@@ -51,7 +52,7 @@ from .web.login import BrowserLogin, HubLogin, TokenLogin
 from .web.pages import PageContext, page_routes
 from .workshop import Workshop
 
-__all__ = ["GatewayServer"]
+__all__ = ["GatewayServer", "bind_port"]
 
 logger = logging.getLogger("runway_widget.gateway")
 access_logger = logging.getLogger("runway_widget.gateway.access")
@@ -121,9 +122,15 @@ class GatewayServer:
         self.workshop.hooks = self.webhooks
         self.workshop.on_change(self.webhooks.deliver)
         self.room = room or RoomConfig()
+        self.hub_mode = hub_auth is not None  # JupyterHub users, not tokens and join codes
         auth, login = self._sign_in(auth, hub_auth)
         self.pages = PageContext(
-            login, ClipFeed(self.engine), self.roster, self._db_pool, self.room.gallery_room
+            login,
+            ClipFeed(self.engine),
+            self.roster,
+            self._db_pool,
+            self.room.gallery_room,
+            join_url=lambda: self.participant_urls[0],
         )
         self.context = Context(
             auth=auth,
@@ -139,6 +146,7 @@ class GatewayServer:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: FairHTTPServer | None = None
+        self._sockets: list[socket.socket] = []
         self._sweepers: list[PeriodicCallback] = []
 
     # -- identity --------------------------------------------------------------------------
@@ -151,6 +159,12 @@ class GatewayServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         return f"http://{host}:{self.port}{self.prefix}"
+
+    @property
+    def participant_urls(self) -> list[str]:
+        """The addresses participants can use, best first: with ``--host 0.0.0.0`` this
+        machine's network addresses, never 127.0.0.1 (see ``addresses``)."""
+        return participant_urls(self.host, self.port, self.prefix, self.public_url)
 
     def __repr__(self) -> str:
         return f"<GatewayServer {self.base_url} upstream={self.upstream.client.base_url}>"
@@ -285,6 +299,13 @@ class GatewayServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def bind(self, sockets: list[socket.socket] | None = None) -> None:
+        """Take the port now (`OSError` if it is taken), or adopt ``sockets`` from
+        `bind_port`, so that nothing says "serving" before it is true; `serve_forever` or
+        `start` then serve on them."""
+        self._sockets = sockets or bind_port(self.host, self.port)
+        self.port = self._sockets[0].getsockname()[1]
+
     async def _listen(self) -> None:
         server = FairHTTPServer(
             self.application(),
@@ -293,9 +314,10 @@ class GatewayServer:
             slots=self.slots,
             proxies=self.proxies,
         )
-        sockets = bind_sockets(self.port, self.host, family=_family(self.host), backlog=1024)
-        server.add_sockets(sockets)
-        self.port = sockets[0].getsockname()[1]
+        if not self._sockets:
+            self.bind()
+        server.add_sockets(self._sockets)
+        self._sockets = []
         self._server = server
         # each heartbeat: say this process lives, adopt dead ones' tasks, end lost reservations
         period = self.workshop.followers.heartbeat * 1000
@@ -316,6 +338,9 @@ class GatewayServer:
             self._server = None
 
     def _release(self) -> None:
+        for sock in self._sockets:  # bound, never served
+            sock.close()
+        self._sockets = []
         self.workshop.close()
         self.webhooks.close()
         self.upstream.close()
@@ -327,6 +352,11 @@ def _home(home: str | os.PathLike[str] | None) -> Path:
     path = Path(home).expanduser() if home else default_path().parent
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def bind_port(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on ``host:port`` (``OSError`` if the port is taken)."""
+    return bind_sockets(port, host, family=_family(host), backlog=1024)
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -346,7 +376,7 @@ def _access_log(handler: RequestHandler) -> None:
     path = request.path
     if "/videos/" in path:
         path = path.split("/videos/")[0] + "/videos/…"
-    who = getattr(handler, "participant", None) if isinstance(handler, BaseApiHandler) else None
+    who = handler.caller_name if isinstance(handler, BaseApiHandler) else None
     access_logger.info(
         json.dumps(
             {
@@ -354,7 +384,7 @@ def _access_log(handler: RequestHandler) -> None:
                 "path": path,
                 "status": handler.get_status(),
                 "ms": round(1000 * request.request_time(), 1),
-                "participant": who.name if who is not None else None,
+                "participant": who,
                 "remote": request.remote_ip,
             }
         )

@@ -20,6 +20,7 @@ from tornado.web import HTTPError, RequestHandler
 from ..errors import (
     ApiframeError,
     AuthenticationError,
+    NetworkError,
     RateLimitError,
     ServerError,
     SubmissionUnknownError,
@@ -101,9 +102,15 @@ class BaseApiHandler(RequestHandler):
     """JSON in and out, APIFRAME's error shape, and the caller's identity for the access log."""
 
     participant: Participant | None = None
+    revoked_name: str | None = None
 
     def initialize(self, context: Context) -> None:
         self.context = context
+
+    @property
+    def caller_name(self) -> str | None:
+        """Who made this request, as far as it got: a revoked participant is named too."""
+        return self.participant.name if self.participant is not None else self.revoked_name
 
     def compute_etag(self) -> None:
         return None
@@ -162,7 +169,8 @@ class AuthenticatedHandler(BaseApiHandler):
         header = self.request.headers.get("Authorization")
         try:
             who = await self.context.auth.authenticate(header)
-        except CredentialRevoked:
+        except CredentialRevoked as exc:
+            self.revoked_name = exc.name  # the access log names who was refused
             raise ApiError(
                 401,
                 "this workshop token was revoked: ask the instructor",
@@ -283,9 +291,11 @@ class JoinHandler(BaseApiHandler):
             raise ApiError(400, 'send {"code": …, "name": …}', code=_INVALID)
         async with guard.turn(address):
             _refuse_while(guard.guess(address), "too many wrong join codes: wait a while")
+            previous = body.get("previous")  # the token this machine had: revoked holds
+            previous = previous if isinstance(previous, str) and len(previous) < 512 else None
             try:
                 token, name = await self.context.workshop.run_db(
-                    self.context.roster.join, code, name
+                    self.context.roster.join, code, name, previous
                 )
             except RosterError as exc:
                 guard.wrong()
@@ -334,20 +344,23 @@ def _upstream_error(exc: ApiframeError, *, submission: bool = False) -> ApiError
             code=RefusalCode.UPSTREAM_BUSY,
             retry_after=wait,
         )
-    if isinstance(exc, ServerError):
+    untouched = "; nothing was submitted and your quota is untouched" if submission else ""
+    if isinstance(exc, (ServerError, NetworkError)):  # a network error here: certainly unsent
         return ApiError(
             503,
-            "the upstream is unavailable; nothing was submitted",
+            f"the gateway cannot reach its upstream right now{untouched}",
             code=RefusalCode.UPSTREAM_UNAVAILABLE,
             retry_after=2,
         )
     if isinstance(exc, AuthenticationError):
         return ApiError(
             502,
-            "the gateway's upstream key was refused: tell the instructor",
+            f"the gateway's upstream key was refused: tell the instructor{untouched}",
             code=RefusalCode.UPSTREAM_KEY_REFUSED,
         )
-    return ApiError(502, f"the upstream refused: {exc.message}", code=RefusalCode.UPSTREAM_REFUSED)
+    return ApiError(
+        502, f"the upstream refused: {exc.message}{untouched}", code=RefusalCode.UPSTREAM_REFUSED
+    )
 
 
 def api_routes(context: Context) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:

@@ -124,7 +124,7 @@ class HubParticipants:
         groups = [str(g) for g in model.get("groups") or []]
         participant_id = await self._enroll(name, self.room.limits_for(groups))
         if participant_id is None:
-            raise CredentialRevoked()
+            raise CredentialRevoked(name)
         admin = bool(model.get("admin")) or self.room.is_admin(name, groups)
         return Participant(participant_id, name, admin)
 

@@ -37,6 +37,10 @@ __all__ = ["WebhookTargetRefused", "Workshop", "credits_for", "participant_task"
 logger = logging.getLogger("runway_widget.gateway")
 
 DEFAULT_DURATION = 5
+# What a job leaves out gets the panel's choices, so every clip is made, charged and labelled
+# alike whichever client sent it (the CLI sends only what it was given).
+DEFAULT_MODEL = "gen3a_turbo"
+DEFAULT_ASPECT_RATIO = "16:9"
 ORPHAN_SECONDS = 120.0  # longer than any submit may take (upstream timeout and its retries)
 UNUSABLE_TASK_ID = "the upstream answered with a task id the gateway cannot store or follow"
 UNUSABLE_REPLY = "the upstream's answer to the submission could not be read"
@@ -54,6 +58,17 @@ class ParticipantHooks(Protocol):
     def register(self, task_id: str, url: str, secret: str | None) -> None: ...
 
     def refusal(self, url: str) -> str | None: ...
+
+
+def with_room_defaults(request: GenerationRequest) -> GenerationRequest:
+    """``request`` with the settings it left out set as the panel sets them."""
+    return dataclasses.replace(
+        request,
+        model=request.model or DEFAULT_MODEL,
+        duration=request.duration or DEFAULT_DURATION,
+        aspect_ratio=request.aspect_ratio
+        or (DEFAULT_ASPECT_RATIO if request.generation_type == "text2video" else None),
+    )
 
 
 def credits_for(request: GenerationRequest) -> int:
@@ -199,6 +214,7 @@ class Workshop:
         problems = request.problems()
         if problems:
             raise ValidationError(problems, status_code=400)
+        request = with_room_defaults(request)
         if request.webhook_url and self.hooks is not None:
             loop = asyncio.get_running_loop()  # resolving a name may block: off the loop
             refused = await loop.run_in_executor(None, self.hooks.refusal, request.webhook_url)

@@ -9,8 +9,10 @@ Tables are created when missing, and so are columns a newer version added (nulla
 by ``ALTER TABLE … ADD COLUMN``) and their indexes: a database from an earlier version opens
 as it is.
 
-Nothing secret is stored: tokens and join codes only as SHA-256 hashes, never the
-upstream key or a webhook secret.
+Nothing secret is stored: tokens only as SHA-256 hashes, never the upstream key or a
+webhook secret. Join codes are kept as written, beside the hash they are looked up by: a
+code goes on the board and the projector, the instructor must be able to read it again, and
+what it gives is bounded by its seats (it can be closed or rotated).
 """
 
 from __future__ import annotations
@@ -80,6 +82,13 @@ participants = Table(
     Column("admin", Boolean, nullable=False, default=False),  # sees the room's gallery, report
     Column("join_code_id", Integer),
     Column("created_at", Float, nullable=False),
+    # set by the instructor for this participant: a join code's or the hub config's quota
+    # no longer overwrites it
+    Column("quota_own", Boolean),
+    # submissions refused for being over each part of the quota (NULL: none yet)
+    Column("over_jobs", Integer),
+    Column("over_credits", Integer),
+    Column("over_concurrent", Integer),
 )
 
 join_codes = Table(
@@ -94,6 +103,9 @@ join_codes = Table(
     Column("credits_limit", Integer),
     Column("concurrent_limit", Integer),
     Column("created_at", Float, nullable=False),
+    Column("code", String(64)),  # as the instructor wrote it (NULL: from before it was kept)
+    Column("closed", Boolean),  # NULL or false: open
+    Column("owner_id", Integer),  # a personal code (``roster import``): whose seat it is
 )
 
 # added after the first version: created by `_add_missing_columns` on an older database
@@ -134,6 +146,7 @@ jobs = Table(
     Column("follower", String(32)),  # the gateway process following the task (see followers)
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("hidden_at", Float),  # hidden from the gallery by an admin (moderation)
 )
 
 # the gateway processes alive on this database: a stale heartbeat lets the others adopt its tasks

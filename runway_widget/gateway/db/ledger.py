@@ -37,6 +37,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    func,
     insert,
     or_,
     select,
@@ -157,25 +158,34 @@ class Ledger:
         self.engine = engine
 
     def reserve(self, participant_id: int, credits: int, request: dict[str, Any]) -> int:
-        """Reserve one job and ``credits``; returns the job's id, or raises `QuotaRefused`."""
+        """Reserve one job and ``credits``; returns the job's id, or raises `QuotaRefused`
+        (counted against the limit that refused it, for the report)."""
         now = time.time()
         with self.engine.begin() as conn:
             taken = conn.execute(_RESERVE, {"b_participant": participant_id, "b_credits": credits})
-            if taken.rowcount != 1:
-                row = conn.execute(select(participants).where(_p.id == participant_id)).first()
-                raise QuotaRefused(*_what_ran_out(row, credits))
-            inserted = conn.execute(
-                _NEW_JOB,
-                {
-                    "participant_id": participant_id,
-                    "state": JobState.RESERVED,
-                    "credits": credits,
-                    "request": json.dumps(request, ensure_ascii=False),
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
-            return int(inserted.scalar_one())
+            if taken.rowcount == 1:
+                inserted = conn.execute(
+                    _NEW_JOB,
+                    {
+                        "participant_id": participant_id,
+                        "state": JobState.RESERVED,
+                        "credits": credits,
+                        "request": json.dumps(request, ensure_ascii=False),
+                        "created_at": now,
+                        "updated_at": now,
+                    },
+                )
+                return int(inserted.scalar_one())
+            row = conn.execute(select(participants).where(_p.id == participant_id)).first()
+            refusal = QuotaRefused(*_what_ran_out(row, credits))
+            if row is not None and not row.revoked:
+                counter = participants.c[f"over_{refusal.limit.value}"]
+                conn.execute(
+                    update(participants)
+                    .where(_p.id == participant_id)
+                    .values({counter: func.coalesce(counter, 0) + 1})
+                )
+        raise refusal
 
     def accepted(self, job_id: int, task_id: str, follower: str) -> None:
         """The upstream took the job as ``task_id``; ``follower`` (a gateway process) follows it."""

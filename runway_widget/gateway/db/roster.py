@@ -1,26 +1,34 @@
-"""Who may use the gateway: participants, their tokens and quotas, join codes, the report.
+"""Who may use the gateway: participants, their tokens and quotas, and how they join.
 
 Names follow ``names``: a token or join name is stored in its normal form under a look-alike
 key, and a name that looks like another participant's is refused (`RosterError` with
 ``name_confusable``), except that a second person joining under exactly the same name gets
 it numbered (``ana-2``: many laptops log in as the same user). Hub users are found by their
-exact hub name (`enroll`). Revoking takes a name exactly as listed, never a look-alike.
+exact hub name (`enroll`). The instructor's changes (revoke, restore, quota, give back)
+take a name exactly as listed (`find`), never a look-alike.
+
+A revoked participant cannot take a new seat: not under their name or one that looks like
+it, and not from a machine that still holds their revoked token (``previous`` in `join`).
+A new name from another machine can still join while the code has free seats: closing the
+code (``join_codes``) or personal codes (`add_roster`) close that door too.
 """
 
 from __future__ import annotations
 
 import time
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...models import RefusalCode
-from .database import JobState, jobs, join_codes, participants
+from .database import participants
+from .join_codes import JoinCodes, RosterError, limit_columns
 from .names import NAME_LIMIT, hub_key, look_key, normal_name
-from .tokens import hint, new_token, same_hash, secret_hash
+from .participant_controls import SHOWN_COLUMNS, ParticipantControls
+from .room_report import room_report
+from .tokens import new_token, same_hash, secret_hash
 
 __all__ = [
     "CredentialRevoked",
@@ -33,7 +41,6 @@ __all__ = [
 
 NAME_ATTEMPTS = 50
 SHOWN_HUB_NAME = 150  # a longer hub name is shown cut, tagged with its key (never merged)
-_PRIVATE_COLUMNS = ("token_hash", "name_key", "hub_key")
 _p = participants.c
 
 # Built once: every API request runs it, and building a statement costs more than running it.
@@ -43,7 +50,12 @@ _BY_TOKEN = select(_p.id, _p.name, _p.admin, _p.token_hash, _p.revoked).where(
 
 
 class CredentialRevoked(Exception):
-    """A known token (or hub user) whose access the instructor revoked."""
+    """A known token (or hub user) whose access the instructor revoked; ``name`` is theirs
+    (for the access log: a refused request is still someone's)."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__("revoked")
+        self.name = name
 
 
 def _holder(row: Any, digest: str) -> Participant | None:
@@ -52,7 +64,7 @@ def _holder(row: Any, digest: str) -> Participant | None:
     if row is None or not same_hash(row[3], digest):
         return None
     if row[4]:
-        raise CredentialRevoked()
+        raise CredentialRevoked(row[1])
     return Participant(row[0], row[1], bool(row[2]))
 
 
@@ -83,14 +95,6 @@ class LoopTokenReader:
         return _holder(row, digest)
 
 
-class RosterError(Exception):
-    """A roster change that cannot be made; ``code`` says why, for the participant's client."""
-
-    def __init__(self, message: str, code: RefusalCode = RefusalCode.INVALID_REQUEST) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 @dataclass(frozen=True)
 class Limits:
     """A quota; ``None`` means unlimited."""
@@ -100,11 +104,11 @@ class Limits:
     concurrent: int | None = None
 
     def values(self) -> dict[str, int | None]:
-        return {
-            "jobs_limit": self.jobs,
-            "credits_limit": self.credits,
-            "concurrent_limit": self.concurrent,
-        }
+        return limit_columns(self.change())
+
+    def change(self) -> dict[str, int | None]:
+        """Every limit, as a `QuotaChange`."""
+        return {"jobs": self.jobs, "credits": self.credits, "concurrent": self.concurrent}
 
 
 @dataclass(frozen=True)
@@ -117,10 +121,12 @@ class Participant:
 
 
 class Roster:
-    """Participants and join codes in the gateway's database."""
+    """Participants, their tokens and quotas, and the join codes they take seats with."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.codes = JoinCodes(engine)
+        self.controls = ParticipantControls(engine)
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -137,25 +143,10 @@ class Roster:
         return token
 
     def revoke(self, name: str) -> str | None:
-        """Revoke a participant at once; returns the name revoked, None if nobody has it.
-
-        ``name`` as listed, or a hub user's exact hub name; the same text in another Unicode
-        composition (an accent typed as two code points) is the same name. A look-alike
-        (another case, full-width letters, an invisible character more) is never revoked:
-        see `look_alikes`.
-        """
-        exact = [_p.name == name, _p.hub_key == hub_key(name)]
-        composed = unicodedata.normalize("NFC", name)
-        if composed != name:
-            exact.append(_p.name == composed)
-        with self.engine.begin() as conn:
-            for where in exact:
-                done = conn.execute(
-                    update(participants).where(where).values(revoked=True).returning(_p.name)
-                ).first()
-                if done is not None:
-                    return str(done.name)
-        return None
+        """Revoke a participant at once (`ParticipantControls.find`); returns the name
+        revoked, None if nobody has it."""
+        found = self.controls.find(name)
+        return self.controls.set_revoked(found, True) if found is not None else None
 
     def look_alikes(self, name: str) -> list[str]:
         """The names in the room that look like ``name`` (to say which one was meant)."""
@@ -176,10 +167,11 @@ class Roster:
 
     def by_id(self, participant_id: int) -> Participant | None:
         """The participant with this id unless revoked (a browser session names only the id)."""
-        p = participants.c
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(p.id, p.name, p.admin).where(p.id == participant_id, p.revoked.is_(False))
+                select(_p.id, _p.name, _p.admin).where(
+                    _p.id == participant_id, _p.revoked.is_(False)
+                )
             ).first()
         return Participant(row.id, row.name, bool(row.admin)) if row is not None else None
 
@@ -189,23 +181,32 @@ class Roster:
         Found by the exact hub name (`hub_key`), or by the row an earlier version made for
         exactly that name; else created, shown under that name (cut and tagged with its key
         if too long or shown by someone else already). Its quota is set to ``limits`` every
-        time (the instructor may have changed the config); returns its id, or None once
-        revoked.
+        time (the instructor may have changed the config), unless the instructor set this
+        participant's own (`set_quota`); returns its id, or None once revoked.
         """
         key = hub_key(name)
+        from_config = or_(_p.quota_own.is_(None), _p.quota_own.is_(False))
         for attempt in range(3):  # a concurrent first sight may insert between our statements
             with self.engine.begin() as conn:
-                row = conn.execute(
+                conn.execute(
                     update(participants)
-                    .where(_p.hub_key == key)
+                    .where(_p.hub_key == key, from_config)
                     .values(limits.values())
-                    .returning(_p.id, _p.revoked)
-                ).first() or conn.execute(
-                    update(participants)
-                    .where(_p.name == name, _p.hub_key.is_(None), _p.token_hash.is_(None))
-                    .values(hub_key=key, **limits.values())
-                    .returning(_p.id, _p.revoked)
-                ).first()
+                )
+                row = (
+                    conn.execute(select(_p.id, _p.revoked).where(_p.hub_key == key)).first()
+                    or conn.execute(
+                        update(participants)
+                        .where(
+                            _p.name == name,
+                            _p.hub_key.is_(None),
+                            _p.token_hash.is_(None),
+                            _p.join_code_id.is_(None),
+                        )
+                        .values(hub_key=key, **limits.values())
+                        .returning(_p.id, _p.revoked)
+                    ).first()
+                )
             if row is not None:
                 return None if row.revoked else int(row.id)
             shown = name if attempt == 0 and _showable(name) else _tagged(name, key)
@@ -220,45 +221,76 @@ class Roster:
 
     def participants(self) -> list[dict[str, Any]]:
         """Every participant with quota and use (no token, not even hashed)."""
-        columns = [c for c in participants.c if c.name not in _PRIVATE_COLUMNS]
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*columns).order_by(participants.c.id)).mappings()
+            rows = conn.execute(select(*SHOWN_COLUMNS).order_by(_p.id)).mappings()
             return [dict(row) for row in rows]
 
-    # -- join codes ------------------------------------------------------------------------
+    def door_left_open(self, participant_id: int) -> tuple[str, int] | None:
+        """``(code, free seats)`` when the code this participant joined with still has free
+        seats: revoked, they could come back under a new name from another machine."""
+        person = self.controls.participant(participant_id)
+        code_id = person["join_code_id"] if person is not None else None
+        code = self.codes.get(code_id) if code_id is not None else None
+        if code is None or code["personal"] or code["closed"]:
+            return None
+        free = code["seats"] - code["seats_used"]
+        return (code["code"] or code["hint"], free) if free > 0 else None
 
-    def add_join_code(self, code: str, seats: int, limits: Limits) -> None:
-        if not code or len(code) < 4:
-            raise RosterError("a join code needs at least 4 characters")
-        if seats < 1:
-            raise RosterError("a join code needs at least one seat")
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(join_codes).values(
-                        code_hash=secret_hash(code),
-                        hint=hint(code),
-                        seats=seats,
-                        seats_used=0,
-                        created_at=time.time(),
-                        **limits.values(),
-                    )
-                )
-        except IntegrityError:
-            raise RosterError("that join code exists already") from None
+    # -- join codes and rosters ------------------------------------------------------------
+
+    def add_join_code(self, code: str, seats: int, limits: Limits) -> int:
+        return self.codes.add(code, seats, limits.change())
 
     def join_codes(self) -> list[dict[str, Any]]:
-        columns = [c for c in join_codes.c if c.name != "code_hash"]
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(*columns).order_by(join_codes.c.id)).mappings()
-            return [dict(row) for row in rows]
+        return self.codes.listing()
 
-    def join(self, code: str, name: str) -> tuple[str, str]:
+    def add_roster(self, names: list[str], limits: Limits) -> list[tuple[str, str]]:
+        """One participant and one personal code per name, all or none: ``[(name, code)]``.
+
+        The names are fixed by the instructor: a code joins as its own name, whatever the
+        participant types. `RosterError` lists every name that cannot be added.
+        """
+        normal: list[str] = []
+        problems: list[str] = []
+        keys: dict[str, str] = {}
+        for typed in names:
+            try:
+                name = normal_name(typed)
+                key = look_key(name)
+            except ValueError as exc:
+                problems.append(f"{typed!r}: {exc}")
+                continue
+            if key in keys:
+                problems.append(f"{name!r} looks like {keys[key]!r}, also in the file")
+                continue
+            keys[key] = name
+            normal.append(name)
+        with self.engine.connect() as conn:
+            present = (
+                conn.execute(select(_p.name).where(_p.name_key.in_(list(keys)))).scalars().all()
+            )
+        problems += [f"{name!r} is (or looks like) a participant already" for name in present]
+        if problems:
+            raise RosterError("; ".join(problems))
+        made = []
+        with self.engine.begin() as conn:
+            for name in normal:
+                row = _new_row(name, None, limits) | {"name_key": look_key(name)}
+                added = conn.execute(insert(participants).values(row))
+                owner = int(added.inserted_primary_key[0])  # type: ignore[index]
+                made.append((name, self.codes.add_personal(conn, owner, limits.change())))
+        return made
+
+    def join(self, code: str, name: str, previous: str | None = None) -> tuple[str, str]:
         """Take a seat of ``code``: ``(token, name)``.
 
         A name already in the room, typed exactly as it is shown, is numbered (``ana-2``);
-        one that only looks like another (`names`) is refused.
+        one that only looks like another (`names`) is refused; so is a revoked
+        participant's name, or a machine that sends (``previous``) a revoked token.
+        A personal code joins as its owner, whatever ``name`` says.
         """
+        if previous:
+            self._not_revoked_token(previous)
         base = _normal(name)
         as_typed = base == name.strip()
         for attempt in range(NAME_ATTEMPTS):
@@ -266,13 +298,22 @@ class Roster:
             if len(candidate) > NAME_LIMIT:
                 break
             try:
-                return self._take_seat(code, candidate), candidate
+                return self._take_seat(code, candidate, numbered=attempt > 0)
             except IntegrityError:
                 if attempt == 0 and not (as_typed and self._shown_as(base)):
                     raise self._name_refusal(name, base) from None
         raise RosterError(
             f"the name {base!r} is taken: choose another name", RefusalCode.NAME_TAKEN
         )
+
+    def _not_revoked_token(self, token: str) -> None:
+        try:
+            self.authenticate(token)
+        except CredentialRevoked:
+            raise RosterError(
+                "this machine's workshop token was revoked: ask the instructor",
+                RefusalCode.TOKEN_REVOKED,
+            ) from None
 
     def _shown_as(self, name: str) -> bool:
         with self.engine.connect() as conn:
@@ -299,74 +340,51 @@ class Roster:
             RefusalCode.NAME_CONFUSABLE,
         )
 
-    def _take_seat(self, code: str, name: str) -> str:
+    def _take_seat(self, code: str, name: str, *, numbered: bool) -> tuple[str, str]:
+        """One seat for ``name`` (a numbered one: ``ana-2``, tried after ``ana``)."""
         token = new_token()
         with self.engine.begin() as conn:
-            seat = conn.execute(
-                update(join_codes)
-                .where(
-                    join_codes.c.code_hash == secret_hash(code),
-                    join_codes.c.seats_used < join_codes.c.seats,
-                )
-                .values(seats_used=join_codes.c.seats_used + 1)
-            )
-            if seat.rowcount != 1:
-                known = conn.execute(
-                    select(join_codes.c.id).where(join_codes.c.code_hash == secret_hash(code))
-                ).first()
-                if known is None:
-                    raise RosterError("unknown join code", RefusalCode.JOIN_CODE_UNKNOWN)
-                raise RosterError("this join code has no seats left", RefusalCode.ROOM_FULL)
-            row = conn.execute(
-                select(join_codes).where(join_codes.c.code_hash == secret_hash(code))
-            ).one()
-            limits = Limits(row.jobs_limit, row.credits_limit, row.concurrent_limit)
-            values = _new_row(name, token, limits) | {"join_code_id": row.id}
+            seat = self.codes.seat(conn, code)
+            if seat.owner_id is not None:
+                return token, _seat_owner(conn, seat.owner_id, token)
+            if not numbered:  # a numbered name held by someone revoked is merely taken
+                _refuse_revoked_name(conn, name)
+            limits = Limits(seat.jobs_limit, seat.credits_limit, seat.concurrent_limit)
+            values = _new_row(name, token, limits) | {"join_code_id": seat.id}
             conn.execute(insert(participants).values(values))
-        return token
+        return token, name
 
     # -- report ----------------------------------------------------------------------------
 
     def report(self) -> list[dict[str, Any]]:
-        """Per participant: quota, use, and job counts by state (unknown ones to reconcile)."""
-        with self.engine.connect() as conn:
-            counts = conn.execute(
-                select(jobs.c.participant_id, jobs.c.state, func.count()).group_by(
-                    jobs.c.participant_id, jobs.c.state
-                )
-            ).all()
-            unknown = conn.execute(
-                select(jobs.c.participant_id, jobs.c.id, jobs.c.created_at, jobs.c.request).where(
-                    jobs.c.state == JobState.UNKNOWN
-                )
-            ).all()
-        by_state: dict[int, dict[str, int]] = {}
-        for participant_id, state, count in counts:
-            by_state.setdefault(participant_id, {})[state] = count
-        rows = []
-        for person in self.participants():
-            states = by_state.get(person["id"], {})
-            rows.append(
-                {
-                    "name": person["name"],
-                    "revoked": bool(person["revoked"]),
-                    "jobs_used": person["jobs_used"],
-                    "jobs_limit": person["jobs_limit"],
-                    "credits_used": person["credits_used"],
-                    "credits_limit": person["credits_limit"],
-                    "running": person["running"],
-                    "finished": states.get(JobState.FINISHED, 0),
-                    "failed": states.get(JobState.FAILED, 0),
-                    "refused": states.get(JobState.REFUSED, 0),
-                    "unknown": states.get(JobState.UNKNOWN, 0),
-                    "unknown_submissions": [
-                        {"job": job_id, "submitted_at": at, "request": request}
-                        for owner, job_id, at, request in unknown
-                        if owner == person["id"]
-                    ],
-                }
-            )
-        return rows
+        """Per participant: quota, use, jobs by state, refusals by limit (see `room_report`)."""
+        return room_report(self.engine, self.participants())
+
+
+def _refuse_revoked_name(conn: Any, name: str) -> None:
+    """A revoked participant's name (or one that looks like it) takes no new seat."""
+    revoked = conn.execute(
+        select(_p.name).where(_p.name_key == look_key(name), _p.revoked.is_(True))
+    ).first()
+    if revoked is not None:
+        raise RosterError(
+            f"{revoked.name!r} was revoked in this room: ask the instructor",
+            RefusalCode.TOKEN_REVOKED,
+        )
+
+
+def _seat_owner(conn: Any, owner_id: int, token: str) -> str:
+    """A personal code's seat: its owner gets the token; returns the owner's name."""
+    owner = conn.execute(select(_p.name, _p.revoked).where(_p.id == owner_id)).one()
+    if owner.revoked:
+        raise RosterError(
+            f"{owner.name!r} was revoked in this room: ask the instructor",
+            RefusalCode.TOKEN_REVOKED,
+        )
+    conn.execute(
+        update(participants).where(_p.id == owner_id).values(token_hash=secret_hash(token))
+    )
+    return str(owner.name)
 
 
 def _normal(name: str) -> str:

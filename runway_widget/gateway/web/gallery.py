@@ -4,21 +4,24 @@ A clip is listed once its video is in the gateway's store (so the gallery never 
 card that cannot play). The cursor is the store time of the newest clip a page has seen;
 the next poll asks for clips stored after it, minus an `OVERLAP` that catches a clip whose
 store time was taken before another's but whose write committed after it (pages drop the
-repeats by id). Everything returned is plain data: the page renders it as text.
+repeats by id). A clip an admin hides leaves the feed, and pages showing it are told to take
+it off (``removed``). Everything returned is plain data: the page renders it as text.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, select, update
 
 from ..db.database import JobState, jobs, participants
 
 __all__ = ["OVERLAP", "PAGE_SIZE", "ClipFeed", "parse_cursor"]
 
 PAGE_SIZE = 60
+_j = jobs.c
 OVERLAP = 5.0
 SETTINGS = (
     ("generation_type", "type"),
@@ -41,7 +44,7 @@ def parse_cursor(value: str | None) -> float | None:
 
 
 class ClipFeed:
-    """Reads finished, stored clips from the ledger's tables."""
+    """Reads finished, stored clips from the ledger's tables; hides and shows them again."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -49,28 +52,79 @@ class ClipFeed:
     def clips(
         self, *, owner: int | None, since: float | None, limit: int = PAGE_SIZE
     ) -> dict[str, Any]:
-        """``{"clips": [...], "cursor": str}``: one participant's (``owner``) or everyone's."""
-        j, p = jobs.c, participants.c
-        query = (
-            select(j.id, j.request, j.video_key, j.updated_at, p.name)
-            .join(participants, p.id == j.participant_id)
-            .where(
-                j.state == JobState.FINISHED,
-                j.video_key.is_not(None),
-                j.video_path.is_not(None),
-                j.video_path != "",
-            )
-            .order_by(j.updated_at.desc(), j.id.desc())
-            .limit(limit)
-        )
+        """``{"clips": [...], "removed": [...], "cursor": str}``: one participant's
+        (``owner``) or everyone's clips; ``removed`` names the clips an admin hid since the
+        cursor, for the pages showing them to take them off."""
+        query = _stored().order_by(_j.updated_at.desc(), _j.id.desc()).limit(limit)
         if owner is not None:
-            query = query.where(j.participant_id == owner)
-        if since is not None:
-            query = query.where(j.updated_at > since - OVERLAP)
+            query = query.where(_j.participant_id == owner)
+        if since is None:
+            query = query.where(_j.hidden_at.is_(None))
+        else:
+            query = query.where(_j.updated_at > since - OVERLAP)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         newest = max([row.updated_at for row in rows] + [since or 0.0])
-        return {"clips": [_clip(row) for row in rows], "cursor": repr(newest)}
+        return {
+            "clips": [_clip(row) for row in rows if row.hidden_at is None],
+            "removed": [f"job-{row.id}" for row in rows if row.hidden_at is not None],
+            "cursor": repr(newest),
+        }
+
+    def listing(self, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every stored clip, newest first, hidden ones too (``hidden``), with the task id
+        and the file it is kept in: for ``/admin``, ``gateway clip list`` and the export."""
+        query = _stored().order_by(_j.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            _clip(row)
+            | {
+                "job": row.id,
+                "task_id": row.task_id,
+                "hidden": row.hidden_at is not None,
+                "video_path": row.video_path,
+            }
+            for row in rows
+        ]
+
+    def set_hidden(self, job_id: int, hidden: bool) -> bool:
+        """Hide a clip from every gallery (moderation), or show it again; False if there is
+        no such finished clip. Pages already showing it take it off at their next poll."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(jobs)
+                .where(_j.id == job_id, _j.state == JobState.FINISHED)
+                .values(hidden_at=now if hidden else None, updated_at=now)
+            )
+        return done.rowcount == 1
+
+
+def _stored() -> Select[Any]:
+    """Finished clips whose video is in the gateway's store, with their owner's name."""
+    p = participants.c
+    return (
+        select(
+            _j.id,
+            _j.task_id,
+            _j.request,
+            _j.video_key,
+            _j.video_path,
+            _j.updated_at,
+            _j.hidden_at,
+            p.name,
+        )
+        .join(participants, p.id == _j.participant_id)
+        .where(
+            _j.state == JobState.FINISHED,
+            _j.video_key.is_not(None),
+            _j.video_path.is_not(None),
+            _j.video_path != "",
+        )
+    )
 
 
 def _clip(row: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ __all__ = ["SESSION_COOKIE", "BrowserLogin", "HubLogin", "TokenLogin"]
 
 SESSION_COOKIE = "runway-gateway-session"
 SESSION_DAYS = 2
+SIGN_IN_PROBLEM = "sign_in_problem"  # set on a page handler whose ?token= was refused
 
 
 class BrowserLogin(Protocol):
@@ -59,7 +60,7 @@ class TokenLogin:
             return await _unless_revoked(self._auth, header)
         token = handler.get_query_argument("token", None)
         if token:
-            who = await _unless_revoked(self._auth, token)
+            who = await _unless_revoked(self._auth, token, handler)
             if who is not None:
                 handler.set_signed_cookie(
                     SESSION_COOKIE,
@@ -78,8 +79,14 @@ class TokenLogin:
         return await loop.run_in_executor(self._executor, self._roster.by_id, int(session))
 
     def sign_in(self, handler: RequestHandler) -> None:
+        """The sign-in page: how to open it with a token, or why the one given failed."""
         handler.set_status(401)
-        handler.render("signin.html", title="Sign in to the gallery")
+        problem = getattr(handler, SIGN_IN_PROBLEM, None)
+        place = getattr(handler, "place", "this page")
+        titles = {"wrong": "Wrong token", "revoked": "Token revoked"}
+        handler.render(
+            "signin.html", title=titles.get(problem or "", f"Sign in to {place}"), problem=problem
+        )
 
     def xsrf(self, handler: RequestHandler) -> str:
         return ""  # the session cookie is SameSite=Lax and the pages only read
@@ -138,12 +145,19 @@ class HubLogin:
         return [(prefix + "/oauth_callback", OAuthCallback, {"hub_auth": self.hub_auth})]
 
 
-async def _unless_revoked(auth: ParticipantAuth, header: str) -> Participant | None:
-    """The visitor, None for a revoked credential as for an unknown one (the sign-in page)."""
+async def _unless_revoked(
+    auth: ParticipantAuth, header: str, handler: RequestHandler | None = None
+) -> Participant | None:
+    """The visitor, None for a revoked credential as for an unknown one (the sign-in page);
+    with a ``handler``, it is told which (`SIGN_IN_PROBLEM`: "wrong" or "revoked")."""
     try:
-        return await auth.authenticate(header)
+        who = await auth.authenticate(header)
+        problem = "wrong"
     except CredentialRevoked:
-        return None
+        who, problem = None, "revoked"
+    if who is None and handler is not None:
+        setattr(handler, SIGN_IN_PROBLEM, problem)
+    return who
 
 
 def _cookie_path(handler: RequestHandler) -> str:

@@ -1,31 +1,36 @@
-"""The gateway's browser pages: the live ``/gallery`` and the instructor's ``/admin`` report.
+"""The gateway's browser pages: ``/`` for anyone, the live ``/gallery``, and ``/admin``.
 
 Pages identify their visitor through a `BrowserLogin` (hub OAuth, or a token once and then a
 cookie). Admins see the whole room; a participant sees their own clips, or the room's when
-the instructor's config says ``[gallery] room = true``. Templates autoescape every value;
-the gallery's script renders the feed with ``textContent`` only.
+the instructor's config says ``[gallery] room = true``. Until the first clip arrives, an
+admin's gallery (the projector) shows how to join: the address, the open codes and a QR
+code. Templates autoescape every value; the gallery's script renders the feed with
+``textContent`` only. The instructor's controls are in ``admin``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 from ..db.roster import Participant, Roster
 from .gallery import ClipFeed, parse_cursor
 from .login import BrowserLogin
-from .report import report_csv
 
-__all__ = ["ASSETS", "PageContext", "page_routes"]
+__all__ = ["ASSETS", "JsonPageHandler", "PageContext", "PageHandler", "page_routes"]
 
 ASSETS = Path(__file__).with_name("templates")
 POLL_MS = 1500
+SHOWN_CODES = 3  # open join codes the projector shows at most
+QR_SCALE = 8
 
 
 @dataclass
@@ -37,12 +42,12 @@ class PageContext:
     roster: Roster
     executor: Executor | None
     room_gallery: bool = False
+    # the address participants use (with --host 0.0.0.0: a network address, not 127.0.0.1)
+    join_url: Callable[[], str] = field(default=lambda: "")
 
 
-class PageHandler(RequestHandler):
-    """Identifies the visitor before any method runs; an unknown one is sent to sign in."""
-
-    participant: Participant | None = None
+class TemplatePage(RequestHandler):
+    """A page from ``templates/``, never cached, with ``assets`` and ``prefix`` at hand."""
 
     def initialize(self, pages: PageContext) -> None:
         self.pages = pages
@@ -52,7 +57,8 @@ class PageHandler(RequestHandler):
 
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
-        namespace["assets"] = self.settings.get("gateway_prefix", "") + "/assets/"
+        prefix = self.settings.get("gateway_prefix", "")
+        namespace.update(prefix=prefix, assets=prefix + "/assets/")
         return namespace
 
     def set_default_headers(self) -> None:
@@ -60,11 +66,27 @@ class PageHandler(RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
 
+
+class PageHandler(TemplatePage):
+    """Identifies the visitor before any method runs; an unknown one is sent to sign in.
+
+    A form's POST must carry the page's XSRF token (tornado's, or the hub's on JupyterHub),
+    unless the request authenticates with an ``Authorization`` header, which no other site
+    can make a browser send.
+    """
+
+    participant: Participant | None = None
+    place = "this page"  # what the sign-in page offers to sign in to
+
     async def prepare(self) -> None:
         self.participant = await self.pages.login.identify(self)
         if self.participant is None:
             self.refuse()
             return
+        if self.request.method not in ("GET", "HEAD") and not self.request.headers.get(
+            "Authorization"
+        ):
+            self.check_xsrf_cookie()
         if self.get_query_argument("token", None) is not None:
             self.redirect(self.request.path)  # the token has become a cookie: drop it
 
@@ -118,10 +140,33 @@ class JsonPageHandler(PageHandler):
         self.finish(json.dumps(body))
 
 
-class GalleryPage(PageHandler):
+class HomePage(TemplatePage):
+    """``/``: what this is and how to join, for anyone who opens the address (no sign-in).
+
+    ``?code=…`` (the projector's QR code) fills the code into the join command.
+    """
+
     def get(self) -> None:
+        code = self.get_query_argument("code", "")
+        code = code.strip()[:64] if code.strip().isprintable() else ""
+        self.render(
+            "home.html", title="Runway video workshop", url=self._url(), code=code or "CODE"
+        )
+
+    def _url(self) -> str:
+        return self.pages.join_url() or (
+            f"{self.request.protocol}://{self.request.host}"
+            + self.settings.get("gateway_prefix", "")
+        )
+
+
+class GalleryPage(PageHandler):
+    place = "the gallery"
+
+    async def get(self) -> None:
         room = self.sees_room()
         scope = "the whole room" if room else f"clips by {self.who.name}"
+        joins = await self.run_db(self._joins) if self.who.admin else []
         self.render(
             "gallery.html",
             title="Runway gallery",
@@ -129,7 +174,28 @@ class GalleryPage(PageHandler):
             feed="gallery.json",
             xsrf=self.pages.login.xsrf(self),
             poll_ms=POLL_MS,
+            joins=joins,
+            join_url=self.pages.join_url(),
         )
+
+    def _joins(self) -> list[dict[str, str]]:
+        """The open room codes with seats left, each with its join command and a QR code."""
+        url = self.pages.join_url()
+        shown = [
+            code
+            for code in self.pages.roster.codes.listing()
+            if code["code"]
+            and not (code["personal"] or code["closed"])
+            and code["seats_used"] < code["seats"]
+        ][:SHOWN_CODES]
+        return [
+            {
+                "code": code["code"],
+                "command": f"runway-widget join {url} {code['code']}",
+                "qr": _qr(f"{url}/?{urlencode({'code': code['code']})}"),
+            }
+            for code in shown
+        ]
 
 
 class GalleryFeed(JsonPageHandler):
@@ -145,33 +211,6 @@ class GalleryFeed(JsonPageHandler):
         self.reply(feed)
 
 
-class AdminPage(PageHandler):
-    """``/admin``: the report as a table, with CSV and JSON downloads."""
-
-    async def get(self) -> None:
-        self.require_admin()
-        rows = await self.run_db(self.pages.roster.report)
-        self.render(
-            "admin.html",
-            title="Workshop report",
-            rows=rows,
-        )
-
-
-class AdminReport(JsonPageHandler):
-    """``/admin/report.json`` and ``/admin/report.csv`` (admins only)."""
-
-    async def get(self, kind: str) -> None:
-        self.require_admin()
-        rows = await self.run_db(self.pages.roster.report)
-        if kind == "json":
-            self.reply(rows)
-            return
-        self.set_header("Content-Type", "text/csv; charset=utf-8")
-        self.set_header("Content-Disposition", 'attachment; filename="workshop-report.csv"')
-        self.finish(report_csv(rows))
-
-
 class AssetHandler(StaticFileHandler):
     """The pages' stylesheet and script (never the templates)."""
 
@@ -183,12 +222,23 @@ class AssetHandler(StaticFileHandler):
 
 def page_routes(prefix: str, pages: PageContext) -> list[tuple[str, Any, dict[str, Any]]]:
     """The pages under ``prefix``, and whatever the login needs (the OAuth callback)."""
+    from .admin import admin_routes
+
     args = {"pages": pages}
     return [
+        (prefix + "/?", HomePage, args),
         (prefix + "/gallery", GalleryPage, args),
         (prefix + "/gallery.json", GalleryFeed, args),
-        (prefix + "/admin", AdminPage, args),
-        (prefix + r"/admin/report\.(json|csv)", AdminReport, args),
+        *admin_routes(prefix, args),
         (prefix + "/assets/(.*)", AssetHandler, {"path": str(ASSETS)}),
         *pages.login.routes(prefix),
     ]
+
+
+def _qr(text: str) -> str:
+    """``text`` as a QR code, an SVG ``data:`` URI for an ``<img>``; "" without segno."""
+    try:
+        import segno
+    except ImportError:  # pragma: no cover - segno comes with the gateway extra
+        return ""
+    return str(segno.make(text, error="m").svg_data_uri(scale=QR_SCALE, border=2))

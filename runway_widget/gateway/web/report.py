@@ -14,7 +14,14 @@ import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["REPORT_COLUMNS", "inert_cell", "report_csv"]
+__all__ = [
+    "REPORT_COLUMNS",
+    "inert_cell",
+    "limit_text",
+    "over_quota_text",
+    "quota_text",
+    "report_csv",
+]
 
 REPORT_COLUMNS = (
     "name",
@@ -28,7 +35,11 @@ REPORT_COLUMNS = (
     "failed",
     "refused",
     "unknown",
+    "over_jobs",
+    "over_credits",
+    "over_concurrent",
 )
+OVER_QUOTA = {"over_jobs": "jobs", "over_credits": "credits", "over_concurrent": "concurrent"}
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
@@ -49,3 +60,22 @@ def report_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     for row in rows:
         writer.writerow([inert_cell(row[c]) for c in REPORT_COLUMNS])
     return out.getvalue()
+
+
+def limit_text(value: int | None) -> str:
+    """A limit as people read it: the number, or ∞ for none."""
+    return "∞" if value is None else str(value)
+
+
+def quota_text(row: Mapping[str, Any]) -> str:
+    """``jobs 2/5, credits 10/50, 2 at once``: use against limits."""
+    return (
+        f"jobs {row['jobs_used']}/{limit_text(row['jobs_limit'])}, "
+        f"credits {row['credits_used']}/{limit_text(row['credits_limit'])}, "
+        f"{limit_text(row['concurrent_limit'])} at once"
+    )
+
+
+def over_quota_text(row: Mapping[str, Any]) -> str:
+    """How often each limit refused this participant (``jobs ×3``), "" if never."""
+    return ", ".join(f"{label} ×{row[key]}" for key, label in OVER_QUOTA.items() if row.get(key))

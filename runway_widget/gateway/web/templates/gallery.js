@@ -1,10 +1,12 @@
-// The live gallery: polls the feed for clips newer than the cursor and prepends their cards.
+// The live gallery: polls the feed for clips newer than the cursor and prepends their cards,
+// and takes off those an admin hid. Until the first clip, the page says how to join.
 // Text goes in with textContent only; a video source must be http(s) or relative to the page.
 "use strict";
 (() => {
   const list = document.querySelector(".rw-clips");
   const status = document.querySelector(".rw-status");
   const empty = document.querySelector(".rw-empty");
+  const join = document.querySelector(".rw-join"); // how to join: until the first clip
   const feed = list.dataset.feed;
   const pollMs = Number(list.dataset.pollMs) || 1500;
   const headers = list.dataset.xsrf ? { "X-XSRFToken": list.dataset.xsrf } : {};
@@ -77,7 +79,24 @@
       }
     }
     list.prepend(...cards);
+    showEmpty();
+  }
+
+  // Clips an admin hid since the cursor: off the page (they come back if shown again).
+  function remove(ids) {
+    for (const id of ids) {
+      if (typeof id !== "string" || !shown.has(id)) continue;
+      shown.delete(id);
+      for (const item of list.querySelectorAll("li.rw-clip")) {
+        if (item.dataset.clip === id) item.remove();
+      }
+    }
+    showEmpty();
+  }
+
+  function showEmpty() {
     empty.hidden = shown.size > 0;
+    if (join) join.hidden = shown.size > 0;
   }
 
   function say(state, text) {
@@ -96,6 +115,7 @@
       if (!reply.ok) throw new Error(`HTTP ${reply.status}`);
       const data = await reply.json();
       add(Array.isArray(data.clips) ? data.clips : [], loaded);
+      remove(Array.isArray(data.removed) ? data.removed : []);
       loaded = true;
       if (typeof data.cursor === "string") cursor = data.cursor;
       say("live", `live · ${shown.size} clip${shown.size === 1 ? "" : "s"}`);
