@@ -192,6 +192,39 @@ def test_the_hub_admin_reads_the_report_and_participants_do_not(
     assert status == 403
 
 
+def test_the_hub_admin_changes_a_quota_that_the_room_config_then_leaves_alone(
+    hub: hub_harness.JupyterHubUnderTest,
+) -> None:
+    import requests
+
+    admin = hub.user_token(ADMIN)
+    bob = hub.user_token("bob")
+    _gateway(hub, "account", token=bob)  # bob is known to the gateway
+    status, rows = _gateway(hub, "admin/report.json", token=admin)
+    bob_id = {row["name"]: row["id"] for row in rows}["bob"]
+
+    def set_jobs(jobs: str, token: str) -> int:
+        reply = requests.post(
+            f"{hub.gateway_direct_url}admin/participant/{bob_id}/quota",
+            data={"jobs": jobs},
+            headers={"Authorization": f"token {token}"},
+            allow_redirects=False,
+            timeout=30,
+        )
+        return reply.status_code
+
+    assert set_jobs("9", bob) == 403  # a participant is no admin
+    try:
+        assert set_jobs("5", admin) == 303
+        for _ in range(2):  # each request enrolls bob again with the config's quota
+            status, account = _gateway(hub, "account", token=bob)
+            assert status == 200 and account["jobs_left"] >= 4, account
+        status, rows = _gateway(hub, "admin/report.json", token=admin)
+        assert {row["name"]: row["jobs_limit"] for row in rows}["bob"] == 5
+    finally:
+        set_jobs("1", admin)  # as the group gives it, for the other tests
+
+
 def test_the_gallery_feed_shows_a_participant_their_own_and_the_admin_everything(
     hub: hub_harness.JupyterHubUnderTest, alices_clip: dict[str, Any]
 ) -> None:
@@ -275,6 +308,14 @@ def test_the_gallery_signs_in_through_the_hub_and_shows_what_each_may_see(
     teacher.goto(hub.gateway_url + "admin")
     assert {"alice", "bob"} <= set(teacher.locator("tr[data-participant]").evaluate_all(
         "rows => rows.map(r => r.dataset.participant)"))
+    for jobs in ("2", "1"):  # the hub's XSRF token rides in the form; back as the group has it
+        row = teacher.locator("tr[data-participant='bob']")
+        row.locator("summary", has_text="Manage").click()
+        row.locator("input[name=jobs]").first.fill(jobs)
+        row.locator("button", has_text="Save quota").click()
+        said = teacher.locator(".rw-said[data-kind='done']")
+        said.wait_for()
+        assert "bob: quota now jobs" in said.inner_text() and f"/{jobs}," in said.inner_text()
     teacher.context.close()
 
 

@@ -266,10 +266,13 @@ class Roster:
             keys[key] = name
             normal.append(name)
         with self.engine.connect() as conn:
-            present = (
-                conn.execute(select(_p.name).where(_p.name_key.in_(list(keys)))).scalars().all()
-            )
-        problems += [f"{name!r} is (or looks like) a participant already" for name in present]
+            present = conn.execute(
+                select(_p.name, _p.name_key).where(_p.name_key.in_(list(keys)))
+            ).all()
+        problems += [
+            f"{keys[row.name_key]!r} is (or looks like) {row.name!r}, a participant already"
+            for row in present
+        ]
         if problems:
             raise RosterError("; ".join(problems))
         made = []

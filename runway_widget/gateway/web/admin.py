@@ -78,7 +78,9 @@ class AdminAction(PageHandler):
         change = _ACTIONS.get((kind, action))
         if change is None:
             raise HTTPError(404, "no such action")
-        form = {key: self.get_body_argument(key, "") for key in FIELDS}
+        form = {
+            key: self.get_body_argument(key) for key in FIELDS if key in self.request.body_arguments
+        }
         try:
             said = await self.run_db(change, self.pages, int(number), form)
             kind_said = "done"
@@ -104,7 +106,9 @@ FIELDS = ("jobs", "credits", "concurrent", "seats", "to")
 
 
 def _set_quota(pages: PageContext, participant_id: int, form: Form) -> str:
-    change = {key: _limit(form, key) for key in ("jobs", "credits", "concurrent")}
+    change = {key: _limit(form, key) for key in ("jobs", "credits", "concurrent") if key in form}
+    if not change:
+        raise ValueError("send jobs, credits or concurrent (empty: no limit)")
     row = _known(pages.roster.controls.set_quota(participant_id, change))
     return f"{row['name']}: quota now {quota_text(row)}"
 
@@ -147,13 +151,15 @@ def _reopen(pages: PageContext, code_id: int, form: Form) -> str:
 
 def _rotate(pages: PageContext, code_id: int, form: Form) -> str:
     code = _code(pages, code_id)
-    new = pages.roster.codes.rotate(code_id, form["to"].strip() or None)
+    new = pages.roster.codes.rotate(code_id, form.get("to", "").strip() or None)
     return f"{code} is now {new}: the old code no longer works; those who joined stay"
 
 
 def _seats(pages: PageContext, code_id: int, form: Form) -> str:
     code = _code(pages, code_id)
     seats = _count(form, "seats")
+    if seats < 1:
+        raise ValueError("seats: at least one")
     pages.roster.codes.change(code_id, seats=seats, quota={})
     return f"{code}: {seats} seat(s)"
 
@@ -191,7 +197,7 @@ def _limit(form: Form, key: str) -> int | None:
 
 
 def _count(form: Form, key: str) -> int:
-    return _whole(key, form[key].strip() or "0")
+    return _whole(key, form.get(key, "").strip() or "0")
 
 
 def _whole(key: str, text: str) -> int:
