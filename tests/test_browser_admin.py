@@ -41,7 +41,7 @@ def room(tmp_path: Path) -> Iterator[Any]:
             name: participant(gateway, tmp_path, name, jobs=1, credits=50)
             for name in ("alice", "bob", "chloé")
         }
-        for (name, client), prompt in zip(people.items(), PROMPTS):
+        for client, prompt in zip(people.values(), PROMPTS, strict=True):
             client.wait(client.imagine(prompt=prompt), timeout=60, poll_interval=0.2)
         for _ in range(3):
             with pytest.raises(QuotaExceededError):

@@ -170,41 +170,50 @@ def check_upstream(upstream: Any) -> UpstreamCheck:
 def banner(server: Any, upstream: UpstreamCheck, proxies: tuple[str, ...]) -> str:
     """What the instructor reads once the gateway serves (everything from the database is
     made inert: codes may hold anything an earlier version let in)."""
+    said = upstream.text if upstream.ok else "NOT ANSWERING (see the warning above)"
+    lines = [f"Gateway ready on port {server.port}, upstream: {said}"]
+    if server.hub_mode:
+        lines += [
+            "  participants      through the hub: their kernels find the gateway, nothing typed",
+            f"  projector         https://YOUR-HUB{server.prefix}/gallery",
+            f"  admin             https://YOUR-HUB{server.prefix}/admin",
+        ]
+    else:
+        lines += _room_lines(server)
+    lines.append(f"  proxy headers believed from: {', '.join(proxies) or 'nobody'}")
+    lines.append("Ctrl-C stops it.")
+    return "\n".join(lines)
+
+
+def _room_lines(server: Any) -> list[str]:
+    """Token mode: the addresses, the join line for each open code, the pages."""
     from .addresses import only_this_machine
 
     urls = server.participant_urls
     url = urls[0]
+    also = f"  (also {', '.join(urls[1:])})" if urls[1:] else ""
+    lines = [f"  participants use  {url}{also}"]
+    if only_this_machine(urls):
+        lines.append(
+            "  only this machine can reach it: serve with --host 0.0.0.0 for a room of laptops"
+        )
     codes = [
         code
         for code in server.roster.codes.listing()
         if code["code"] and not (code["personal"] or code["closed"])
     ]
-    admins = any(row["admin"] for row in server.roster.participants())
-    said = upstream.text if upstream.ok else "NOT ANSWERING (see the warning above)"
-    lines = [
-        f"Gateway ready on port {server.port}, upstream: {said}",
-        f"  participants use  {url}" + (f"  (also {', '.join(urls[1:])})" if urls[1:] else ""),
-    ]
-    if only_this_machine(urls):
-        lines.append(
-            "  only this machine can reach it: serve with --host 0.0.0.0 for a room of laptops"
-        )
     for code in codes:
         seats = f"{code['seats'] - code['seats_used']} of {code['seats']} seats free"
         lines.append(
             f"  on the board      runway-widget join {url} {inert(code['code'])}  ({seats})"
         )
-    hub = server.hub_mode
-    if not codes and not hub:
+    if not codes:
         lines.append(f"  no open join code: `{PROG} join add CODE --seats N` (or token add)")
-    sign_in = "" if hub else "?token=ADMIN-TOKEN"
-    lines.append(f"  projector         {url}/gallery{sign_in}")
-    lines.append(f"  admin             {url}/admin{sign_in}")
-    if not hub and not admins:
+    lines.append(f"  projector         {url}/gallery?token=ADMIN-TOKEN")
+    lines.append(f"  admin             {url}/admin?token=ADMIN-TOKEN")
+    if not any(row["admin"] for row in server.roster.participants()):
         lines.append(f"  no admin token yet: `{PROG} token add teacher --admin` prints one")
-    lines.append(f"  proxy headers believed from: {', '.join(proxies) or 'nobody'}")
-    lines.append("Ctrl-C stops it.")
-    return "\n".join(lines)
+    return lines
 
 
 def _serve(args: argparse.Namespace) -> int:
