@@ -10,8 +10,6 @@ from participants' names but are always plain ASCII with no path in them.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import unicodedata
@@ -21,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .web.report import inert_cell
+from .web.report import inert_csv
 
 __all__ = ["MANIFEST_COLUMNS", "Exported", "write_export"]
 
@@ -67,7 +65,9 @@ def write_export(
             else:
                 name, missing = "", missing + 1
             lines.append(_line(clip, name))
-        archive.writestr("clips.csv", _csv(lines), compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr(
+            "clips.csv", inert_csv(MANIFEST_COLUMNS, lines), compress_type=zipfile.ZIP_DEFLATED
+        )
         archive.writestr(
             "clips.json",
             json.dumps(lines, ensure_ascii=False, indent=1),
@@ -91,15 +91,6 @@ def _line(clip: dict[str, Any], file: str) -> dict[str, Any]:
         "finished_at": clip["finished_at"],
         "hidden": clip["hidden"],
     }
-
-
-def _csv(lines: list[dict[str, Any]]) -> str:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
-    for line in lines:
-        writer.writerow([inert_cell(line[column]) for column in MANIFEST_COLUMNS])
-    return text.getvalue()
 
 
 def _slug(name: str) -> str:

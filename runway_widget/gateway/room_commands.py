@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = ["UNLIMITED", "register_room_commands"]
 UNLIMITED = "unlimited"
 LIMITS = ("jobs", "credits", "concurrent")
 PROG = "runway-widget gateway"
+Command = Callable[[argparse.Namespace], int]
 
 
 def register_room_commands(actions: Any) -> None:
@@ -89,7 +91,7 @@ def _token_commands(actions: Any) -> None:
     quota.add_argument("name", metavar="NAME")
     _add_limits(quota)
     _add_db(quota)
-    quota.set_defaults(run=_token_set)
+    quota.set_defaults(run=_for_participant(_token_set))
     give = token.add_parser(
         "give-back", help="give NAME jobs or credits back (for jobs that should not count)"
     )
@@ -97,12 +99,12 @@ def _token_commands(actions: Any) -> None:
     give.add_argument("--jobs", type=_count, default=0, help="jobs to give back")
     give.add_argument("--credits", type=_count, default=0, help="credits to give back")
     _add_db(give)
-    give.set_defaults(run=_token_give_back)
+    give.set_defaults(run=_for_participant(_token_give_back))
     for action, text in (("revoke", "refused at once"), ("restore", "undo a revoke")):
         parser = token.add_parser(action, help=f"{action} NAME's access ({text})")
         parser.add_argument("name", metavar="NAME")
         _add_db(parser)
-        parser.set_defaults(run=_token_revoke, revoked=action == "revoke")
+        parser.set_defaults(run=_for_participant(_token_revoke), revoked=action == "revoke")
 
 
 def _join_commands(actions: Any) -> None:
@@ -122,19 +124,19 @@ def _join_commands(actions: Any) -> None:
     change.add_argument("--seats", type=_seats)
     _add_limits(change)
     _add_db(change)
-    change.set_defaults(run=_join_set)
+    change.set_defaults(run=_for_code(_join_set))
     for action, text in (("close", "no new seats"), ("reopen", "seats again")):
         parser = join.add_parser(action, help=f"{action} CODE ({text})")
         parser.add_argument("code", metavar="CODE")
         _add_db(parser)
-        parser.set_defaults(run=_join_closed, closed=action == "close")
+        parser.set_defaults(run=_for_code(_join_closed), closed=action == "close")
     rotate = join.add_parser(
         "rotate", help="give CODE a new text (printed); the old one stops working"
     )
     rotate.add_argument("code", metavar="CODE")
     rotate.add_argument("--to", metavar="NEW", help="the new code (default: a random one)")
     _add_db(rotate)
-    rotate.set_defaults(run=_join_rotate)
+    rotate.set_defaults(run=_for_code(_join_rotate))
     listing = join.add_parser("list", help="join codes in full, their state and seats taken")
     _add_db(listing)
     listing.set_defaults(run=_join_list)
@@ -241,38 +243,50 @@ def _token_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _participant(roster: Any, name: str) -> int | None:
-    """The id of the participant named exactly ``name``; None after saying who looks alike."""
-    found = roster.controls.find(name)
-    if found is None:
-        alike = roster.look_alikes(name)
-        hint = f"; names that look like it: {', '.join(map(repr, alike))}" if alike else ""
-        _fail(f"no participant named exactly {name!r}{hint} (see `{PROG} token list`)")
-    return found
+def _for_participant(command: Callable[[argparse.Namespace, Any, int], int]) -> Command:
+    """A command on the participant named NAME, exactly as listed (never a look-alike)."""
+
+    def run(args: argparse.Namespace) -> int:
+        roster = _roster(args)
+        found = roster.controls.find(args.name)
+        if found is None:
+            alike = roster.look_alikes(args.name)
+            hint = f"; names that look like it: {', '.join(map(repr, alike))}" if alike else ""
+            return _fail(
+                f"no participant named exactly {args.name!r}{hint} (see `{PROG} token list`)"
+            )
+        return command(args, roster, found)
+
+    return run
 
 
-def _token_set(args: argparse.Namespace) -> int:
+def _for_code(command: Callable[[argparse.Namespace, Any, int], int]) -> Command:
+    """A command on the join code CODE (in any case)."""
+
+    def run(args: argparse.Namespace) -> int:
+        roster = _roster(args)
+        found = roster.codes.find(args.code)
+        if found is None:
+            return _fail(f"no join code {args.code!r} (see `{PROG} join list`)")
+        return command(args, roster, found)
+
+    return run
+
+
+def _token_set(args: argparse.Namespace, roster: Any, found: int) -> int:
     change = _change(args)
     if not change:
         return _fail("give at least one of --jobs, --credits, --concurrent")
-    roster = _roster(args)
-    found = _participant(roster, args.name)
-    if found is None:
-        return 1
     row = roster.controls.set_quota(found, change)
     _say(f"{inert(row['name'])}: {quota_text(row)}")
     return 0
 
 
-def _token_give_back(args: argparse.Namespace) -> int:
+def _token_give_back(args: argparse.Namespace, roster: Any, found: int) -> int:
     from .db.roster import RosterError
 
     if not args.jobs and not args.credits:
         return _fail("give back at least one job (--jobs N) or credit (--credits N)")
-    roster = _roster(args)
-    found = _participant(roster, args.name)
-    if found is None:
-        return 1
     try:
         row = roster.controls.give_back(found, args.jobs, args.credits)
     except RosterError as exc:
@@ -281,11 +295,7 @@ def _token_give_back(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token_revoke(args: argparse.Namespace) -> int:
-    roster = _roster(args)
-    found = _participant(roster, args.name)
-    if found is None:
-        return 1
+def _token_revoke(args: argparse.Namespace, roster: Any, found: int) -> int:
     name = roster.controls.set_revoked(found, args.revoked)
     _say(f"{'revoked' if args.revoked else 'restored'} {inert(name)}")
     door = roster.door_left_open(found) if args.revoked else None
@@ -300,13 +310,6 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 # -- join codes ------------------------------------------------------------------------------
-
-
-def _code_id(roster: Any, code: str) -> int | None:
-    found = roster.codes.find(code)
-    if found is None:
-        _fail(f"no join code {code!r} (see `{PROG} join list`)")
-    return found
 
 
 def _join_add(args: argparse.Namespace) -> int:
@@ -327,16 +330,12 @@ def _join_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _join_set(args: argparse.Namespace) -> int:
+def _join_set(args: argparse.Namespace, roster: Any, found: int) -> int:
     from .db.roster import RosterError
 
     change = _change(args)
     if args.seats is None and not change:
         return _fail("give --seats or a limit (--jobs, --credits, --concurrent)")
-    roster = _roster(args)
-    found = _code_id(roster, args.code)
-    if found is None:
-        return 1
     try:
         changed = roster.codes.change(found, seats=args.seats, quota=change)
     except RosterError as exc:
@@ -348,11 +347,7 @@ def _join_set(args: argparse.Namespace) -> int:
     return 0
 
 
-def _join_closed(args: argparse.Namespace) -> int:
-    roster = _roster(args)
-    found = _code_id(roster, args.code)
-    if found is None:
-        return 1
+def _join_closed(args: argparse.Namespace, roster: Any, found: int) -> int:
     roster.codes.set_closed(found, args.closed)
     _say(
         f"closed {inert(args.code)}: nobody joins with it until `{PROG} join reopen`"
@@ -362,13 +357,9 @@ def _join_closed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _join_rotate(args: argparse.Namespace) -> int:
+def _join_rotate(args: argparse.Namespace, roster: Any, found: int) -> int:
     from .db.roster import RosterError
 
-    roster = _roster(args)
-    found = _code_id(roster, args.code)
-    if found is None:
-        return 1
     try:
         new = roster.codes.rotate(found, args.to)
     except RosterError as exc:

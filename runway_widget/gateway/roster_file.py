@@ -12,7 +12,7 @@ import csv
 import io
 from pathlib import Path
 
-from .web.report import inert_cell
+from .web.report import inert_csv
 
 __all__ = ["MAX_NAMES", "RosterFileError", "codes_csv", "read_names"]
 
@@ -53,9 +53,8 @@ def read_names(path: Path) -> list[str]:
 def codes_csv(made: list[tuple[str, str]], url: str | None) -> str:
     """``name,code,join`` for each ``(name, code)``, the command with ``url`` (or ``URL``)."""
     base = url.rstrip("/") if url else "URL"
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(("name", "code", "join"))
-    for name, code in made:
-        writer.writerow((inert_cell(name), code, f"runway-widget join {base} {code}"))
-    return out.getvalue()
+    lines = [
+        {"name": name, "code": code, "join": f"runway-widget join {base} {code}"}
+        for name, code in made
+    ]
+    return inert_csv(("name", "code", "join"), lines)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
     "REPORT_COLUMNS",
     "inert_cell",
+    "inert_csv",
     "limit_text",
     "over_quota_text",
     "quota_text",
@@ -54,11 +55,16 @@ def inert_cell(value: Any) -> Any:
 
 def report_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     """One header line, then one line per participant (limits left empty mean unlimited)."""
+    return inert_csv(REPORT_COLUMNS, rows)
+
+
+def inert_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """``columns`` as the header, then each row's cells in that order, made `inert_cell`."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REPORT_COLUMNS)
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow([inert_cell(row[c]) for c in REPORT_COLUMNS])
+        writer.writerow([inert_cell(row[c]) for c in columns])
     return out.getvalue()
 
 
