@@ -238,5 +238,9 @@ def test_a_revoked_token_is_logged_with_its_name(gateway, tmp_path, caplog):
     bob = participant(gateway, tmp_path, "bob")
     gateway.roster.revoke("bob")
     assert call(gateway, "GET", "/account", bob.api_key).status_code == 401
-    lines = [json.loads(r.getMessage()) for r in caplog.records if '"/account"' in r.getMessage()]
+    deadline = time.monotonic() + 10  # the line is written once the reply has gone
+    while not (lines := [json.loads(r.getMessage()) for r in caplog.records
+                         if '"/account"' in r.getMessage()]):
+        assert time.monotonic() < deadline, "no access log line"
+        time.sleep(0.05)
     assert [(line["participant"], line["status"]) for line in lines] == [("bob", 401)]
