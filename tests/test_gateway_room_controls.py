@@ -22,6 +22,12 @@ from tests.gateway_support import call, demo_gateway, participant
 pytestmark = pytest.mark.timeout(180)
 
 
+@pytest.fixture(autouse=True)
+def own_config(tmp_path, monkeypatch):
+    """`runway-widget join` stores a token: in this test's folder, for no other test to find."""
+    monkeypatch.setenv("RUNWAY_WIDGET_CONFIG_DIR", str(tmp_path / "config"))
+
+
 @pytest.fixture
 def db(tmp_path):
     return f"sqlite:///{tmp_path / 'room.sqlite3'}"
