@@ -156,3 +156,23 @@ def test_before_the_first_clip_the_projector_shows_how_to_join(
             assert errors == []
         finally:
             context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_text_on_the_admin_page_has_4_5_to_1_contrast(
+    browser: Any, room: Any, scheme: str
+) -> None:
+    room.roster.revoke("bob")  # a muted row too
+    room.pages.feed.set_hidden(1, True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
+    try:
+        page = context.new_page()
+        page.goto(f"{room.base_url}/admin?token={room.admin_token}")
+        page.locator("#participant-2 summary").click()
+        texts = ui.contrast(page, "body")
+        worst = min(texts, key=lambda text: text["ratio"])
+        print(scheme, f"{len(texts)} texts, lowest {worst['ratio']:.1f}:1 ({worst['text']!r})")
+        assert worst["ratio"] >= 4.5, worst
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280
+    finally:
+        context.close()
