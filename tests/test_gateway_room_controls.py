@@ -3,6 +3,7 @@ class lists, clips, export, and the report's refusals by limit (through ``main``
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -15,9 +16,16 @@ from runway_widget.cli.commands import main
 from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.errors import KeyRefusedError, QuotaExceededError
 from runway_widget.gateway.db.database import open_engine
-from runway_widget.gateway.db.roster import Roster
+from runway_widget.gateway.db.ledger import Ledger, QuotaRefused
+from runway_widget.gateway.db.roster import Limits, Roster, RosterError
 from runway_widget.gateway.web.gallery import ClipFeed
-from tests.gateway_support import call, demo_gateway, participant
+from tests.gateway_support import (
+    call,
+    demo_gateway,
+    needs_postgres,
+    participant,
+    postgres_server,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -256,3 +264,50 @@ def test_clips_are_listed_hidden_shown_again_and_exported_with_their_prompts(tmp
         assert gw(db, "export", str(zipped), "--include-hidden") == 0
         with zipfile.ZipFile(zipped) as archive:
             assert "clips/00001-ana.mp4" in archive.namelist()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=needs_postgres)])
+def test_the_controls_on_either_database(tmp_path, kind):
+    with contextlib.ExitStack() as stack:
+        url = (
+            stack.enter_context(postgres_server())
+            if kind == "postgresql"
+            else f"sqlite:///{tmp_path / 'either.sqlite3'}"
+        )
+        roster = Roster(open_engine(url))
+        stack.callback(roster.engine.dispose)
+        code = roster.codes.add("ROOM-42", 3, {"jobs": 1})
+        token, name = roster.join("room-42", "ana")
+        ana = roster.controls.find(name)
+        assert roster.codes.change(code, seats=5, quota={"jobs": 2}) == 1
+        assert roster.controls.set_quota(ana, {"credits": 9})["credits_limit"] == 9
+        assert roster.codes.change(code, seats=None, quota={"jobs": 4}) == 0  # ana's own now
+        assert roster.controls.participant(ana)["jobs_limit"] == 2
+        ledger = Ledger(roster.engine)
+        ledger.reserve(ana, 5, {"prompt": "one"})
+        ledger.reserve(ana, 4, {"prompt": "two"})
+        with pytest.raises(QuotaRefused):
+            ledger.reserve(ana, 5, {"prompt": "three"})
+        assert roster.report()[0]["over_jobs"] == 1
+        assert roster.controls.give_back(ana, 1, 4)["jobs_used"] == 1
+        roster.revoke(name)
+        with pytest.raises(RosterError, match="was revoked"):
+            roster.join("ROOM-42", "ANA")
+        with pytest.raises(RosterError, match="machine's workshop token was revoked"):
+            roster.join("ROOM-42", "someone", previous=token)
+        assert roster.codes.set_closed(code, True)
+        new = roster.codes.rotate(code)
+        assert roster.codes.find(new.lower()) == code and roster.codes.find("ROOM-42") is None
+        made = roster.add_roster(["Bo Chen"], Limits(jobs=1))
+        assert roster.join(made[0][1], "anything")[1] == "Bo Chen"
+
+
+def test_a_hub_users_own_quota_outlives_the_room_config(db):
+    roster = Roster(open_engine(db))
+    ann = roster.enroll("ann", Limits(jobs=3))
+    ben = roster.enroll("ben", Limits(jobs=3))
+    roster.controls.set_quota(ann, {"jobs": 10})
+    assert roster.enroll("ann", Limits(jobs=5)) == ann  # the config changed, and says so again
+    assert roster.enroll("ben", Limits(jobs=5)) == ben
+    limits = {row["name"]: row["jobs_limit"] for row in roster.participants()}
+    assert limits == {"ann": 10, "ben": 5}
