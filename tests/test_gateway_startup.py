@@ -13,7 +13,7 @@ from runway_widget.cli.commands import main
 from runway_widget.demo import DemoServer
 from runway_widget.errors import ServerError
 from runway_widget.gateway.addresses import network_addresses
-from runway_widget.gateway.startup import register_serve
+from runway_widget.gateway.startup import check_upstream, register_serve
 from runway_widget.gateway.upstream import Upstream
 from tests.gateway_support import (
     free_port,
@@ -140,3 +140,14 @@ def test_a_job_the_upstream_never_took_is_told_so_and_costs_nothing(tmp_path, ca
             [row] = gateway.report()
             assert row["refused"] >= 1 and row["unknown"] == 0
 
+
+
+def test_an_upstream_that_accepts_the_key_is_said_with_the_credits_left(tmp_path):
+    with DemoServer() as demo:
+        upstream = _upstream_at(demo.base_url, demo.api_key, tmp_path)
+        try:
+            check = check_upstream(upstream)
+        finally:
+            upstream.close()
+    assert check.ok and not check.fatal
+    assert check.text.startswith(f"{demo.base_url} accepts the key; credits left on the key: ")
