@@ -6,7 +6,9 @@ Built on the client and `TaskTracker`; neither knows about it. Modules:
 
 - ``database``: tables and engine (SQLite WAL by default, PostgreSQL by URL)
 - ``tokens``: random tokens, stored hashed, compared in constant time
-- ``roster``: participants, quotas, join codes, the report
+- ``roster``: participants, their tokens, how they join; ``join_codes``: codes kept, closed,
+  rotated, and personal ones; ``participant_controls``: quota, give back, revoke, restore;
+  ``room_report``: the report ``/admin`` and ``gateway report`` share
 - ``ledger``: quota reserve/settle and job states
 - ``auth``: the `ParticipantAuth` seam (token mode); ``hub_auth``: JupyterHub mode, with
   quotas from ``room_config``; ``browser_login``: the same for browsers (a cookie)
@@ -14,8 +16,11 @@ Built on the client and `TaskTracker`; neither knows about it. Modules:
 - ``workshop``: submissions, one poller for everyone, answers from state
 - ``videos``: each clip fetched once, served with Range
 - ``push``: upstream webhooks; ``participant_webhooks``: participants' webhooks
-- ``pages``, ``gallery``, ``report``: the live ``/gallery``, ``/admin`` and the report's formats
-- ``ratelimit``, ``handlers``, ``app``: the HTTP server; ``cli``: ``runway-widget gateway``
+- ``pages``, ``gallery``, ``admin``, ``report``: ``/``, the live ``/gallery``, the instructor's
+  ``/admin`` and the report's formats; ``export``: every clip as one zip
+- ``ratelimit``, ``handlers``, ``app``: the HTTP server; ``cli``: ``runway-widget gateway``, with
+  ``startup`` (``serve``: checks first, then the banner; ``addresses``: where a room reaches it)
+  and ``room_commands`` (tokens, codes, ``roster import`` from ``roster_file``, clips, report)
 - ``connections``: connection slots shared out per client address; ``proxies``: whose
   ``X-Forwarded-For`` counts; ``log_redaction``: no ``token=`` in any log line
 
