@@ -45,6 +45,7 @@ from sqlalchemy.schema import CreateIndex
 
 from ...store import default_path
 from .names import look_key
+from .write_gate import WriteGate
 
 __all__ = [
     "DB_FILE",
@@ -180,6 +181,7 @@ def open_engine(url: str | None = None) -> Engine:
             max_overflow=POOL_SIZE,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        WriteGate.install(engine, SQLITE_BUSY_SECONDS)
     else:
         engine = create_engine(
             parsed, pool_pre_ping=True, pool_size=POOL_SIZE // 2, max_overflow=POOL_SIZE // 2
