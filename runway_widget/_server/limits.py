@@ -23,7 +23,6 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -41,6 +40,7 @@ class Phase(enum.Enum):
 
 # who makes room first: strangers that never sent a request, idle keep-alives, half-sent ones
 _CUT_ORDER = ((Phase.WAITING, False), (Phase.WAITING, True), (Phase.READING, None))
+_Bucket = tuple[Phase, bool]  # a phase, and whether the connection has had a request handled
 
 
 @dataclass
@@ -51,13 +51,40 @@ class _Entry:
     cut: bool = False
     served: bool = False  # a request of it has been handled: a real client's keep-alive
 
+    @property
+    def bucket(self) -> _Bucket:
+        return self.phase, self.served
+
+
+class _Holding(Generic[K]):
+    """One owner's live connections, by phase: each bucket oldest first (entering a phase
+    puts a connection at the end of its bucket, so every choice below is made at a head)."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[_Bucket, dict[K, None]] = {}
+        self.count = 0
+
+    def add(self, key: K, bucket: _Bucket) -> None:
+        self.buckets.setdefault(bucket, {})[key] = None
+        self.count += 1
+
+    def discard(self, key: K, bucket: _Bucket) -> None:
+        keys = self.buckets.get(bucket)
+        if keys is not None and keys.pop(key, False) is None:
+            self.count -= 1
+
+    def oldest(self, bucket: _Bucket) -> K | None:
+        return next(iter(self.buckets.get(bucket) or ()), None)
+
 
 class ConnectionTable(Generic[K]):
     """Open connections of one server, their phase, deadline and owner; thread-safe.
 
     ``limit`` counts live connections. Cut ones stay listed until their thread ends (so
     `remove` is always called), and at most ``limit`` more of those may exist at once:
-    the number of connection threads never exceeds twice the limit.
+    the number of connection threads never exceeds twice the limit. Every step takes
+    constant time, however many connections an owner holds (one that opens hundreds a
+    second must not make the server slow for everyone else).
     """
 
     def __init__(
@@ -82,13 +109,14 @@ class ConnectionTable(Generic[K]):
         self.fresh_timeout = fresh_timeout
         self._clock = clock
         self._entries: dict[K, _Entry] = {}
-        self._owned: dict[Hashable, dict[K, None]] = {}  # each owner's live connections
+        self._owned: dict[Hashable, _Holding[K]] = {}  # each owner's live connections
+        self._live = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         """Live connections (not counting those already cut)."""
         with self._lock:
-            return sum(len(keys) for keys in self._owned.values())
+            return self._live
 
     def held_by(self, owner: Hashable) -> int:
         """How many live connections ``owner`` holds."""
@@ -106,7 +134,7 @@ class ConnectionTable(Generic[K]):
                 return None
             if capped and self.per_owner is not None and self._holds(owner) >= self.per_owner:
                 victim = self._victim(owner)
-            elif sum(len(keys) for keys in self._owned.values()) >= self.limit:
+            elif self._live >= self.limit:
                 victim = self._fairest_victim()
             else:
                 self._add(key, owner)
@@ -121,9 +149,15 @@ class ConnectionTable(Generic[K]):
         """``key`` moved to ``phase`` now (its deadline restarts)."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry.phase is not phase:
-                entry.served = entry.served or entry.phase is Phase.HANDLING
-                entry.phase, entry.since = phase, self._clock()
+            if entry is None or entry.phase is phase:
+                return
+            holding = None if entry.cut else self._owned.get(entry.owner)
+            if holding is not None:
+                holding.discard(key, entry.bucket)
+            entry.served = entry.served or entry.phase is Phase.HANDLING
+            entry.phase, entry.since = phase, self._clock()
+            if holding is not None:
+                holding.add(key, entry.bucket)
 
     def phase(self, key: K) -> Phase | None:
         with self._lock:
@@ -135,17 +169,20 @@ class ConnectionTable(Generic[K]):
         with self._lock:
             entry = self._entries.pop(key, None)
             if entry is not None and not entry.cut:
-                self._release(key, entry.owner)
+                self._release(key, entry)
 
     def overdue(self) -> list[K]:
         """Connections past their deadline, each returned once (they count as cut from now)."""
         now = self._clock()
         late: list[K] = []
         with self._lock:
-            for key, entry in self._entries.items():
-                allowed = self._allowed(entry)
-                if not entry.cut and allowed is not None and now - entry.since >= allowed:
-                    late.append(key)
+            for holding in self._owned.values():
+                for bucket, keys in holding.buckets.items():
+                    allowed = self._allowed(*bucket)
+                    for key in keys:  # oldest first: stop at the first still in time
+                        if allowed is None or now - self._entries[key].since < allowed:
+                            break
+                        late.append(key)
             for key in late:
                 self._cut(key)
         return late
@@ -154,33 +191,39 @@ class ConnectionTable(Generic[K]):
         with self._lock:
             return list(self._entries)
 
-    def _allowed(self, entry: _Entry) -> float | None:
-        if entry.phase is Phase.READING:
+    def _allowed(self, phase: Phase, served: bool) -> float | None:
+        if phase is Phase.READING:
             return self.request_timeout
-        if entry.phase is Phase.WAITING:
-            return self.idle_timeout if entry.served else self.fresh_timeout
+        if phase is Phase.WAITING:
+            return self.idle_timeout if served else self.fresh_timeout
         return None
 
     def _add(self, key: K, owner: Hashable) -> None:
-        self._entries[key] = _Entry(Phase.WAITING, self._clock(), owner)
-        self._owned.setdefault(owner, {})[key] = None
+        entry = _Entry(Phase.WAITING, self._clock(), owner)
+        self._entries[key] = entry
+        holding = self._owned.get(owner)
+        if holding is None:
+            holding = self._owned[owner] = _Holding()
+        holding.add(key, entry.bucket)
+        self._live += 1
 
     def _cut(self, key: K) -> None:
         entry = self._entries[key]
         entry.cut = True
-        self._release(key, entry.owner)
+        self._release(key, entry)
 
-    def _release(self, key: K, owner: Hashable) -> None:
-        keys = self._owned.get(owner)
-        if keys is not None:
-            keys.pop(key, None)
-            if not keys:
-                del self._owned[owner]
+    def _release(self, key: K, entry: _Entry) -> None:
+        holding = self._owned.get(entry.owner)
+        if holding is not None:
+            holding.discard(key, entry.bucket)
+            self._live -= 1
+            if not holding.count:
+                del self._owned[entry.owner]
 
     def _fairest_victim(self) -> K | None:
         """A connection of the owner holding the most that can be cut (then the next owner)."""
-        sizes = Counter({owner: len(keys) for owner, keys in self._owned.items()})
-        for owner, _ in sizes.most_common():
+        by_size = sorted(self._owned, key=lambda owner: self._owned[owner].count, reverse=True)
+        for owner in by_size:
             victim = self._victim(owner)
             if victim is not None:
                 return victim
@@ -188,16 +231,16 @@ class ConnectionTable(Generic[K]):
 
     def _victim(self, owner: Hashable) -> K | None:
         """``owner``'s oldest never-served waiting connection, else idle one, else reading."""
-        entries = [(key, self._entries[key]) for key in self._owned.get(owner, ())]
+        holding = self._owned.get(owner)
+        if holding is None:
+            return None
         for phase, served in _CUT_ORDER:
-            candidates = [
-                (entry.since, key)
-                for key, entry in entries
-                if entry.phase is phase and served in (None, entry.served)
-            ]
-            if candidates:
-                return min(candidates, key=lambda candidate: candidate[0])[1]
+            kinds = (False, True) if served is None else (served,)
+            heads = [key for key in map(holding.oldest, ((phase, s) for s in kinds)) if key]
+            if heads:
+                return min(heads, key=lambda key: self._entries[key].since)
         return None
 
     def _holds(self, owner: Hashable) -> int:
-        return len(self._owned.get(owner, ()))
+        holding = self._owned.get(owner)
+        return holding.count if holding is not None else 0
