@@ -93,7 +93,7 @@ def test_a_clip_at_an_address_the_rule_refuses_is_never_fetched_nor_retried(tmp_
         ("script", "javascript:alert(1)"),
         ("file", "file:///etc/passwd"),
     ]:
-        clips.fetch_later(task_id, url, "k" * 16 + task_id)
+        clips.fetch_later(task_id, url, "k" * 16 + task_id, owner=1)
         assert stored.get(timeout=10) == (task_id, None)
     clips.close()
     assert server.count() == 0
@@ -102,7 +102,7 @@ def test_a_clip_at_an_address_the_rule_refuses_is_never_fetched_nor_retried(tmp_
 
 def test_a_clip_on_the_upstreams_own_origin_is_copied(tmp_path, server):
     clips, stored = _clip_store(tmp_path, OutboundPolicy().trusting(server.base_url))
-    clips.fetch_later("t1", f"{server.base_url}/clip.mp4", "k" * 20)
+    clips.fetch_later("t1", f"{server.base_url}/clip.mp4", "k" * 20, owner=1)
     task_id, path = stored.get(timeout=10)
     clips.close()
     assert task_id == "t1" and path.read_bytes() == CLIP
@@ -111,17 +111,36 @@ def test_a_clip_on_the_upstreams_own_origin_is_copied(tmp_path, server):
 def test_a_failed_copy_waits_for_its_retry_without_holding_the_worker(tmp_path, server):
     server.route("/broken.mp4", _failing_then(b"", failures=10**6))
     clips, stored = _clip_store(tmp_path, REHEARSAL, workers=1, pause=60.0)
-    clips.fetch_later("broken", f"{server.base_url}/broken.mp4", "b" * 20)
+    clips.fetch_later("broken", f"{server.base_url}/broken.mp4", "b" * 20, owner=1)
     assert _until(lambda: server.count("/broken.mp4") == 1)
-    clips.fetch_later("fine", f"{server.base_url}/clip.mp4", "f" * 20)
+    clips.fetch_later("fine", f"{server.base_url}/clip.mp4", "f" * 20, owner=2)
     task_id, path = stored.get(timeout=10)  # the one worker is not sleeping for "broken"
     assert task_id == "fine" and path.read_bytes() == CLIP
     assert stored.empty() and server.count("/broken.mp4") == 1  # its retry is still due
     started = time.monotonic()
     clips.close()
     assert time.monotonic() - started < 3
-    clips.fetch_later("late", f"{server.base_url}/clip.mp4", "l" * 20)  # the gateway stops
+    clips.fetch_later("late", f"{server.base_url}/clip.mp4", "l" * 20, owner=3)  # stopping
     assert stored.empty()  # not recorded as failed: a restart copies it
+
+
+def test_one_owners_stuck_clips_hold_one_worker_and_delay_only_their_own(tmp_path, server):
+    release = threading.Event()
+    ok = response_bytes(200, CLIP, {"Content-Type": "video/mp4"})
+    server.route("/stuck.mp4", lambda handler: (release.wait(60), handler.wfile.write(ok)))
+    clips, stored = _clip_store(tmp_path, REHEARSAL, workers=2)
+    try:
+        for n in range(3):
+            clips.fetch_later(f"a{n}", f"{server.base_url}/stuck.mp4", f"a{n}" * 10, owner=1)
+        assert _until(lambda: server.count("/stuck.mp4") == 1)
+        clips.fetch_later("b", f"{server.base_url}/clip.mp4", "b" * 20, owner=2)
+        assert stored.get(timeout=10)[0] == "b"  # while a0 is stuck, on the other worker
+        assert server.count("/stuck.mp4") == 1  # a1 and a2 wait for their owner's turn
+        release.set()
+        assert sorted(stored.get(timeout=10)[0] for _ in range(3)) == ["a0", "a1", "a2"]
+    finally:
+        release.set()
+        clips.close()
 
 
 def test_a_failed_copy_is_tried_again_later_and_kept_when_it_works(tmp_path, server, caplog):
@@ -129,7 +148,7 @@ def test_a_failed_copy_is_tried_again_later_and_kept_when_it_works(tmp_path, ser
     ok = response_bytes(200, CLIP, {"Content-Type": "video/mp4"})
     server.route("/flaky.mp4", _failing_then(ok, failures=2))
     clips, stored = _clip_store(tmp_path, REHEARSAL, pause=0.01)
-    clips.fetch_later("t1", f"{server.base_url}/flaky.mp4?sig=s3cr3t", "k" * 20)
+    clips.fetch_later("t1", f"{server.base_url}/flaky.mp4?sig=s3cr3t", "k" * 20, owner=1)
     task_id, path = stored.get(timeout=10)
     clips.close()
     assert task_id == "t1" and path.read_bytes() == CLIP
@@ -140,7 +159,7 @@ def test_a_failed_copy_is_tried_again_later_and_kept_when_it_works(tmp_path, ser
 def test_a_clip_copy_follows_no_redirect(tmp_path, server):
     server.route("/moved.mp4", send(json_reply({}, 302, Location=f"{server.base_url}/clip.mp4")))
     clips, stored = _clip_store(tmp_path, REHEARSAL, pause=0.01)
-    clips.fetch_later("t1", f"{server.base_url}/moved.mp4", "k" * 20)
+    clips.fetch_later("t1", f"{server.base_url}/moved.mp4", "k" * 20, owner=1)
     assert stored.get(timeout=10) == ("t1", None)
     clips.close()
     assert server.count("/moved.mp4") == 3 and server.count("/clip.mp4") == 0

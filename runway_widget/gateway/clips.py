@@ -13,7 +13,7 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import IO
 
@@ -25,7 +25,7 @@ from .._http.outbound import OutboundPolicy, OutboundRefused, outbound_transport
 from .._http.transport import ReplyTooLarge
 from .._version import __version__
 from ..client.downloads import save_atomically
-from .lanes import Lane, LaneClosed, LaneFull
+from .lanes import Lane, LaneClosed, LaneFull, OwnerQueues
 
 __all__ = ["ClipStore", "VideoHandler"]
 
@@ -44,7 +44,9 @@ class ClipStore:
     Copies follow the outbound rule (``policy``: the upstream's own origin is trusted,
     any other address is judged), within ``limit`` bytes, ``base_seconds`` to start and
     ``min_rate`` bytes a second after that. A failed attempt is tried again later from the
-    lane's queue, never by sleeping in a worker; a refused URL is not tried again.
+    lane's queue, never by sleeping in a worker; a refused URL is not tried again. Each
+    clip's owner (its participant) copies one clip at a time, retries included, and owners
+    take turns: clips that trickle hold one worker, and delay only their owner's others.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class ClipStore:
             policy, user_agent=f"runway_widget-gateway/{__version__}", timeout=base_seconds
         )
         self._lane = Lane("gateway-clips", workers, WAITING)
+        self._owners: OwnerQueues[str, tuple[str, str]] = OwnerQueues(WAITING)
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -77,13 +80,19 @@ class ClipStore:
             raise ValueError("not a video key")
         return self.folder / f"{video_key}.mp4"
 
-    def fetch_later(self, task_id: str, url: str, video_key: str) -> None:
-        """Queue one download (a second call for the same task while queued does nothing)."""
+    def fetch_later(self, task_id: str, url: str, video_key: str, *, owner: Hashable) -> None:
+        """Queue one download of ``owner``'s clip (a second call for the same task while
+        queued does nothing)."""
         with self._lock:
             if task_id in self._pending:
                 return
             self._pending.add(task_id)
-        self._attempt_later(0.0, task_id, url, video_key, 1)
+        start = self._owners.put(owner, task_id, (url, video_key))
+        if start is None:
+            logger.warning("clip of task %s not copied: its owner has too many waiting", task_id)
+            self._finish(task_id, None)
+        elif start:
+            self._turn(owner)
 
     def close(self) -> None:
         """Drop queued copies and record nothing more: a restart brings them in again."""
@@ -92,32 +101,48 @@ class ClipStore:
         self._lane.close()
         self._transport.close()
 
-    def _attempt_later(self, delay: float, task_id: str, url: str, key: str, attempt: int) -> None:
+    def _turn(self, owner: Hashable, retry: tuple[str, str, str, int] | None = None) -> None:
+        """Queue ``owner``'s turn in the lane: a copy's next attempt (task, url, key, attempt;
+        after its pause), else their next clip."""
         try:
-            self._lane.submit_after(delay, self._attempt, task_id, url, key, attempt)
+            if retry is None:
+                self._lane.submit(self._copy_next, owner)
+            else:
+                self._lane.submit_after(self._pause * (retry[3] - 1), self._attempt, owner, *retry)
         except LaneClosed:
             return
         except LaneFull as exc:
-            logger.warning("clip of task %s not copied: %s", task_id, exc)
-            self._finish(task_id, None)
+            dropped = [retry[0]] if retry is not None else []
+            dropped += [task_id for task_id, _ in self._owners.drop(owner)]
+            for task_id in dropped:
+                logger.warning("clip of task %s not copied: %s", task_id, exc)
+                self._finish(task_id, None)
 
-    def _attempt(self, task_id: str, url: str, key: str, attempt: int) -> None:
+    def _copy_next(self, owner: Hashable) -> None:
+        task_id, (url, key) = self._owners.take(owner)
+        self._attempt(owner, task_id, url, key, 1)
+
+    def _attempt(self, owner: Hashable, task_id: str, url: str, key: str, attempt: int) -> None:
+        stored: Path | None = None
         try:
             path = self.path_for(key)
             save_atomically(path, functools.partial(self._copy, url))
+            stored = path
         except OutboundRefused as exc:
             logger.warning("clip of task %s not copied: %s", task_id, exc)
         except (OSError, DeadlinePassed, ReplyTooLarge) as exc:
             logger.warning("clip of task %s: attempt %d failed: %s", task_id, attempt, _why(exc))
-            if attempt < ATTEMPTS:
-                self._attempt_later(self._pause * attempt, task_id, url, key, attempt + 1)
+            if attempt < ATTEMPTS:  # still the owner's turn: their other clips wait
+                self._turn(owner, (task_id, url, key, attempt + 1))
                 return
         except Exception:
             logger.exception("clip of task %s: the copy failed", task_id)
-        else:
-            self._finish(task_id, path)
-            return
-        self._finish(task_id, None)
+        self._finish(task_id, stored)
+        self._next_turn(owner)
+
+    def _next_turn(self, owner: Hashable) -> None:
+        if self._owners.done(owner):
+            self._turn(owner)
 
     def _copy(self, url: str, out: IO[bytes]) -> None:
         self._transport.download(

@@ -5,6 +5,10 @@ a fixed number of workers and a bounded queue, so a trickling clip or a receiver
 answers ties up its own lane's workers only. Work due later (a retry) waits in the queue,
 not in a sleeping worker. Workers are daemon threads and `close` waits a bounded time:
 a stop is never held up by a call still running (each has its own deadline anyway).
+
+Within a lane, `OwnerQueues` keeps participants apart: each one's work waits in a queue of
+their own and only one item of theirs is in the lane at a time (their turn), so a participant
+whose clips trickle or whose receiver never answers holds one worker, never the whole lane.
 """
 
 from __future__ import annotations
@@ -15,15 +19,17 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Lane", "LaneClosed", "LaneFull"]
+__all__ = ["Lane", "LaneClosed", "LaneFull", "OwnerQueues"]
 
 logger = logging.getLogger("runway_widget.gateway")
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 class LaneFull(Exception):
@@ -122,3 +128,49 @@ class Lane:
                         break
                     self._ready.wait(self._queue[0][0] - now if self._queue else None)
             job.run()
+
+
+class OwnerQueues(Generic[K, T]):
+    """Work kept per owner, handed out one item of each owner at a time (the owner's turn).
+
+    `put` queues an item under a key (a newer item for a key still waiting replaces it, in
+    its place: the newest state wins) and says whether the owner's turn must be started;
+    the turn `take`s the oldest item, and once it is done, `done` says whether the owner
+    has more (their turn goes on: queue it at the back of the lane, behind the others).
+    """
+
+    def __init__(self, per_owner: int) -> None:
+        self._per_owner = per_owner
+        self._queues: dict[Hashable, OrderedDict[K, T]] = {}  # owners whose turn runs
+        self._lock = threading.Lock()
+
+    def put(self, owner: Hashable, key: K, item: T) -> bool | None:
+        """True: start the owner's turn; False: it waits for their turn; None: refused, the
+        owner already has ``per_owner`` items waiting."""
+        with self._lock:
+            queue = self._queues.get(owner)
+            if queue is None:
+                self._queues[owner] = OrderedDict({key: item})
+                return True
+            if key in queue or len(queue) < self._per_owner:
+                queue[key] = item
+                return False
+            return None
+
+    def take(self, owner: Hashable) -> tuple[K, T]:
+        """The owner's oldest waiting item (called by their turn)."""
+        with self._lock:
+            return self._queues[owner].popitem(last=False)
+
+    def done(self, owner: Hashable) -> bool:
+        """The item taken is done: True if the owner has another (their turn goes on)."""
+        with self._lock:
+            if self._queues[owner]:
+                return True
+            del self._queues[owner]
+            return False
+
+    def drop(self, owner: Hashable) -> list[tuple[K, T]]:
+        """Forget the owner's waiting items and end their turn; returns what was dropped."""
+        with self._lock:
+            return list(self._queues.pop(owner, OrderedDict()).items())

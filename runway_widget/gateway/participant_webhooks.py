@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from .._http.transport import ReplyTooLarge
 from .._version import __version__
 from .db.database import JobState
 from .db.ledger import JobRow
-from .lanes import Lane, LaneFull
+from .lanes import Lane, LaneFull, OwnerQueues
 from .workshop import participant_task
 
 __all__ = ["ParticipantWebhooks"]
@@ -66,7 +65,7 @@ class ParticipantWebhooks:
         self._policy = policy
         self._deadline = deadline
         self._targets: dict[str, tuple[str, str | None]] = {}
-        self._queues: dict[int, OrderedDict[str, _Push]] = {}  # owners with a push in the lane
+        self._queues: OwnerQueues[str, _Push] = OwnerQueues(OWNER_TASKS)
         self._lock = threading.Lock()
         self._lane = Lane("gateway-webhooks", workers, OWNERS)
         self._transport = outbound_transport(
@@ -92,16 +91,12 @@ class ParticipantWebhooks:
                 row.state == JobState.FINISHED and row.video_path is not None
             ):
                 del self._targets[row.task_id]  # the last push for this task
-            push = _Push(*target, participant_task(row, self._video_base()))
-            queue = self._queues.get(row.participant_id)
-            if queue is not None:  # their turn comes: the newest state waits in it
-                if row.task_id in queue or len(queue) < OWNER_TASKS:
-                    queue[row.task_id] = push
-                else:
-                    logger.warning("participant webhook for task %s dropped", row.task_id)
-                return
-            self._queues[row.participant_id] = OrderedDict({row.task_id: push})
-        self._take_turn(row.participant_id)
+        push = _Push(*target, participant_task(row, self._video_base()))
+        start = self._queues.put(row.participant_id, row.task_id, push)
+        if start is None:
+            logger.warning("participant webhook for task %s dropped", row.task_id)
+        elif start:
+            self._take_turn(row.participant_id)
 
     def close(self) -> None:
         self._lane.close()
@@ -111,22 +106,16 @@ class ParticipantWebhooks:
         try:
             self._lane.submit(self._send_next, owner)
         except LaneFull as exc:
-            with self._lock:
-                dropped = self._queues.pop(owner, OrderedDict())
+            dropped = self._queues.drop(owner)
             logger.warning("%d participant webhook push(es) dropped: %s", len(dropped), exc)
 
     def _send_next(self, owner: int) -> None:
         """Send the owner's oldest waiting push, then queue their next turn (if any)."""
-        with self._lock:
-            task_id, push = self._queues[owner].popitem(last=False)
+        task_id, push = self._queues.take(owner)
         try:
             self._post(task_id, push)
         finally:
-            with self._lock:
-                more = bool(self._queues[owner])
-                if not more:
-                    del self._queues[owner]
-            if more:
+            if self._queues.done(owner):
                 self._take_turn(owner)
 
     def _post(self, task_id: str, push: _Push) -> None:

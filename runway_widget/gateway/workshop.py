@@ -181,7 +181,9 @@ class Workshop:
             if row.state == JobState.SUBMITTED:
                 self._track(row.task_id)
             elif row.upstream_video_url and row.video_key:
-                self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)
+                self.clips.fetch_later(
+                    row.task_id, row.upstream_video_url, row.video_key, owner=row.participant_id
+                )
 
     def _track(self, task_id: str) -> None:
         handle = self.tracker.track(task_id, on_update=self._on_update)
@@ -304,7 +306,9 @@ class Workshop:
         for row in rows:
             self._changed(row)
             if row.state == JobState.FINISHED and row.video_key and row.upstream_video_url:
-                self.clips.fetch_later(row.task_id, row.upstream_video_url, row.video_key)
+                self.clips.fetch_later(
+                    row.task_id, row.upstream_video_url, row.video_key, owner=row.participant_id
+                )
 
     def _clip_stored(self, task_id: str, path: Path | None) -> None:
         self.ledger.video_stored(task_id, str(path) if path is not None else "")
