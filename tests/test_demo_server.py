@@ -168,6 +168,15 @@ def test_fail_rate_makes_tasks_fail(server, api):
     assert final["status"] == "failed" and final["message"]
 
 
+def test_a_marked_prompt_reports_its_clip_elsewhere(server, api):
+    server.faults.elsewhere_marker = "[elsewhere]"
+    server.faults.elsewhere_video_url = "http://127.0.0.1:9/slow.mp4"
+    marked = api.imagine(prompt="a lighthouse [elsewhere]")
+    plain = api.imagine()
+    assert api.wait(marked)[-1]["video_url"] == "http://127.0.0.1:9/slow.mp4"
+    assert api.wait(plain)[-1]["video_url"] == server.video_url(plain)
+
+
 def test_unloadable_input_fails_the_task_with_a_reason(server, api):
     task_id = api.imagine(
         generation_type="image2video", image_url="http://127.0.0.1:9/nothing-here.png"
@@ -230,9 +239,7 @@ def test_wrong_or_missing_key_is_a_401(server, key):
         assert DEMO_API_KEY not in response.text
 
 
-@pytest.mark.parametrize(
-    "key", [DEMO_API_KEY, f"Bearer {DEMO_API_KEY}", f"bearer  {DEMO_API_KEY}"]
-)
+@pytest.mark.parametrize("key", [DEMO_API_KEY, f"Bearer {DEMO_API_KEY}", f"bearer  {DEMO_API_KEY}"])
 def test_the_key_is_accepted_raw_or_the_bearer_way_apiframes_sdk_sends_it(server, key):
     api = Api(server, key=key)
     assert api.get("/account").status_code == 200
@@ -633,9 +640,7 @@ def short_id(value: str) -> str:
     return value if len(value) <= 30 else f"{value[:12]}…({len(value)} chars)"
 
 
-@pytest.mark.parametrize(
-    "length", ["9" * 5000, "99999999999999999999", str(2**62)], ids=short_id
-)
+@pytest.mark.parametrize("length", ["9" * 5000, "99999999999999999999", str(2**62)], ids=short_id)
 def test_absurd_content_length_is_a_400_without_reading_it(server, length):
     reply = raw_exchange(
         server.port,
@@ -651,7 +656,8 @@ def test_a_body_shorter_than_its_length_is_a_400(server):
     reply = raw_exchange(
         server.port,
         f"POST /runway-imagine HTTP/1.1\r\nHost: x\r\nAuthorization: {DEMO_API_KEY}\r\n"
-        f"Content-Length: {len(body) + 10}\r\n\r\n".encode() + body,
+        f"Content-Length: {len(body) + 10}\r\n\r\n".encode()
+        + body,
     )
     assert status_of(reply) == 400
     assert Api(server).get("/account").json()["total_images"] == 0

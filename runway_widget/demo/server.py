@@ -89,6 +89,11 @@ class DemoFaults:
     drop_rate: float = 0.0  # probability of closing the connection without a reply (after work)
     fail_rate: float = 0.0  # probability that a submitted task ends "failed"
     malformed_rate: float = 0.0  # probability of a 200 whose body is not JSON (after work)
+    # A clip hosted elsewhere: a finished task whose prompt contains ``elsewhere_marker``
+    # reports ``elsewhere_video_url`` as its clip instead of this server's copy (a slow or
+    # hostile host, for whoever copies the clip). Both must be set.
+    elsewhere_marker: str = ""
+    elsewhere_video_url: str = ""
 
     def reset(self) -> None:
         """Switch every fault off."""
@@ -569,6 +574,10 @@ class DemoServer:
         return {"task_id": task.task_id}
 
     def _snapshot(self, task: DemoTask, now: float) -> dict[str, Any]:
+        faults = self.faults
+        marker, elsewhere = faults.elsewhere_marker, faults.elsewhere_video_url
+        if marker and elsewhere and marker in str(task.payload.get("prompt", "")):
+            return task.snapshot(now, elsewhere)
         return task.snapshot(now, self.video_url(task.task_id))
 
     def _fetch(self, body: dict[str, Any]) -> dict[str, Any]:
