@@ -1,24 +1,43 @@
-"""A room through the gateway: upstream requests, /fetch latency, lost tasks, overspend.
+"""A room through the gateway, quiet and beside a noisy neighbour: latency, pushes, lost, overspend.
 
 P simulated participants (loopback) each submit 2 jobs (and try a 3rd, over their 2-job
 quota), then poll ``/fetch`` for each job every second until it ends. Run times are spread
-over 20–40 s (seeded). Two runs side by side, each on its own demo backend in this process:
+over 20–40 s (seeded, the same in every run). Three runs, each on its own demo backend in
+this process:
 
 (a) baseline: the participants poll the upstream directly (one request per task per second);
-(b) gateway: the same participants poll a ``runway-widget gateway serve`` process (SQLite),
-    which follows every task with one batched poller and answers fetches from its state.
+(b) quiet: the same participants through a ``runway-widget gateway serve`` process (SQLite,
+    ``--allow-private-webhooks``: their receivers are on loopback), which follows every task
+    with one batched poller and answers fetches from its state. Each participant's jobs carry
+    a webhook to a receiver of their own (``room_peers.Receivers``, in its own process),
+    which notes when each push arrives;
+(c) noisy: the same room while one more participant (``room_peers.Neighbour``, in its own
+    process, from its own address) does its worst, all at once: ``--idle`` connections that
+    never send a byte (opened again as they are cut), its whole quota of jobs with webhooks
+    to a receiver that never answers and clips that trickle a byte a second (the demo's
+    ``elsewhere`` fault hook reports them on the neighbour's host), and a paced flood of
+    ``/join`` guesses with forged proxy headers and of malformed bodies.
 
 Participants are asyncio tasks in this process, on one aiohttp session whose connections
 are kept alive (as the client's ``requests`` session keeps them); the gateway is a separate
 process, so its latency is measured end to end as a participant sees it, from the moment a
-connection is free. Before each run the demo renders the room's one clip, so its encoder
-(elsewhere, for a real upstream) does not take these cores during the measurement. Prints
-the figures, submit latency included, and a last line ``upstream_requests_per_task=…
-upstream_ratio=… fetch_p99_ms=… lost=… overspend=…``.
+connection is free. Before each run the demo renders the run's clips, so its encoder
+(elsewhere, for a real upstream) does not take these cores during the measurement. A
+"finished" push is timed from the moment the demo says the task finished
+(`DemoServer.finished_at`) to its arrival at the participant's receiver.
+
+The machine's load average is printed before and after each run: another process busy on
+these two cores shows in every figure, so compare runs of one invocation. Goals: the quiet run
+answers ``/fetch`` within 50 ms and submissions within 100 ms at p99; beside the neighbour,
+everyone else's p99s stay within 1.5x of the quiet run's, their "finished" pushes arrive
+within 1 s, and nothing is lost or overspent. The last line:
+``fetch_p99_ratio=… submit_p99_ratio=… pushes_within_1s=…/… lost=… overspend=…
+quiet_fetch_p99_ms=… quiet_submit_p99_ms=… load=…``.
 
     pip install -e ".[bench]"
-    python benchmarks/gateway_load.py            # 200 participants, 400 jobs (about 2 min)
-    python benchmarks/gateway_load.py --quick    # 20 participants, short jobs
+    python benchmarks/gateway_load.py              # 200 participants, 400 jobs (about 3 min)
+    python benchmarks/gateway_load.py --quiet-only # (a) and (b)
+    python benchmarks/gateway_load.py --quick      # 20 participants, short jobs
 """
 
 from __future__ import annotations
@@ -28,6 +47,7 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import resource
 import sys
 import tempfile
@@ -40,15 +60,21 @@ from types import SimpleNamespace
 import aiohttp
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests/
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.gateway_support
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))  # hostile_peers
 from poll_efficiency import spread
+from room_peers import MARKER, NEIGHBOUR_PROMPT, ROOM_SECRET, Neighbour, NeighbourReport, Receivers
 
 from tests.gateway_support import free_port, serve_process, stop_process
 
-PROMPT = "a lighthouse in a storm"  # one prompt: the demo renders the clip once
+PROMPT = "a lighthouse in a storm"  # one prompt: the demo renders the room's clip once
 JOBS_EACH = 2
 POLL_SECONDS = 1.0
 WARM_UP_SECONDS = 1.0
+NEIGHBOUR_JOB_SECONDS = 2.0  # its jobs end early: its clips trickle through the whole run
+NEIGHBOUR_JOBS = 10  # the quota a room has when the instructor sets none
+NEIGHBOUR_CONCURRENT = 2
+PUSH_GOAL_SECONDS = 1.0
 CONNECTIONS = 48  # requests in flight at once: under the demo backend's connection cap
 
 
@@ -63,13 +89,26 @@ class Run:
     errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     submit_ms: list[float] = field(default_factory=list)
+    task_ids: list[str] = field(default_factory=list)
+    push_lags: list[float] = field(default_factory=list)  # seconds; inf: no "finished" push
 
     def p(self, q: float) -> float:
         return _pct(self.latencies_ms, q)
 
+    def submit_p(self, q: float) -> float:
+        return _pct(self.submit_ms, q)
+
     @property
     def per_task(self) -> float:
         return self.upstream_polls / self.tasks if self.tasks else math.nan
+
+    @property
+    def lost(self) -> int:
+        return self.tasks - self.finished
+
+    @property
+    def pushes_on_time(self) -> int:
+        return sum(lag <= PUSH_GOAL_SECONDS for lag in self.push_lags)
 
     def line(self) -> str:
         return (
@@ -77,7 +116,16 @@ class Run:
             f"upstream polls {self.upstream_polls:6d} ({self.per_task:6.2f}/task)  "
             f"fetch p50 {self.p(0.5):6.1f} ms p99 {self.p(0.99):6.1f} ms  "
             f"({len(self.latencies_ms)} fetches, {self.errors} errors); submit p50 "
-            f"{_pct(self.submit_ms, 0.5):.1f} ms p99 {_pct(self.submit_ms, 0.99):.1f} ms"
+            f"{self.submit_p(0.5):.1f} ms p99 {self.submit_p(0.99):.1f} ms"
+        )
+
+    def pushes_line(self) -> str:
+        missing = sum(math.isinf(lag) for lag in self.push_lags)
+        return (
+            f"  {self.label:<8} 'finished' pushes after the task finished: p50 "
+            f"{_pct(self.push_lags, 0.5):.2f} s p99 {_pct(self.push_lags, 0.99):.2f} s max "
+            f"{max(self.push_lags, default=math.nan):.2f} s; within {PUSH_GOAL_SECONDS:g} s "
+            f"{self.pushes_on_time}/{len(self.push_lags)}, never {missing}"
         )
 
 
@@ -89,6 +137,7 @@ async def participant(
     deadline: float,
     start_at: float,
     attempts: int,
+    webhook: str | None,
 ) -> None:
     """Submit ``attempts`` jobs, then poll each accepted one every second until it ends."""
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
@@ -103,11 +152,12 @@ async def participant(
             data = await reply.json(content_type=None)
             return reply.status, data, 1000 * (time.monotonic() - sent.at)
 
+    job = {"prompt": PROMPT, "generation_type": "text2video"}
+    if webhook is not None:
+        job.update(webhook_url=webhook, webhook_secret=ROOM_SECRET)
     task_ids = []
     for _ in range(attempts):
-        code, data, ms = await post(
-            "/runway-imagine", {"prompt": PROMPT, "generation_type": "text2video"}
-        )
+        code, data, ms = await post("/runway-imagine", job)
         run.submit_ms.append(ms)
         if code == 200:
             task_ids.append(data["task_id"])
@@ -115,6 +165,7 @@ async def participant(
             run.errors += 1
     run.tasks += min(len(task_ids), JOBS_EACH)
     run.accepted_over_quota += max(0, len(task_ids) - JOBS_EACH)
+    run.task_ids.extend(task_ids)
     pending = set(task_ids)
     while pending and time.monotonic() < deadline:
         for task_id in list(pending):
@@ -144,7 +195,13 @@ def _sent_after_queueing() -> aiohttp.TraceConfig:
 
 
 async def drive(
-    base: str, keys: list[str], run: Run, deadline: float, window: float, attempts: int
+    base: str,
+    keys: list[str],
+    run: Run,
+    deadline: float,
+    window: float,
+    attempts: int,
+    webhooks: list[str | None],
 ) -> None:
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)  # kept alive, as a client's session
     timeout = aiohttp.ClientTimeout(total=60)
@@ -155,84 +212,139 @@ async def drive(
         await asyncio.gather(
             *(
                 participant(
-                    session, base, key, run, deadline, now + window * i / len(keys), attempts
+                    session,
+                    base,
+                    key,
+                    run,
+                    deadline,
+                    now + window * i / len(keys),
+                    attempts,
+                    webhooks[i],
                 )
                 for i, key in enumerate(keys)
             )
         )
 
 
-def baseline(count: int, low: float, high: float, seed: int, window: float) -> Run:
+@dataclass(frozen=True)
+class Room:
+    count: int
+    low: float
+    high: float
+    seed: int
+    window: float
+
+    def job_seconds(self) -> Callable[[dict], float]:
+        """The warm-up's run time, then the room's seeded ones; the neighbour's are short
+        (and draw nothing from the room's sequence, so the room's are the same in every run)."""
+        room = spread(self.seed, self.low, self.high)
+        calls = itertools.count()
+
+        def seconds(payload: dict) -> float:
+            if MARKER in str(payload.get("prompt", "")):
+                return NEIGHBOUR_JOB_SECONDS
+            return WARM_UP_SECONDS if next(calls) == 0 else room(payload)
+
+        return seconds
+
+    @property
+    def deadline(self) -> float:
+        return time.monotonic() + self.window + self.high + 60
+
+
+def baseline(room: Room) -> Run:
     from runway_widget.demo import DemoServer
 
     run = Run("baseline")
-    with DemoServer(job_seconds=_warm_up_first(spread(seed, low, high)), credits=10**9) as demo:
-        warm_up = _render_the_clip(demo)
+    with DemoServer(job_seconds=room.job_seconds(), credits=10**9) as demo:
+        warm_up = _render_the_clip(demo, PROMPT)
         # the upstream knows no per-participant quota: each submits just its 2 jobs
-        deadline = time.monotonic() + window + high + 60
-        keys = [demo.api_key] * count
-        asyncio.run(drive(demo.base_url, keys, run, deadline, window, JOBS_EACH))
+        keys = [demo.api_key] * room.count
+        hooks: list[str | None] = [None] * room.count
+        asyncio.run(drive(demo.base_url, keys, run, room.deadline, room.window, JOBS_EACH, hooks))
         run.upstream_polls = _polls(demo) - warm_up
     return run
 
 
-def through_gateway(count: int, low: float, high: float, seed: int, window: float) -> Run:
+def through_gateway(room: Room, idle: int | None) -> tuple[Run, NeighbourReport | None]:
+    """The room through a gateway process; beside the neighbour unless ``idle`` is None."""
     from runway_widget.demo import DemoServer
     from runway_widget.gateway.db.database import open_engine
     from runway_widget.gateway.db.roster import Limits, Roster
 
-    run = Run("gateway")
+    run = Run("quiet" if idle is None else "noisy")
+    neighbour: Neighbour | None = None
+    report: NeighbourReport | None = None
     with (
         tempfile.TemporaryDirectory() as home,
-        DemoServer(job_seconds=_warm_up_first(spread(seed, low, high)), credits=10**9) as demo,
+        DemoServer(job_seconds=room.job_seconds(), credits=10**9) as demo,
     ):
-        warm_up = _render_the_clip(demo)
+        warm_up = _render_the_clip(demo, PROMPT)
+        if idle is not None:
+            warm_up = _render_the_clip(demo, NEIGHBOUR_PROMPT)
         db = f"sqlite:///{Path(home) / 'gateway.sqlite3'}"
         roster = Roster(open_engine(db))
-        keys = [roster.add(f"p{i:03d}", Limits(jobs=JOBS_EACH)) for i in range(count)]
+        keys = [roster.add(f"p{i:03d}", Limits(jobs=JOBS_EACH)) for i in range(room.count)]
+        its_key = roster.add("neighbour", Limits(NEIGHBOUR_JOBS, None, NEIGHBOUR_CONCURRENT))
         roster.engine.dispose()
         port = free_port()
         env = {"APIFRAME_API_KEY": demo.api_key, "RUNWAY_WIDGET_HOME": home}
         log = Path(home) / "gateway.log"
-        gateway = serve_process(port, "--db", db, "--upstream", demo.base_url, env=env, log=log)
+        receivers = Receivers()
+        gateway = serve_process(
+            port,
+            "--db",
+            db,
+            "--upstream",
+            demo.base_url,
+            "--allow-private-webhooks",
+            env=env,
+            log=log,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + window + high + 60
-            asyncio.run(drive(base, keys, run, deadline, window, JOBS_EACH + 1))
+            if idle is not None:
+                neighbour = Neighbour(port, its_key, idle)
+                demo.faults.elsewhere_marker = MARKER
+                demo.faults.elsewhere_video_url = neighbour.clip_url
+                neighbour.start()
+            hooks: list[str | None] = [receivers.url(f"p{i:03d}") for i in range(room.count)]
+            asyncio.run(drive(base, keys, run, room.deadline, room.window, JOBS_EACH + 1, hooks))
+            if neighbour is not None:
+                report, neighbour = neighbour.stop(), None
             run.upstream_polls = _polls(demo) - warm_up
             run.upstream_other = demo.stats.get("/videos", 0)
-            report = Roster(open_engine(db)).report()
             run.accepted_over_quota = sum(
-                max(0, row["jobs_used"] - row["jobs_limit"]) for row in report
+                max(0, row["jobs_used"] - row["jobs_limit"])
+                for row in Roster(open_engine(db)).report()
             )
             rss = _rss_mb(gateway.pid)
         finally:
+            if neighbour is not None:
+                neighbour.stop()
             stop_process(gateway)
-        served = _served_ms(Path(home) / "gateway.log")
+            arrivals = receivers.stop()
+        finished = {a.task_id: a.at for a in arrivals if a.status == "finished"}
+        for task_id in run.task_ids:
+            ended = demo.finished_at(task_id)
+            arrived = finished.get(task_id)
+            lag = arrived - ended if arrived is not None and ended is not None else math.inf
+            run.push_lags.append(lag)
+        served = _served_ms(log)
     print(
-        f"  gateway process peak RSS {rss:.0f} MB; clip downloads from the upstream: "
-        f"{run.upstream_other}; /fetch time inside the gateway p50 {_pct(served, 0.5):.1f} ms "
-        f"p99 {_pct(served, 0.99):.1f} ms"
+        f"  {run.label:<8} gateway process peak RSS {rss:.0f} MB; clip downloads from the "
+        f"upstream: {run.upstream_other}; /fetch time inside the gateway p50 "
+        f"{_pct(served, 0.5):.1f} ms p99 {_pct(served, 0.99):.1f} ms; load {_load()}"
     )
-    return run
+    return run, report
 
 
-def _warm_up_first(job_seconds: Callable[[dict], float]) -> Callable[[dict], float]:
-    """The first job (the warm-up) runs for a second; the room's jobs as ``job_seconds`` says."""
-    calls = itertools.count()
-
-    def seconds(payload: dict) -> float:
-        return WARM_UP_SECONDS if next(calls) == 0 else job_seconds(payload)
-
-    return seconds
-
-
-def _render_the_clip(demo) -> int:
-    """Have the demo render the room's one clip before the room arrives; returns the polls
-    this took. A real upstream renders elsewhere: its encoder must not share these 2 cores
-    with the gateway during the measurement (it would, once, at the first submission)."""
+def _render_the_clip(demo, prompt: str) -> int:
+    """Have the demo render a run's clip before the room arrives; returns the polls so far.
+    A real upstream renders elsewhere: its encoder must not share these 2 cores with the
+    gateway during the measurement (it would, once, at the first submission)."""
     headers = {"Authorization": demo.api_key}
-    job = {"prompt": PROMPT, "generation_type": "text2video"}
+    job = {"prompt": prompt, "generation_type": "text2video"}
     reply = requests.post(f"{demo.base_url}/runway-imagine", json=job, headers=headers, timeout=10)
     task_id = reply.json()["task_id"]
     while True:
@@ -273,35 +385,64 @@ def _rss_mb(pid: int) -> float:
     return math.nan
 
 
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def _room_for_sockets(idle: int) -> None:
+    """The neighbour's connections and the room's need descriptors of this process's kind."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = idle + 4096
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 participants, short jobs")
     parser.add_argument("--participants", type=int)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--idle", type=int, default=2000, help="the neighbour's idle sockets")
+    parser.add_argument("--quiet-only", action="store_true", help="no neighbour: (a) and (b)")
     args = parser.parse_args()
     count = args.participants or (20 if args.quick else 200)
     low, high = (4.0, 8.0) if args.quick else (20.0, 40.0)
-    window = 2.0 if args.quick else 5.0
+    room = Room(count, low, high, args.seed, 2.0 if args.quick else 5.0)
+    _room_for_sockets(args.idle)
     print(
-        f"{count} participants x {JOBS_EACH} jobs, run times {low:g}-{high:g} s, "
-        f"polling /fetch every {POLL_SECONDS:g} s"
+        f"{count} participants x {JOBS_EACH} jobs, run times {low:g}-{high:g} s, polling /fetch "
+        f"every {POLL_SECONDS:g} s; load average {_load()} on {os.cpu_count()} cores"
     )
-    base_run = baseline(count, low, high, args.seed, window)
+    base_run = baseline(room)
     print(base_run.line())
-    gate_run = through_gateway(count, low, high, args.seed, window)
-    print(gate_run.line())
-    lost = gate_run.tasks - gate_run.finished
-    ratio = gate_run.per_task / base_run.per_task
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    quiet, _ = through_gateway(room, None)
+    print(quiet.line())
+    print(quiet.pushes_line())
+    ratio = quiet.per_task / base_run.per_task
     print(
-        f"  upstream requests per task: {gate_run.per_task:.2f} vs {base_run.per_task:.2f} "
-        f"direct (ratio {ratio:.3f}); lost {lost}; over-quota jobs accepted "
-        f"{gate_run.accepted_over_quota}; benchmark process peak RSS {peak:.0f} MB"
+        f"  upstream requests per task: {quiet.per_task:.2f} vs {base_run.per_task:.2f} direct "
+        f"(ratio {ratio:.3f}); quiet goals: /fetch p99 {quiet.p(0.99):.1f} ms (<= 50), "
+        f"submit p99 {quiet.submit_p(0.99):.1f} ms (<= 100)"
     )
+    runs = [quiet]
+    if not args.quiet_only:
+        noisy, report = through_gateway(room, args.idle)
+        runs.append(noisy)
+        print(noisy.line())
+        print(noisy.pushes_line())
+        if report is not None:
+            print(report.line())
+    last = runs[-1]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  benchmark process peak RSS {peak:.0f} MB; load average {_load()}")
     print(
-        f"upstream_requests_per_task={gate_run.per_task:.2f} upstream_ratio={ratio:.3f} "
-        f"fetch_p99_ms={gate_run.p(0.99):.1f} lost={lost} "
-        f"overspend={gate_run.accepted_over_quota}"
+        f"fetch_p99_ratio={last.p(0.99) / quiet.p(0.99):.2f} "
+        f"submit_p99_ratio={last.submit_p(0.99) / quiet.submit_p(0.99):.2f} "
+        f"pushes_within_1s={last.pushes_on_time}/{len(last.push_lags)} "
+        f"lost={sum(run.lost for run in runs)} "
+        f"overspend={sum(run.accepted_over_quota for run in runs)} "
+        f"quiet_fetch_p99_ms={quiet.p(0.99):.1f} quiet_submit_p99_ms={quiet.submit_p(0.99):.1f} "
+        f"load={os.getloadavg()[0]:.2f}"
     )
 
 
