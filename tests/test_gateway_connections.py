@@ -121,3 +121,15 @@ def test_a_trusted_proxy_carries_many_clients_past_the_per_address_share(tmp_pat
         assert [health(sock) for sock in proxy] == [200] * 10
         assert gateway.connections_from(FLOOD) == 10
         assert [health(sock) for sock in proxy] == [200] * 10  # every one still open
+
+
+def test_an_address_at_its_share_replacing_too_fast_has_the_surplus_closed_unread(tmp_path):
+    limits = SlotLimits(per_address=3, replaced_per_second=0.001, replaced_burst=2)
+    with demo_gateway(tmp_path, slots=limits) as gateway, sockets(gateway.port, FLOOD, 8) as flood:
+        for sock in flood[:2]:  # replaced by the 4th and 5th, its burst
+            wait_closed(sock)
+        for sock in flood[5:]:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            wait_closed(sock)  # no reply: nothing it sent was read
+        assert [health(sock) for sock in flood[2:5]] == [200] * 3  # its share is served
+        assert health_from(gateway.port, OTHER) == 200  # other addresses have their own

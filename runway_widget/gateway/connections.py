@@ -8,7 +8,10 @@ competes with itself while everyone else is served. A connection that has not se
 request head within ``fresh_timeout`` is cut, much sooner than a real client's keep-alive
 (``idle_timeout``). Connections from a trusted proxy carry many clients: they have no
 per-address cap, and the request's ``remote_ip`` is the client the proxy names
-(`TrustedProxies`); from anyone else, proxy headers are ignored.
+(`TrustedProxies`); from anyone else, proxy headers are ignored. An address holding its whole
+share may replace its connections only so fast (``replaced_per_second``, in bursts of
+``replaced_burst``): past that, a new one is closed as soon as it is accepted, before any
+HTTP is read, so reconnecting as fast as it is cut costs the server next to nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tornado.iostream import IOStream
 
 from .._server.limits import ConnectionTable, Phase
 from .proxies import TrustedProxies, client_network
+from .ratelimit import RateLimiter
 
 __all__ = ["FairHTTPServer", "SlotLimits"]
 
@@ -37,6 +41,8 @@ class SlotLimits:
     fresh_timeout: float = 10.0  # from connecting to a whole request head
     idle_timeout: float = 75.0  # a keep-alive between requests
     body_timeout: float = 30.0  # from a request's head to the end of its body
+    replaced_per_second: float = 50.0  # an address at its share: new ones replacing its own
+    replaced_burst: int = 200  # ...and at once
 
     def table(self) -> ConnectionTable[IOStream]:
         return ConnectionTable(
@@ -70,17 +76,27 @@ class FairHTTPServer(HTTPServer):
         super().initialize(*args, **kwargs)
         self.slots = slots.table()
         self.proxies = proxies
+        self.replacements = RateLimiter(slots.replaced_per_second, slots.replaced_burst)
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
         peer = str(address[0]) if address else ""
-        capped = not self.proxies.trusts(peer)
-        evicted = self.slots.admit(stream, client_network(peer), capped=capped)
+        capped, owner = not self.proxies.trusts(peer), client_network(peer)
+        if capped and self._replacing_too_fast(owner):
+            stream.close()  # nothing is read from it, and none of the owner's is cut for it
+            return
+        evicted = self.slots.admit(stream, owner, capped=capped)
         if evicted is None:
             stream.close()
             return
         for other in evicted:
             self._cut(other)
         super().handle_stream(stream, address)
+
+    def _replacing_too_fast(self, owner: str) -> bool:
+        """The owner holds its whole share and has replaced its connections too often."""
+        share = self.slots.per_owner
+        full = share is not None and self.slots.held_by(owner) >= share
+        return full and bool(self.replacements.retry_after(owner))
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
