@@ -318,7 +318,7 @@ def through_gateway(room: Room, idle: int | None) -> tuple[Run, NeighbourReport 
                 max(0, row["jobs_used"] - row["jobs_limit"])
                 for row in Roster(open_engine(db)).report()
             )
-            rss = _rss_mb(gateway.pid)
+            rss, cpu = _rss_mb(gateway.pid), _cpu_seconds(gateway.pid)
         finally:
             if neighbour is not None:
                 neighbour.stop()
@@ -332,9 +332,9 @@ def through_gateway(room: Room, idle: int | None) -> tuple[Run, NeighbourReport 
             run.push_lags.append(lag)
         served = _served_ms(log)
     print(
-        f"  {run.label:<8} gateway process peak RSS {rss:.0f} MB; clip downloads from the "
-        f"upstream: {run.upstream_other}; /fetch time inside the gateway p50 "
-        f"{_pct(served, 0.5):.1f} ms p99 {_pct(served, 0.99):.1f} ms; load {_load()}"
+        f"  {run.label:<8} gateway process: CPU {cpu:.1f} s, peak RSS {rss:.0f} MB; clip "
+        f"downloads from the upstream: {run.upstream_other}; /fetch time inside the gateway "
+        f"p50 {_pct(served, 0.5):.1f} ms p99 {_pct(served, 0.99):.1f} ms; load {_load()}"
     )
     return run, report
 
@@ -383,6 +383,15 @@ def _rss_mb(pid: int) -> float:
     except OSError:
         pass
     return math.nan
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU the process used so far: its work, whatever else the cores do."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _load() -> str:
