@@ -7,6 +7,8 @@ Shared by the acceptance suite (``tests/acceptance``) and the load benchmark
   push arrived (``time.time()``, comparable with the demo's `finished_at`).
 - `BlackHole`: a receiver that takes every connection and never answers.
 - `trickling_clip`: a clip host (a `HostileServer`) that sends one byte every ``every`` seconds.
+- `inside_host`: a host on the gateway's own machine answering a webhook, a clip and an image
+  at once: what no participant or provider may reach through the gateway.
 - `IdleSockets`: connections from one source address that never send a byte; those the
   server cuts are opened again by `refill`.
 - `guess_joins`: join codes, each from a new address forged in ``X-Forwarded-For``/``X-Real-IP``.
@@ -27,9 +29,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from hostile_server import HostileServer, response_bytes, trickle
+from hostile_server import HostileServer, json_reply, response_bytes, send, trickle
+
+from runway_widget.demo.samples import sample_path
 
 CLIP_PATH = "/clip.mp4"
+CLIP = b"\0\0\0\x18ftypmp42" + bytes(2000)  # enough of an MP4 for a copy to be kept
 CONNECT_SECONDS = 2.0
 
 # bodies no JSON object of valid text can be read from (the README's "malformed input")
@@ -154,6 +159,17 @@ def trickling_clip(every: float = 1.0, size: int = 1_000_000) -> Iterator[Hostil
     clip = response_bytes(200, b"\0" * size, {"Content-Type": "video/mp4"})
     with HostileServer() as host:
         host.route(CLIP_PATH, trickle(clip, every))
+        yield host
+
+
+@contextlib.contextmanager
+def inside_host() -> Iterator[HostileServer]:
+    """``/hook`` (a receiver), `CLIP_PATH` (a clip) and ``/image.jpg``, answered at once."""
+    image = sample_path("landscape.jpg").read_bytes()
+    with HostileServer() as host:
+        host.route("/hook", send(json_reply({"ok": True})))
+        host.route(CLIP_PATH, send(response_bytes(200, CLIP, {"Content-Type": "video/mp4"})))
+        host.route("/image.jpg", send(response_bytes(200, image, {"Content-Type": "image/jpeg"})))
         yield host
 
 

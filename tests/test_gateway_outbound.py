@@ -5,25 +5,17 @@ from __future__ import annotations
 import time
 
 import pytest
+from hostile_peers import CLIP, inside_host
 
-from runway_widget.demo.samples import sample_path
 from runway_widget.gateway.upstream import Upstream
 from tests.api_server import TEST_API_KEY, ApiServer
 from tests.gateway_support import call, demo_gateway, gateway_on, participant, upstream_client
-from tests.hostile_server import HostileServer, json_reply, response_bytes, send
 
 pytestmark = pytest.mark.timeout(120)
 
-CLIP = b"\0\0\0\x18ftypmp42" + bytes(2000)
-
-
 @pytest.fixture
 def hostile():
-    with HostileServer() as bad:
-        bad.route("/hook", send(json_reply({"ok": True})))
-        bad.route("/clip.mp4", send(response_bytes(200, CLIP, {"Content-Type": "video/mp4"})))
-        image = sample_path("landscape.jpg").read_bytes()
-        bad.route("/image.jpg", send(response_bytes(200, image, {"Content-Type": "image/jpeg"})))
+    with inside_host() as bad:
         yield bad
 
 

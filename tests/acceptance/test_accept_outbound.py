@@ -11,24 +11,16 @@ from __future__ import annotations
 import time
 
 import pytest
+from hostile_peers import CLIP, inside_host
 from running_gateway import ACCEPTANCE, ended, running_gateway
 
-from runway_widget.demo.samples import sample_path
 from tests.api_server import TEST_API_KEY, ApiServer
-from tests.hostile_server import HostileServer, json_reply, response_bytes, send
 
 pytestmark = ACCEPTANCE
 
-CLIP = b"\0\0\0\x18ftypmp42" + bytes(2000)
-
-
 @pytest.fixture(scope="module")
 def inside():
-    with HostileServer() as server:
-        server.route("/hook", send(json_reply({"ok": True})))
-        server.route("/secret.mp4", send(response_bytes(200, CLIP, {"Content-Type": "video/mp4"})))
-        image = sample_path("landscape.jpg").read_bytes()
-        server.route("/image.jpg", send(response_bytes(200, image, {"Content-Type": "image/jpeg"})))
+    with inside_host() as server:
         yield server
         assert server.count() == 0, [seen.path for seen in server.seen]
 
@@ -102,7 +94,7 @@ def test_every_form_of_an_inside_webhook_is_refused_at_submit(demo_room, inside)
     "fields",
     [
         {"generation_type": "image2video", "image_url": "{inside}/image.jpg"},
-        {"generation_type": "video2video", "video_url": "{inside}/secret.mp4"},
+        {"generation_type": "video2video", "video_url": "{inside}/clip.mp4"},
     ],
 )
 def test_the_demos_inputs_are_never_fetched_from_the_gateways_loopback(demo_room, inside, fields):
@@ -118,7 +110,7 @@ def test_a_providers_clip_inside_the_gateways_network_is_never_copied_nor_served
 ):
     token = provider_room.token("cy", "--jobs", "6")
     handed = {
-        f"{inside.base_url}/secret.mp4": f"{inside.base_url}/secret.mp4",
+        f"{inside.base_url}/clip.mp4": f"{inside.base_url}/clip.mp4",
         "http://169.254.169.254/latest/meta-data/iam": "http://169.254.169.254/latest/meta-data/iam",
         "javascript:alert(document.cookie)": None,
         "file:///etc/passwd": None,
