@@ -76,7 +76,7 @@ def _receive(pipe: Connection) -> None:
 class NeighbourReport:
     """What the neighbour did, and how the gateway answered it."""
 
-    idle_open: int = 0  # its idle connections open at the end
+    idle_open: int = 0  # its idle connections still open at the end (the others were cut)
     idle_cut: int = 0  # cut by the gateway (and opened again)
     idle_refused: int = 0
     joins: Counter[int] = field(default_factory=Counter)  # status: count
@@ -90,10 +90,11 @@ class NeighbourReport:
             return " ".join(f"{status}x{n}" for status, n in sorted(counter.items())) or "none"
 
         return (
-            f"  neighbour: {self.idle_open} idle connections open at the end, {self.idle_cut} "
-            f"cut and opened again; /join {counts(self.joins)}; malformed {counts(self.malformed)};"
-            f" submissions {counts(self.submissions)}; pushes into its black hole "
-            f"{self.pushes_swallowed}; copies of its trickling clips {self.clip_requests}"
+            f"  neighbour: {self.idle_open} idle connections still open at the end, "
+            f"{self.idle_cut} cut and opened again; /join {counts(self.joins)}; malformed "
+            f"{counts(self.malformed)}; submissions {counts(self.submissions)} (0: cut, no "
+            f"answer); pushes into its black hole {self.pushes_swallowed}; copies of its "
+            f"trickling clips {self.clip_requests}"
         )
 
 
@@ -140,7 +141,7 @@ def _neighbour(pipe: Connection, port: int, token: str, idle: int) -> None:
             stop.set()
             for thread in threads:
                 thread.join(15)
-            report.idle_open = sum(sock is not None for sock in sockets.sockets)
+            report.idle_open = idle - sockets.closed()
             report.idle_cut, report.idle_refused = sockets.cut, sockets.refused
         report.pushes_swallowed = hole.taken
         report.clip_requests = clips.count(hostile_peers.CLIP_PATH)
