@@ -62,6 +62,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.gateway_support
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))  # hostile_peers
+from hostile_peers import room_for_sockets
 from poll_efficiency import spread
 from room_peers import MARKER, NEIGHBOUR_PROMPT, ROOM_SECRET, Neighbour, NeighbourReport, Receivers
 
@@ -398,14 +399,6 @@ def _load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def _room_for_sockets(idle: int) -> None:
-    """The neighbour's connections and the room's need descriptors of this process's kind."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = idle + 4096
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 participants, short jobs")
@@ -417,7 +410,7 @@ def main() -> None:
     count = args.participants or (20 if args.quick else 200)
     low, high = (4.0, 8.0) if args.quick else (20.0, 40.0)
     room = Room(count, low, high, args.seed, 2.0 if args.quick else 5.0)
-    _room_for_sockets(args.idle)
+    room_for_sockets(args.idle)  # the neighbour's sockets, and the room's
     print(
         f"{count} participants x {JOBS_EACH} jobs, run times {low:g}-{high:g} s, polling /fetch "
         f"every {POLL_SECONDS:g} s; load average {_load()} on {os.cpu_count()} cores"

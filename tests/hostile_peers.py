@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import resource
 import select
 import socket
 import threading
@@ -173,6 +174,14 @@ def inside_host() -> Iterator[HostileServer]:
         yield host
 
 
+def room_for_sockets(count: int) -> None:
+    """Let this process (and those it starts) hold ``count`` more descriptors, if it may."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count + 4096
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
 class IdleSockets:
     """``count`` connections from ``source`` to ``port`` on loopback that never send a byte.
 
@@ -181,6 +190,7 @@ class IdleSockets:
     """
 
     def __init__(self, port: int, source: str, count: int) -> None:
+        room_for_sockets(count)
         self.port, self.source, self.count = port, source, count
         self.sockets: list[socket.socket | None] = [None] * count
         self.cut = 0
