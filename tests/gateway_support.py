@@ -90,6 +90,14 @@ def call(
     return requests.request(method, gateway.base_url + path, headers=headers, timeout=10, **kwargs)
 
 
+def post_join(base_url: str, code: str, name: str, source: str = "127.0.0.5") -> requests.Response:
+    """POST /join from ``source`` (a loopback address of its own: one client)."""
+    session = requests.Session()
+    session.get_adapter("http://").init_poolmanager(1, 1, source_address=(source, 0))
+    with session:
+        return session.post(base_url + "/join", json={"code": code, "name": name}, timeout=10)
+
+
 class AllRecords(logging.Handler):
     """Every record the process logs (but the test's own HTTP client's), as written out."""
 

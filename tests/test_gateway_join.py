@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from runway_widget.gateway.db.roster import Limits
 from runway_widget.gateway.ratelimit import (
@@ -15,7 +15,7 @@ from runway_widget.gateway.ratelimit import (
     WRONG_JOINS_ALL,
     JoinGuard,
 )
-from tests.gateway_support import call, demo_gateway
+from tests.gateway_support import call, demo_gateway, post_join
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,21 +29,24 @@ class FakeClock:
 
 
 def _guesses_until_refused(guard: JoinGuard, address: str) -> int:
-    """Wrong codes ``address`` may try before it is refused."""
+    """Wrong codes ``address`` may try before it is refused (a wrong code keeps its guess)."""
     taken = 0
-    while guard.guess(address) == 0:
-        guard.wrong()
+    while _guess(guard, address) == 0:
         taken += 1
     return taken
+
+
+def _guess(guard: JoinGuard, address: str) -> int:
+    return asyncio.run(guard.guess(address))
 
 
 def test_an_address_has_ten_wrong_codes_then_one_every_two_minutes():
     clock = FakeClock()
     guard = JoinGuard(clock=clock)
     assert _guesses_until_refused(guard, "198.51.100.7") == WRONG_JOINS[1] == 10
-    wait = guard.guess("198.51.100.7")
+    wait = _guess(guard, "198.51.100.7")
     assert 100 < wait <= 120
-    assert guard.guess("198.51.100.8") == 0  # another address is not held up
+    assert _guess(guard, "198.51.100.8") == 0  # another address is not held up
     clock.now += wait
     assert _guesses_until_refused(guard, "198.51.100.7") == 1
 
@@ -51,11 +54,10 @@ def test_an_address_has_ten_wrong_codes_then_one_every_two_minutes():
 def test_a_right_code_gives_its_guess_back_and_one_more():
     guard = JoinGuard(clock=FakeClock())
     for _ in range(8):  # eight typos
-        assert guard.guess("room") == 0
-        guard.wrong()
+        assert _guess(guard, "room") == 0
     for _ in range(5):  # five joins
-        assert guard.guess("room") == 0
-        guard.joined("room")
+        assert _guess(guard, "room") == 0
+        asyncio.run(guard.joined("room"))
     assert _guesses_until_refused(guard, "room") == 7  # 2 + 5 earned, never above ten
 
 
@@ -64,27 +66,20 @@ def test_many_addresses_together_guess_no_faster_than_one_a_second():
     guard = JoinGuard(clock=clock)
     burst = WRONG_JOINS_ALL[1]
     for n in range(burst):
-        assert guard.guess(f"10.0.{n // 256}.{n % 256}") == 0
-        guard.wrong()
-    assert guard.guess("10.1.0.1") == 1
+        assert _guess(guard, f"10.0.{n // 256}.{n % 256}") == 0
+    assert _guess(guard, "10.1.0.1") == 1
     clock.now += 1.0 / WRONG_JOINS_ALL[0]
     assert _guesses_until_refused(guard, "10.1.0.1") == 1  # its own ten not spent by refusals
-    assert guard.guess("10.1.0.2") == 1
+    assert _guess(guard, "10.1.0.2") == 1
 
 
 def test_attempts_of_any_kind_are_bounded_per_address():
     guard = JoinGuard(clock=FakeClock())
-    assert sum(guard.attempt("one") == 0 for _ in range(100)) == JOIN_ATTEMPTS[1]
+    assert sum(asyncio.run(guard.attempt("one")) == 0 for _ in range(100)) == JOIN_ATTEMPTS[1]
 
 
 def _join(gateway, code, name, source="127.0.0.5"):
-    """POST /join from ``source`` (a loopback address of its own: one client)."""
-    session = requests.Session()
-    session.get_adapter("http://").init_poolmanager(1, 1, source_address=(source, 0))
-    with session:
-        return session.post(
-            gateway.base_url + "/join", json={"code": code, "name": name}, timeout=10
-        )
+    return post_join(gateway.base_url, code, name, source)
 
 
 def test_thirty_people_behind_one_address_join_at_once_despite_typos(tmp_path):

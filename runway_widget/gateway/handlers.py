@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
@@ -30,6 +30,7 @@ from ..models import QuotaLimit, RefusalCode
 from .auth import ParticipantAuth
 from .db.ledger import QuotaRefused
 from .db.roster import CredentialRevoked, Participant, Roster, RosterError
+from .metrics import Meter
 from .ratelimit import JoinGuard, RateLimiter
 from .workshop import WebhookTargetRefused, Workshop, participant_task
 
@@ -64,6 +65,7 @@ class Context:
     prefix: str
     public_url: str | None
     secrets: tuple[str, ...] = ()
+    meter: Meter = field(default_factory=Meter)
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -127,6 +129,8 @@ class BaseApiHandler(RequestHandler):
                 errors[0]["code"] = RefusalCode.NOT_FOUND.value
             elif 400 <= status_code < 500:
                 errors[0]["code"] = _INVALID.value
+        if errors and "code" in errors[0]:
+            self.context.meter.refused(errors[0]["code"])
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"errors": errors}))
 
@@ -179,7 +183,7 @@ class AuthenticatedHandler(BaseApiHandler):
         if who is None:
             raise ApiError(401, "Invalid API key", code=RefusalCode.UNAUTHORIZED)
         self.participant = who
-        wait = self.context.limiter.retry_after(who.id)
+        wait = await self.context.limiter.retry_after(who.id)
         if wait:
             raise ApiError(
                 429, "too many requests: slow down", code=RefusalCode.RATE_LIMITED, retry_after=wait
@@ -251,7 +255,8 @@ class UploadHandler(AuthenticatedHandler):
             raise ApiError(400, "image must be at most 2 MB", code=_INVALID)
         upstream = self.context.workshop.upstream
         try:
-            url = await upstream.run(upstream.client.upload_image, data)
+            with self.context.meter.upstream("upload"):
+                url = await upstream.run(upstream.client.upload_image, data)
         except ValidationError as exc:
             raise ApiError(400, *exc.problems, code=_INVALID) from None
         except ApiframeError as exc:
@@ -284,13 +289,13 @@ class JoinHandler(BaseApiHandler):
 
     async def post(self) -> None:
         guard, address = self.context.join_guard, str(self.request.remote_ip)
-        _refuse_while(guard.attempt(address), "too many join attempts: wait a moment")
+        _refuse_while(await guard.attempt(address), "too many join attempts: wait a moment")
         body = self.json_body()
         code, name = body.get("code"), body.get("name")
         if not isinstance(code, str) or not code or not isinstance(name, str) or not name.strip():
             raise ApiError(400, 'send {"code": …, "name": …}', code=_INVALID)
         async with guard.turn(address):
-            _refuse_while(guard.guess(address), "too many wrong join codes: wait a while")
+            _refuse_while(await guard.guess(address), "too many wrong join codes: wait a while")
             previous = body.get("previous")  # the token this machine had: revoked holds
             previous = previous if isinstance(previous, str) and len(previous) < 512 else None
             try:
@@ -298,9 +303,8 @@ class JoinHandler(BaseApiHandler):
                     self.context.roster.join, code, name, previous
                 )
             except RosterError as exc:
-                guard.wrong()
                 raise ApiError(_JOIN_STATUS.get(exc.code, 403), str(exc), code=exc.code) from None
-            guard.joined(address)
+            await guard.joined(address)
         self.reply({"token": token, "name": name})
 
 
