@@ -2,9 +2,12 @@
 
 ``GatewayServer(...).start()`` runs it in a background thread (a notebook, a test);
 ``serve_forever()`` runs it in the foreground until SIGINT/SIGTERM (the CLI, a JupyterHub
-service). Connections are bounded: request bodies by ``MAX_BODY``, connections by
-`SlotLimits` (how many, how many per client address, how long each may wait), shared out
-per address by `FairHTTPServer`; proxy headers count only from ``trusted_proxies``.
+service). Replicas on one PostgreSQL are one gateway: they share quotas, followers, rate
+limits (``ratelimit``), the gallery (the ledger) and clips (a folder they all mount), and
+sign browsers in with one cookie secret. Connections are bounded: request bodies by
+``MAX_BODY``, connections by `SlotLimits` (how many, how many per client address, how long
+each may wait), shared out per address by `FairHTTPServer`; proxy headers count only from
+``trusted_proxies``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
@@ -34,6 +38,7 @@ from .addresses import participant_urls
 from .auth import ParticipantAuth, TokenAuth
 from .clips import VideoHandler
 from .connections import FairHTTPServer, SlotLimits
+from .db.buckets import SharedBuckets
 from .db.database import open_engine
 from .db.followers import HEARTBEAT_SECONDS
 from .db.ledger import Ledger
@@ -41,10 +46,12 @@ from .db.roster import Limits, Roster
 from .handlers import BaseApiHandler, Context, NotFoundHandler, api_routes
 from .hub_auth import HubParticipants
 from .log_redaction import redact_tokens_in_logs
+from .metrics import Meter
+from .monitoring import DatabaseCheck, metrics_application, monitoring_routes, watch
 from .participant_webhooks import ParticipantWebhooks
 from .proxies import TrustedProxies, client_network
 from .push import UpstreamWebhookHandler
-from .ratelimit import JoinGuard, RateLimiter
+from .ratelimit import Buckets, JoinGuard, MemoryBuckets, RateLimiter
 from .room_config import RoomConfig
 from .upstream import Upstream
 from .web.gallery import ClipFeed
@@ -61,6 +68,8 @@ MAX_BODY = 3 * 1024 * 1024  # a 2 MB upload plus its multipart envelope
 DB_WORKERS = 4
 SWITCH_SECONDS = 0.0005
 SLOT_SWEEP_MS = 1000  # how often connections past their deadline are cut
+PRUNE_MS = 60_000  # how often shared rate-limit buckets that are full again are dropped
+LEASE_SHARE = 4  # a replica takes a participant's tokens a quarter of their burst at a time
 
 
 class GatewayServer:
@@ -86,8 +95,13 @@ class GatewayServer:
         slots: SlotLimits | None = None,
         trusted_proxies: Iterable[str] = (),
         allow_private_webhooks: bool = False,
+        clips: str | os.PathLike[str] | None = None,
+        cookie_secret: bytes | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.home = _home(home)
+        self.meter = Meter()
+        self.metrics_port = metrics_port
         self.slots = slots or SlotLimits()
         self.proxies = TrustedProxies(trusted_proxies)
         redact_tokens_in_logs()
@@ -97,6 +111,8 @@ class GatewayServer:
         self.engine = open_engine(db)
         self.roster = Roster(self.engine)
         self.ledger = Ledger(self.engine)
+        shared = self.engine.dialect.name != "sqlite"  # replicas may share the database
+        self.buckets: Buckets = SharedBuckets(self.engine) if shared else MemoryBuckets()
         self._db_pool = ThreadPoolExecutor(DB_WORKERS, thread_name_prefix="gateway-db")
         # what the gateway may fetch or post to at addresses others chose (SPEC §8)
         self.outbound = OutboundPolicy(allow_private=allow_private_webhooks)
@@ -110,13 +126,14 @@ class GatewayServer:
         self.workshop = Workshop(
             self.ledger,
             self.upstream,
-            self.home / "gateway-videos",
+            Path(clips) if clips else self.home / "gateway-videos",
             self._db_pool,
             upstream_webhook=hook,
             outbound=self.outbound,
             min_interval=poll_interval[0],
             max_interval=poll_interval[1],
             heartbeat=heartbeat,
+            meter=self.meter,
         )
         self.webhooks = ParticipantWebhooks(lambda: self.base_url, self.outbound)
         self.workshop.hooks = self.webhooks
@@ -136,17 +153,28 @@ class GatewayServer:
             auth=auth,
             workshop=self.workshop,
             roster=self.roster,
-            limiter=RateLimiter(rate, burst),
-            join_guard=JoinGuard(),
+            limiter=RateLimiter(
+                rate,
+                burst,
+                buckets=self.buckets,
+                lease=max(1, burst // LEASE_SHARE),
+                run=self.workshop.run_db,
+            ),
+            join_guard=JoinGuard(buckets=self.buckets, run=self.workshop.run_db),
             prefix=self.prefix,
             public_url=self.public_url,
             secrets=(self.upstream.client.api_key or "", hook_secret),
+            meter=self.meter,
         )
+        self._database = DatabaseCheck(self.engine)
+        watch(self.meter, self.workshop, self.webhooks)
+        self._cookie_secret = _cookie_secret(cookie_secret, hub_auth, shared)
         self._hook_secret = hook_secret
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: FairHTTPServer | None = None
         self._sockets: list[socket.socket] = []
+        self._metrics_server: HTTPServer | None = None
         self._sweepers: list[PeriodicCallback] = []
 
     # -- identity --------------------------------------------------------------------------
@@ -204,6 +232,7 @@ class GatewayServer:
 
     def application(self) -> Application:
         routes: list[Any] = api_routes(self.context)
+        routes.extend(monitoring_routes(self.context, self._database))
         routes.extend(page_routes(self.prefix, self.pages))
         routes.append(
             (
@@ -226,7 +255,7 @@ class GatewayServer:
             log_function=_access_log,
             compress_response=False,
             xsrf_cookies=False,
-            cookie_secret=os.urandom(32),  # page sessions last as long as this process
+            cookie_secret=self._cookie_secret,
             gateway_prefix=self.prefix,
         )
 
@@ -319,6 +348,11 @@ class GatewayServer:
         server.add_sockets(self._sockets)
         self._sockets = []
         self._server = server
+        if self.metrics_port is not None:
+            self._metrics_server = HTTPServer(metrics_application(self.meter))
+            self._metrics_server.add_sockets(
+                bind_sockets(self.metrics_port, self.host, family=_family(self.host))
+            )
         # each heartbeat: say this process lives, adopt dead ones' tasks, end lost reservations
         period = self.workshop.followers.heartbeat * 1000
         sweep_ms = 1000 * min(self.slots.fresh_timeout, self.slots.idle_timeout) / 2
@@ -326,12 +360,26 @@ class GatewayServer:
             PeriodicCallback(self.workshop.sweep, period),
             PeriodicCallback(server.cut_overdue, min(SLOT_SWEEP_MS, sweep_ms)),
         ]
+        if isinstance(self.buckets, SharedBuckets):
+            self._sweepers.append(PeriodicCallback(self._prune_buckets, PRUNE_MS))
         for sweeper in self._sweepers:
             sweeper.start()
+
+    def _prune_buckets(self) -> None:
+        def prune() -> None:
+            try:
+                self.buckets.prune()  # type: ignore[attr-defined]
+            except Exception:
+                logger.exception("could not prune the rate-limit buckets; the next sweep tries")
+
+        self._db_pool.submit(prune)
 
     async def _close_server(self) -> None:
         for sweeper in self._sweepers:
             sweeper.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+            self._metrics_server = None
         if self._server is not None:
             self._server.stop()
             await self._server.close_all_connections()
@@ -343,6 +391,7 @@ class GatewayServer:
         self._sockets = []
         self.workshop.close()
         self.webhooks.close()
+        self._database.close()
         self.upstream.close()
         self._db_pool.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()
@@ -363,6 +412,27 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def _cookie_secret(given: bytes | None, hub_auth: Any, shared: bool) -> bytes:
+    """What signs browsers' cookies (page sessions, the hub's OAuth state and token): the
+    same on every replica, or a browser signed in on one is a stranger to the next.
+
+    Given (``RUNWAY_GATEWAY_COOKIE_SECRET``), or derived from the service's own hub API
+    token, which every replica of the service holds and nobody else does; otherwise this
+    process's own, and sign-ins last as long as it does.
+    """
+    if given:
+        return given
+    token = getattr(hub_auth, "api_token", None)
+    if token:
+        return hmac.new(token.encode(), b"runway-widget gateway cookies", hashlib.sha256).digest()
+    if shared:
+        logger.warning(
+            "browser sign-ins hold on this process only: give every process sharing the "
+            "database the same RUNWAY_GATEWAY_COOKIE_SECRET"
+        )
+    return os.urandom(32)
+
+
 def _webhook_secret(upstream_key: str) -> str:
     """Derived from the upstream key, so it survives restarts and is stored nowhere."""
     return hmac.new(
@@ -371,21 +441,19 @@ def _webhook_secret(upstream_key: str) -> str:
 
 
 def _access_log(handler: RequestHandler) -> None:
-    """One JSON line per request: who (by name), what, how it ended. No header, no token."""
+    """One line per request: who (by name), what, how it ended, as JSON (and as ``request``
+    for `log_format.JsonLines`). No header, no query, no token."""
     request = handler.request
     path = request.path
     if "/videos/" in path:
         path = path.split("/videos/")[0] + "/videos/…"
     who = handler.caller_name if isinstance(handler, BaseApiHandler) else None
-    access_logger.info(
-        json.dumps(
-            {
-                "method": request.method,
-                "path": path,
-                "status": handler.get_status(),
-                "ms": round(1000 * request.request_time(), 1),
-                "participant": who,
-                "remote": request.remote_ip,
-            }
-        )
-    )
+    fields = {
+        "method": request.method,
+        "path": path,
+        "status": handler.get_status(),
+        "ms": round(1000 * request.request_time(), 1),
+        "participant": who,
+        "remote": request.remote_ip,
+    }
+    access_logger.info(json.dumps(fields), extra={"request": fields})

@@ -1,6 +1,9 @@
 """Finished clips, fetched once from the upstream into the gateway's own folder.
 
-Provider URLs expire; the gateway's copy does not. Each clip is saved as
+Provider URLs expire; the gateway's copy does not. Replicas share the folder (a volume they
+all mount), so any of them serves any clip, and a clip stored survives the replica that
+copied it; a copy is written to a temporary name and renamed into place, so no replica ever
+serves half a clip. Each clip is saved as
 ``<video_key>.mp4``, where ``video_key`` is a random capability: the URL is told only to the
 clip's owner (in their task's ``video_url``), so a browser ``<video>`` tag, which cannot send
 an ``Authorization`` header, can still play it. Served with Range by tornado's
@@ -11,8 +14,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import threading
+import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import IO
@@ -26,6 +31,7 @@ from .._http.transport import ReplyTooLarge
 from .._version import __version__
 from ..client.downloads import save_atomically
 from .lanes import Lane, LaneClosed, LaneFull, OwnerQueues
+from .metrics import Meter
 
 __all__ = ["ClipStore", "VideoHandler"]
 
@@ -35,6 +41,7 @@ ATTEMPTS = 3
 RETRY_PAUSE = 2.0  # seconds before the second attempt; twice that before the third
 WORKERS = 4
 WAITING = 10_000  # one per finished task waiting for its copy
+SIZE_SECONDS = 30.0  # the folder's size is counted again at most this often (it may be large)
 _KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
@@ -60,12 +67,15 @@ class ClipStore:
         min_rate: float,
         pause: float = RETRY_PAUSE,
         workers: int = WORKERS,
+        meter: Meter | None = None,
     ) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self._on_stored = on_stored
         self._limit, self._base_seconds, self._min_rate = limit, base_seconds, min_rate
         self._pause = pause
+        self._meter = meter or Meter()
+        self._size: tuple[float, tuple[int, int]] | None = None  # when counted, the count
         self._transport = outbound_transport(
             policy, user_agent=f"runway_widget-gateway/{__version__}", timeout=base_seconds
         )
@@ -93,6 +103,18 @@ class ClipStore:
             self._finish(task_id, None)
         elif start:
             self._turn(owner)
+
+    @property
+    def waiting(self) -> int:
+        """Copies queued for a free worker (or for their retry)."""
+        return self._lane.waiting
+
+    def size(self) -> tuple[int, int]:
+        """(clips, bytes) in the folder, every replica's; counted at most every `SIZE_SECONDS`."""
+        now = time.monotonic()
+        if self._size is None or now - self._size[0] > SIZE_SECONDS:
+            self._size = (now, _folder_size(self.folder))
+        return self._size[1]
 
     def close(self) -> None:
         """Drop queued copies and record nothing more: a restart brings them in again."""
@@ -145,9 +167,14 @@ class ClipStore:
             self._turn(owner)
 
     def _copy(self, url: str, out: IO[bytes]) -> None:
-        self._transport.download(
-            url, out, limit=self._limit, base_seconds=self._base_seconds, min_rate=self._min_rate
-        )
+        with self._meter.upstream("clip"):
+            self._transport.download(
+                url,
+                out,
+                limit=self._limit,
+                base_seconds=self._base_seconds,
+                min_rate=self._min_rate,
+            )
 
     def _finish(self, task_id: str, path: Path | None) -> None:
         with self._lock:
@@ -158,6 +185,19 @@ class ClipStore:
             self._on_stored(task_id, path)
         except Exception:
             logger.exception("clip of task %s: could not record the copy", task_id)
+
+
+def _folder_size(folder: Path) -> tuple[int, int]:
+    clips = size = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(".mp4") and not entry.name.startswith("."):
+                try:
+                    size += entry.stat().st_size
+                except OSError:  # removed meanwhile
+                    continue
+                clips += 1
+    return clips, size
 
 
 def _why(exc: BaseException) -> str:

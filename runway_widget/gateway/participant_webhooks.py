@@ -98,6 +98,11 @@ class ParticipantWebhooks:
         elif start:
             self._take_turn(row.participant_id)
 
+    @property
+    def waiting(self) -> int:
+        """Participants whose next push waits for a free worker."""
+        return self._lane.waiting
+
     def close(self) -> None:
         self._lane.close()
         self._transport.close()

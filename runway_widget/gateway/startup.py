@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ __all__ = ["UpstreamCheck", "banner", "check_upstream", "register_serve"]
 CHECK_SECONDS = 10.0
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+COOKIE_SECRET_ENV = "RUNWAY_GATEWAY_COOKIE_SECRET"  # signs browsers' cookies on every replica
+MIN_COOKIE_SECRET = 32
 PROG = "runway-widget gateway"
 
 
@@ -103,6 +106,25 @@ def register_serve(actions: Any) -> None:
     )
     serve.add_argument(
         "--db", default=None, help="database URL (default: SQLite in RUNWAY_WIDGET_HOME)"
+    )
+    serve.add_argument(
+        "--clips",
+        metavar="DIR",
+        help="where clips are kept (default: gateway-videos in RUNWAY_WIDGET_HOME); replicas "
+        "sharing PostgreSQL share one folder they all mount",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="also serve /metrics without sign-in on this port (for Prometheus inside a "
+        "cluster; on the gateway's own port /metrics is for admins)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object a line for a log collector (default: text)",
     )
     serve.set_defaults(run=_serve)
 
@@ -218,11 +240,14 @@ def _room_lines(server: Any) -> list[str]:
 
 def _serve(args: argparse.Namespace) -> int:
     from .db.followers import HEARTBEAT_SECONDS
-    from .log_redaction import redact_tokens_in_logs
+    from .log_format import configure_logging
     from .room_config import RoomConfig, RoomConfigError
 
     if args.heartbeat is not None and args.heartbeat <= 0:
         return _fail("--heartbeat must be a positive number of seconds")
+    cookie_secret = os.environ.get(COOKIE_SECRET_ENV, "")
+    if cookie_secret and len(cookie_secret) < MIN_COOKIE_SECRET:
+        return _fail(f"{COOKIE_SECRET_ENV} must be at least {MIN_COOKIE_SECRET} characters")
     try:
         room = RoomConfig.load(args.config)
     except RoomConfigError as exc:
@@ -237,8 +262,7 @@ def _serve(args: argparse.Namespace) -> int:
         sockets = bind_port(host, port)
     except OSError as exc:
         return _fail(f"cannot serve on {host}:{port}: {_bind_problem(exc)}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    redact_tokens_in_logs(*logging.getLogger().handlers)
+    configure_logging(args.log_format)
     options = {
         "db": args.db,
         "upstream": args.upstream,
@@ -253,6 +277,9 @@ def _serve(args: argparse.Namespace) -> int:
         "allow_private_webhooks": args.allow_private_webhooks,
         "heartbeat": args.heartbeat or HEARTBEAT_SECONDS,
         "trusted_proxies": proxies,
+        "clips": args.clips,
+        "cookie_secret": cookie_secret.encode() or None,
+        "metrics_port": args.metrics_port,
     }
     server = _open(options)
     if server is None:
@@ -264,11 +291,20 @@ def _serve(args: argparse.Namespace) -> int:
     if upstream.fatal:
         server.stop()
         return _fail(f"the upstream {upstream.text}")
+    say = _say_in(args.log_format)
     if not upstream.ok:
-        print(f"WARNING: the upstream {upstream.text}", file=sys.stderr, flush=True)
-    print(banner(server, upstream, proxies), file=sys.stderr, flush=True)
+        say(f"WARNING: the upstream {upstream.text}")
+    say(banner(server, upstream, proxies))
     server.serve_forever()
     return 0
+
+
+def _say_in(log_format: str) -> Any:
+    """How the start speaks: to the terminal, or as log records when the log is JSON (a
+    log collector reads every line)."""
+    if log_format == "json":
+        return logging.getLogger("runway_widget.gateway").info
+    return lambda text: print(text, file=sys.stderr, flush=True)
 
 
 def _placement(args: argparse.Namespace) -> tuple[str, int, str, Any, tuple[str, ...]]:

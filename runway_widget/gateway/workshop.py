@@ -29,6 +29,7 @@ from .db.ledger import JobRow, Ledger
 from .db.roster import Participant
 from .db.upstream_text import storable_id
 from .followed import FollowedTasks
+from .metrics import Meter, MeteredSource
 from .task_updates import TaskUpdates
 from .upstream import Upstream
 
@@ -114,8 +115,10 @@ class Workshop:
         min_interval: float = 0.5,
         max_interval: float = 15.0,
         heartbeat: float = HEARTBEAT_SECONDS,
+        meter: Meter | None = None,
     ) -> None:
         self.ledger = ledger
+        self.meter = meter or Meter()
         self.followers = Followers(ledger.engine, heartbeat)
         self.upstream = upstream
         self._db = db_executor
@@ -125,8 +128,9 @@ class Workshop:
         self.hooks: ParticipantHooks | None = None
         self._pushes = _Pushes()
         self._updates = TaskUpdates(ledger, self._recorded)
+        self._source = MeteredSource(upstream.client, self.meter)
         self.tracker = TaskTracker(
-            upstream.client,
+            self._source,
             webhooks=self._pushes,
             min_interval=min_interval,
             max_interval=max_interval,
@@ -139,6 +143,7 @@ class Workshop:
             limit=client.download_limit,
             base_seconds=client.timeout,
             min_rate=client.download_min_rate,
+            meter=self.meter,
         )
 
     # -- life ------------------------------------------------------------------------------
@@ -186,6 +191,7 @@ class Workshop:
                 )
 
     def _track(self, task_id: str) -> None:
+        self._source.following(task_id)
         handle = self.tracker.track(task_id, on_update=self._on_update)
         if not self._tasks.poll(handle):  # it ended (or went to another process) meanwhile
             handle.cancel()
@@ -203,6 +209,10 @@ class Workshop:
             self.followers.leave()
         except Exception:  # the database is gone: peers adopt once the heartbeat is stale
             logger.exception("could not sign this process off; peers adopt its tasks later")
+
+    def poll_lag(self) -> float:
+        """Seconds the task this process has left longest without a poll has waited."""
+        return self._source.lag(self._tasks.polled())
 
     def on_change(self, listener: Notify) -> None:
         """Call ``listener(row)`` (from a worker thread) whenever a task's state changes."""
@@ -231,7 +241,8 @@ class Workshop:
         forwarded = dataclasses.replace(request, webhook_url=hook_url, webhook_secret=hook_secret)
         job_id = self.ledger.reserve(who.id, credits_for(request), request.public_payload())
         try:
-            task_id = self.upstream.client.imagine(forwarded)
+            with self.meter.upstream("submit"):
+                task_id = self.upstream.client.imagine(forwarded)
         except ServerError as exc:
             (self.ledger.refused if exc.status_code == 503 else self.ledger.unknown)(job_id)
             raise
@@ -252,6 +263,7 @@ class Workshop:
             self.ledger.unknown(job_id, f"{UNUSABLE_TASK_ID}: {shorten(ascii(task_id))}")
             raise SubmissionUnknownError(UNUSABLE_TASK_ID)
         self.ledger.accepted(job_id, task_id, self.followers.id)
+        self.meter.submissions.inc()
         if request.webhook_url and self.hooks is not None:
             self.hooks.register(task_id, request.webhook_url, request.webhook_secret)
         self._tasks.remember(
