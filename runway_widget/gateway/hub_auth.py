@@ -34,9 +34,10 @@ ENROLL_REFRESH_SECONDS = 60.0
 
 
 def open_hub_auth() -> Any:
-    """A `HubOAuth` for this service, configured from the environment the hub gives it."""
+    """A `HubOAuth` for this service, configured from the environment the hub gives it
+    (one whose sign-ins any replica finishes: see ``hub_oauth``)."""
     try:
-        from jupyterhub.services.auth import HubOAuth
+        from .hub_oauth import ReplicaHubOAuth
     except ImportError:
         raise RuntimeError(
             "--jupyterhub needs the jupyterhub package in the gateway's environment "
@@ -49,7 +50,7 @@ def open_hub_auth() -> Any:
             "list the gateway in c.JupyterHub.services (see docs/jupyterhub_config.py), or "
             "give a gateway of its own these variables (see docs/z2jh/gateway.yaml)"
         )
-    return HubOAuth(cache_max_age=HUB_CACHE_SECONDS)
+    return ReplicaHubOAuth(cache_max_age=HUB_CACHE_SECONDS)
 
 
 def hub_service_address() -> tuple[str | None, int | None, str | None]:

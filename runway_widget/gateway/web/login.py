@@ -118,15 +118,13 @@ class HubLogin:
         return who
 
     def sign_in(self, handler: RequestHandler) -> None:
-        """Off to the hub's OAuth authorize page, with a state cookie and PKCE."""
-        verifier, challenge, method = self.hub_auth.generate_pkce_code_challenge()
-        state = self.hub_auth.set_state_cookie(
-            handler, next_url=handler.request.uri, code_verifier=verifier
-        )
+        """Off to the hub's OAuth authorize page, with a state cookie and PKCE (any replica
+        takes the hub's redirect back: see ``hub_oauth``)."""
+        state, challenge = self.hub_auth.begin(handler, handler.request.uri)
         handler.redirect(
             url_concat(
                 self.hub_auth.login_url,
-                {"state": state, "code_challenge": challenge, "code_challenge_method": method},
+                {"state": state, "code_challenge": challenge, "code_challenge_method": "S256"},
             )
         )
 
