@@ -63,6 +63,8 @@ def test_ready_follows_the_database_and_health_does_not(tmp_path):
             server, autocommit=True
         ) as admin:
             before = _probes(gateway.base_url)
+            named = requests.get(gateway.base_url + "/ready", timeout=10).json()["process"]
+            assert named == gateway.workshop.followers.id
             admin.execute("ALTER DATABASE probed ALLOW_CONNECTIONS false")
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'probed'"

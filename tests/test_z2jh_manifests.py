@@ -86,10 +86,10 @@ def test_the_gateway_runs_as_two_non_root_replicas_with_probes_and_requests() ->
     assert security["runAsNonRoot"] is True and security["runAsUser"] > 0
     assert CONTAINER["securityContext"]["allowPrivilegeEscalation"] is False
     assert CONTAINER["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    ports = {port["name"]: port["containerPort"] for port in CONTAINER["ports"]}
-    for probe in ("readinessProbe", "livenessProbe"):
+    # ready while the database answers, alive while the process does (see gateway.monitoring)
+    for probe, path in (("readinessProbe", "ready"), ("livenessProbe", "health")):
         check = CONTAINER[probe]["httpGet"]
-        assert check["path"] == PREFIX + "health" and check["port"] in ports, probe
+        assert check["path"] == PREFIX + path and check["port"] == "http", probe
     assert set(CONTAINER["resources"]["requests"]) == {"cpu", "memory"}
     # the image runs as the same non-root user, and the arguments are the serve command's
     dockerfile = (z2jh.ROOT / "Dockerfile").read_text().splitlines()
@@ -97,6 +97,32 @@ def test_the_gateway_runs_as_two_non_root_replicas_with_probes_and_requests() ->
     assert users[-1] == str(security["runAsUser"])
     assert z2jh.dockerfile_entrypoint() == ["runway-widget", "gateway", "serve"]
     assert CONTAINER["args"][0] == "--jupyterhub"
+
+
+def test_the_replicas_share_clips_on_a_read_write_many_claim_and_no_affinity() -> None:
+    args = CONTAINER["args"]
+    clips = args[args.index("--clips") + 1]
+    (mount,) = [m for m in CONTAINER["volumeMounts"] if m["mountPath"] == clips]
+    (volume,) = [v for v in POD["volumes"] if v["name"] == mount["name"]]
+    claim = _kind("PersistentVolumeClaim")
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert "sessionAffinity" not in _kind("Service")["spec"]  # any replica answers anything
+
+
+def test_metrics_have_a_port_of_their_own_that_only_prometheus_reaches() -> None:
+    args = CONTAINER["args"]
+    port = int(args[args.index("--metrics-port") + 1])
+    ports = {p["name"]: p["containerPort"] for p in CONTAINER["ports"]}
+    assert ports["metrics"] == port != ports["http"]
+    annotations = DEPLOYMENT["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    allowed = {
+        rule["ports"][0]["port"]: rule["from"] for rule in _kind("NetworkPolicy")["spec"]["ingress"]
+    }
+    assert set(allowed) == {"http", "metrics"}
+    assert "namespaceSelector" in allowed["metrics"][0]  # not the proxy: it never routes there
+    assert args[args.index("--log-format") + 1] == "json"
 
 
 @pytest.mark.parametrize("command", [CONTAINER["args"],

@@ -35,6 +35,7 @@ from typing import Any
 
 import hub_harness
 import yaml
+from round_robin import RoundRobin
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = Path(__file__).resolve().parent / "z2jh"
@@ -199,8 +200,11 @@ class ChartMount:
 class Kubelet:
     """Runs a Deployment's first container from `documents` as a process, in `folder`.
 
-    Secrets come from `store`; ConfigMap volumes are written from the documents, other volumes
-    are empty folders; `addresses` maps cluster addresses (``host:port``) to local ones.
+    Secrets come from `store`; ConfigMap volumes are written from the documents, a
+    PersistentVolumeClaim is the folder of its name in `claims` (every pod mounting the claim
+    shares it), other volumes are empty folders of this pod's; `addresses` maps cluster
+    addresses (``host:port``) to local ones, and an argument naming one of the container's
+    ports becomes a free port here.
     """
 
     def __init__(
@@ -209,11 +213,13 @@ class Kubelet:
         folder: Path,
         store: Mapping[str, Mapping[str, str]],
         addresses: Mapping[str, str],
+        claims: Path | None = None,
     ) -> None:
         self.documents = documents
         self.folder = folder
         self.store = store
         self.addresses = addresses
+        self.claims = claims or folder / "claims"
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         """The container's command line and environment, with paths and addresses made local."""
@@ -227,7 +233,10 @@ class Kubelet:
         entrypoint = dockerfile_entrypoint()
         program = shutil.which(entrypoint[0], path=env.get("PATH") or hub_harness._search_path())
         assert program, f"{entrypoint[0]} is not installed"
-        args = [self._local(expand(arg, env), mounts) for arg in container.get("args", [])]
+        ports = {str(port["containerPort"]): str(hub_harness.free_port())
+                 for port in container.get("ports", [])}
+        args = [ports.get(arg, self._local(expand(arg, env), mounts))
+                for arg in container.get("args", [])]
         return [program, *entrypoint[1:], *args], env
 
     def _find(self, kind: str, name: str | None = None) -> dict[str, Any]:
@@ -248,6 +257,10 @@ class Kubelet:
                 data = self._find("ConfigMap", source["configMap"]["name"])["data"]
                 for key, text in data.items():
                     (local / key).write_text(text)
+            elif "persistentVolumeClaim" in source:
+                self._find("PersistentVolumeClaim", source["persistentVolumeClaim"]["claimName"])
+                local = self.claims / source["persistentVolumeClaim"]["claimName"]
+                local.mkdir(parents=True, exist_ok=True)
             mounts[mount["mountPath"].rstrip("/")] = str(local)
         return mounts
 
@@ -279,9 +292,10 @@ c.JupyterHub.spawner_class = KubeSpawner
 c.KubeSpawner.home_dir_template = "{state}/home/{{username}}"
 c.KubeSpawner.args = {spawner_args!r}
 c.KubeSpawner.http_timeout = 60
-c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub}"  # the hub container's port 8081
-c.JupyterHub.hub_connect_url = "http://127.0.0.1:{hub}"  # the Service "hub"
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"  # the Service "proxy-api"
+c.KubeSpawner.ip = "{servers}"  # the user pods' addresses
+c.JupyterHub.hub_bind_url = "http://{address}:{hub}"  # the hub container's port 8081
+c.JupyterHub.hub_connect_url = "http://{address}:{hub}"  # the Service "hub"
+c.ConfigurableHTTPProxy.api_url = "http://{address}:{proxy_api}"  # the Service "proxy-api"
 c.JupyterHub.cleanup_servers = True  # pods outlive a hub; processes here must not
 """
 
@@ -297,8 +311,12 @@ class ChartHub(hub_harness.JupyterHubUnderTest):
         *,
         manifest: list[dict[str, Any]] | None = None,
         upstream_key: str = "",
+        address: str = "127.0.0.1",
+        servers: str = "127.0.0.1",
     ) -> None:
         super().__init__(state_dir, gateway_config={})
+        self.address = address  # the hub pod's and the proxy pod's, on one machine
+        self.servers = servers
         self.values_files = values
         self.manifest = manifest
         self.upstream_key = upstream_key
@@ -309,10 +327,15 @@ class ChartHub(hub_harness.JupyterHubUnderTest):
     def gateway_direct_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}/services/{SERVICE}/"
 
+    @property
+    def service_url(self) -> str:
+        """Where the hub's proxy sends ``/services/runway-gateway/`` (the Service)."""
+        return f"http://127.0.0.1:{self.gateway_port}"
+
     def test_values(self) -> dict[str, Any]:
         """The test's own layer: local addresses and paths, a driver service, no culler
         (its URL is the hub pod's fixed port 8081)."""
-        service: dict[str, Any] = {"url": f"http://127.0.0.1:{self.gateway_port}"}
+        service: dict[str, Any] = {"url": self.service_url}
         managed = self._merged()["hub"]["services"][SERVICE].get("command")
         if managed:
             service["command"] = [shutil.which("runway-widget", path=hub_harness._search_path()),
@@ -368,10 +391,11 @@ class ChartHub(hub_harness.JupyterHubUnderTest):
 
     def _start_proxy(self) -> None:
         """configurable-http-proxy as templates/proxy/deployment.yaml runs it."""
-        hub = f"http://127.0.0.1:{self.hub_port}"
+        hub = f"http://{self.address}:{self.hub_port}"
         self._side.append(self._spawn(
             [shutil.which("configurable-http-proxy") or "configurable-http-proxy",
-             "--ip=127.0.0.1", "--api-ip=127.0.0.1", f"--api-port={self.proxy_api_port}",
+             f"--ip={self.address}", f"--api-ip={self.address}",
+             f"--api-port={self.proxy_api_port}",
              f"--default-target={hub}", f"--error-target={hub}/hub/error",
              f"--port={self.public_port}"],
             {"CONFIGPROXY_AUTH_TOKEN": self._proxy_token()},
@@ -384,7 +408,7 @@ class ChartHub(hub_harness.JupyterHubUnderTest):
         overrides.write_text(LOCAL_OVERRIDES.format(
             chart_config=str(self.mount.config_file), state=self.state_dir,
             spawner_args=hub_harness.spawner_args(), hub=self.hub_port,
-            proxy_api=self.proxy_api_port,
+            proxy_api=self.proxy_api_port, address=self.address, servers=self.servers,
         ))
         env = {
             "CONFIGPROXY_AUTH_TOKEN": self._proxy_token(),
@@ -403,7 +427,7 @@ class ChartHub(hub_harness.JupyterHubUnderTest):
         assert self.manifest is not None
         kubelet = Kubelet(
             self.manifest, self.state_dir / "gateway", self.secret_store,
-            {"hub:8081": f"127.0.0.1:{self.hub_port}",
+            {"hub:8081": f"{self.address}:{self.hub_port}",
              "0.0.0.0:8765": f"127.0.0.1:{self.gateway_port}"},
         )
         command, env = kubelet.command()
@@ -448,3 +472,105 @@ class ChartHub(hub_harness.JupyterHubUnderTest):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+
+
+# -- gateway.yaml's replicas behind their Service ----------------------------------------------
+
+
+class ReplicatedChartHub(ChartHub):
+    """The externally managed form with each replica of ``gateway.yaml``'s Deployment as a
+    process on a loopback address of its own, behind a `RoundRobin` standing in for their
+    Service, on one PostgreSQL (`database_url`) and one folder for the ReadWriteMany claim.
+
+    The hub and the proxy share `address`, users' servers listen on `servers`, and kernels
+    are given only the proxy's URL (what ``http://proxy-public/`` is in the cluster). The
+    replicas take `extra_args` after the manifest's (the upstream, a short heartbeat).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        values: list[Mapping[str, Any]],
+        *,
+        manifest: list[dict[str, Any]],
+        upstream_key: str,
+        database_url: str,
+        replicas: list[str],
+        balancer: str,
+        extra_args: list[str],
+        admins: list[str],
+        address: str,
+        servers: str,
+    ) -> None:
+        super().__init__(state_dir, values, manifest=manifest, upstream_key=upstream_key,
+                         address=address, servers=servers)
+        self.database_url = database_url
+        self.replica_urls = [f"http://{host}:{hub_harness.free_port()}" for host in replicas]
+        self.balancer = RoundRobin(self.replica_urls, balancer, self.gateway_port)
+        self.extra_args = extra_args
+        self.hub_admins = admins
+        self.replicas: list[subprocess.Popen[bytes] | None] = []
+        self._commands: list[tuple[list[str], dict[str, str]]] = []
+
+    @property
+    def service_url(self) -> str:
+        return self.balancer.url
+
+    @property
+    def secret_store(self) -> dict[str, dict[str, str]]:
+        store = super().secret_store
+        store[SERVICE]["database-url"] = self.database_url
+        return store
+
+    def replica_url(self, index: int) -> str:
+        return f"{self.replica_urls[index]}/services/{SERVICE}/"
+
+    def test_values(self) -> dict[str, Any]:
+        kernels = {"RUNWAY_GATEWAY_URL": self.gateway_url}  # the proxy's address, nothing else
+        return helm_merge(super().test_values(), {
+            "hub": {"config": {"Authenticator": {"admin_users": self.hub_admins}}},
+            "singleuser": {"extraEnv": kernels},
+        })
+
+    def _start_gateway_container(self) -> None:
+        count = self.manifest_replicas()
+        assert count == len(self.replica_urls), (count, self.replica_urls)
+        self.balancer.start()
+        for index, url in enumerate(self.replica_urls):
+            kubelet = Kubelet(
+                self.manifest, self.state_dir / f"replica-{index}", self.secret_store,
+                {"hub:8081": f"{self.address}:{self.hub_port}",
+                 "0.0.0.0:8765": url.split("//", 1)[1]},
+                claims=self.state_dir / "claims",
+            )
+            command, env = kubelet.command()
+            self._commands.append(([*command, *self.extra_args], env))
+            self.replicas.append(None)
+            self.start_replica(index)
+
+    def manifest_replicas(self) -> int:
+        assert self.manifest is not None
+        deployment = next(doc for doc in self.manifest if doc["kind"] == "Deployment")
+        return int(deployment["spec"]["replicas"])
+
+    def start_replica(self, index: int, timeout: float = 60.0) -> None:
+        """Start (or restart, as Kubernetes restarts a pod) replica `index`; wait until ready."""
+        command, env = self._commands[index]
+        process = self._spawn(command, env)
+        self.replicas[index] = process
+        self._side.append(process)
+        self._wait_until(lambda: self._url_answers(self.replica_url(index) + "ready"), timeout,
+                         f"replica {index}")
+
+    def kill_replica(self, index: int) -> None:
+        """SIGKILL replica `index`, as a node failing takes a pod: no goodbye."""
+        process = self.replicas[index]
+        assert process is not None and process.poll() is None
+        self._side.remove(process)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        self.replicas[index] = None
+
+    def stop(self) -> None:
+        super().stop()
+        self.balancer.stop()

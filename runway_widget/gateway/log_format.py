@@ -1,10 +1,10 @@
 """How ``gateway serve`` writes its log: lines for people, or JSON objects for a cluster's
 log collector (``--log-format json``, with ``python-json-logger``).
 
-A JSON line holds ``time`` (ISO 8601, UTC), ``level``, ``logger`` and ``message``, an exception's traceback
-as ``exc_info``, and an access-log record's fields as ``request`` (method, path, status,
-milliseconds, participant, client address; never a header or a query). Both formats pass
-`log_redaction` first, so no ``token=`` reaches either.
+A JSON line holds ``time`` (ISO 8601, UTC), ``level``, ``logger`` and ``message``, an
+exception's traceback as ``exc_info``, and an access-log record's fields as ``request``
+(method, path, status, milliseconds, participant, client address; never a header or a
+query). Both formats pass `log_redaction` first, so no ``token=`` reaches either.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Prometheus.
 - ``/ready`` answers 200 while the database does (one ``SELECT 1`` at most every
   `READY_CACHE_SECONDS`, with a deadline), else 503: a replica that cannot reach the database
   can neither authenticate nor reserve quota, so the Service stops sending it participants.
+  It names the replica (``process``: its id among the ``followers``), so an operator can
+  tell which replica follows which task.
 - ``/metrics`` on the gateway's own port is for the room's admins (an admin token, or a hub
   admin's token); ``--metrics-port`` serves it without sign-in on a port of its own, for
   Prometheus inside the cluster (keep that port off the proxy and behind a NetworkPolicy).
@@ -76,7 +78,13 @@ class ReadyHandler(BaseApiHandler):
     async def get(self) -> None:
         reachable = await self._check.reachable()
         self.set_status(200 if reachable else 503)
-        self.reply({"ok": reachable, "database": "reachable" if reachable else "unreachable"})
+        self.reply(
+            {
+                "ok": reachable,
+                "database": "reachable" if reachable else "unreachable",
+                "process": self.context.workshop.followers.id,
+            }
+        )
 
 
 class AdminMetricsHandler(AuthenticatedHandler):

@@ -62,6 +62,7 @@ __all__ = [
 DB_FILE = "gateway.sqlite3"
 SQLITE_BUSY_SECONDS = 30.0
 POOL_SIZE = 16
+CONNECT_SECONDS = 10
 
 metadata = MetaData()
 
@@ -184,7 +185,11 @@ def open_engine(url: str | None = None) -> Engine:
         WriteGate.install(engine, SQLITE_BUSY_SECONDS)
     else:
         engine = create_engine(
-            parsed, pool_pre_ping=True, pool_size=POOL_SIZE // 2, max_overflow=POOL_SIZE // 2
+            parsed,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE // 2,
+            max_overflow=POOL_SIZE // 2,
+            connect_args={"connect_timeout": CONNECT_SECONDS},  # an unreachable host fails
         )
     metadata.create_all(engine)
     _add_missing_columns(engine)
