@@ -14,6 +14,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -151,6 +152,29 @@ def test_a_replica_asks_the_database_once_per_lease_and_not_at_all_when_its_own_
     engine.dispose()
     assert waits[:8] == [0] * 8 and all(wait > 0 for wait in waits[8:])
     assert len(calls) == 2  # two leases of four; the other 92 refused without a trip
+
+
+def test_requests_arriving_together_share_one_lease_instead_of_draining_the_bucket(database):
+    engine = open_engine(database)
+    calls: list[str] = []
+
+    class Counted(SharedBuckets):
+        def take(self, key: str, rate: float, burst: int, want: int) -> tuple[int, float]:
+            calls.append(key)
+            return super().take(key, rate, burst, want)
+
+    async def together() -> list[int]:
+        pool = ThreadPoolExecutor(4)  # as the gateway's database pool
+
+        async def run(call, *args):
+            return await asyncio.get_running_loop().run_in_executor(pool, call, *args)
+
+        limiter = RateLimiter(NEVER, 20, buckets=Counted(engine), lease=5, run=run)
+        return await asyncio.gather(*(limiter.retry_after("alice") for _ in range(20)))
+
+    waits = asyncio.run(together())
+    engine.dispose()
+    assert waits == [0] * 20 and len(calls) == 4
 
 
 def test_a_browser_signed_in_on_one_replica_is_known_to_the_other(tmp_path, database):

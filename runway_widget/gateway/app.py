@@ -39,9 +39,10 @@ from .auth import ParticipantAuth, TokenAuth
 from .clips import VideoHandler
 from .connections import FairHTTPServer, SlotLimits
 from .db.buckets import SharedBuckets
-from .db.database import open_engine
+from .db.database import CONNECT_SECONDS, open_engine
 from .db.followers import HEARTBEAT_SECONDS
 from .db.ledger import Ledger
+from .db.raw_statements import RawStatements
 from .db.roster import Limits, Roster
 from .handlers import BaseApiHandler, Context, NotFoundHandler, api_routes
 from .hub_auth import HubParticipants
@@ -69,7 +70,9 @@ DB_WORKERS = 4
 SWITCH_SECONDS = 0.0005
 SLOT_SWEEP_MS = 1000  # how often connections past their deadline are cut
 PRUNE_MS = 60_000  # how often shared rate-limit buckets that are full again are dropped
-LEASE_SHARE = 4  # a replica takes a participant's tokens a quarter of their burst at a time
+# a replica takes a participant's tokens a quarter of their burst at a time, at most five:
+# the rest stays in the room's bucket for the other replicas
+LEASE_SHARE, LEASE_MOST = 4, 5
 
 
 class GatewayServer:
@@ -112,7 +115,12 @@ class GatewayServer:
         self.roster = Roster(self.engine)
         self.ledger = Ledger(self.engine)
         shared = self.engine.dialect.name != "sqlite"  # replicas may share the database
-        self.buckets: Buckets = SharedBuckets(self.engine) if shared else MemoryBuckets()
+        connect = {"connect_timeout": CONNECT_SECONDS}
+        # what each request runs: token and job reads, rate-limit takes
+        self.reads = RawStatements(self.engine, connect) if shared else None
+        self.buckets: Buckets = (
+            SharedBuckets(self.engine, self.reads) if self.reads is not None else MemoryBuckets()
+        )
         self._db_pool = ThreadPoolExecutor(DB_WORKERS, thread_name_prefix="gateway-db")
         # what the gateway may fetch or post to at addresses others chose (SPEC §8)
         self.outbound = OutboundPolicy(allow_private=allow_private_webhooks)
@@ -134,6 +142,7 @@ class GatewayServer:
             max_interval=poll_interval[1],
             heartbeat=heartbeat,
             meter=self.meter,
+            reads=self.reads,
         )
         self.webhooks = ParticipantWebhooks(lambda: self.base_url, self.outbound)
         self.workshop.hooks = self.webhooks
@@ -157,7 +166,7 @@ class GatewayServer:
                 rate,
                 burst,
                 buckets=self.buckets,
-                lease=max(1, burst // LEASE_SHARE),
+                lease=max(1, min(LEASE_MOST, burst // LEASE_SHARE)),
                 run=self.workshop.run_db,
             ),
             join_guard=JoinGuard(buckets=self.buckets, run=self.workshop.run_db),
@@ -225,7 +234,7 @@ class GatewayServer:
             hub = HubParticipants(hub_auth, self.roster, self.room, self._db_pool)
             return auth or hub, HubLogin(hub)
         embedded = self.engine.dialect.name == "sqlite"  # token reads inline: see TokenAuth
-        auth = auth or TokenAuth(self.roster, None if embedded else self._db_pool)
+        auth = auth or TokenAuth(self.roster, None if embedded else self._db_pool, self.reads)
         return auth, TokenLogin(auth, self.roster, self._db_pool)
 
     # -- running ---------------------------------------------------------------------------

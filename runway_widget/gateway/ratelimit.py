@@ -84,11 +84,33 @@ class MemoryBuckets:
         return min(float(burst), tokens + max(0.0, now - when) * rate)
 
 
+class KeyedLocks:
+    """One asyncio lock a key, kept only while someone holds or waits for it (event loop)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def held(self, key: str) -> AsyncIterator[None]:
+        lock, waiting = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self._locks[key]
+            if waiting == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, waiting - 1)
+
+
 class RateLimiter:
     """``rate`` requests a second per key, bursts up to ``burst``, in ``buckets``.
 
     With shared buckets, ``lease`` tokens are taken at a time and ``run`` runs the calls off
-    the event loop; this replica's own bucket refuses first what the room's would refuse.
+    the event loop; this replica's own bucket refuses first what the room's would refuse, and
+    a key's requests arriving together wait for one take instead of each taking a lease.
     """
 
     def __init__(
@@ -111,6 +133,7 @@ class RateLimiter:
         self._lease = min(lease, burst) if shared else 1
         self._leased: OrderedDict[str, int] = OrderedDict()  # on the event loop only
         self._run = run if shared and run is not None else _inline
+        self._taking = KeyedLocks()
 
     async def retry_after(self, key: Hashable) -> int:
         """0 when the request may go ahead; else whole seconds to wait (for ``Retry-After``)."""
@@ -119,11 +142,14 @@ class RateLimiter:
             taken, left = self._own.take(name, self.rate, self.burst, 1)
             if not taken:
                 return self._seconds(left)
-        if self._use_lease(name):
-            return 0
-        taken, left = await self._run(self._buckets.take, name, self.rate, self.burst, self._lease)
-        if taken:
+        async with self._taking.held(name):
+            if self._use_lease(name):
+                return 0
+            taken, left = await self._run(
+                self._buckets.take, name, self.rate, self.burst, self._lease
+            )
             self._keep_lease(name, taken - 1)
+        if taken:
             return 0
         if self._own is not None:
             self._own.give(name, self.rate, self.burst, 1.0)  # it was not let through
@@ -180,26 +206,15 @@ class JoinGuard:
         self._attempts = limiter("join", *JOIN_ATTEMPTS)
         self._wrong = limiter("join-wrong", *WRONG_JOINS)
         self._wrong_all = limiter("join-wrong-all", *WRONG_JOINS_ALL)
-        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}  # on the event loop only
+        self._turns = KeyedLocks()
 
     async def attempt(self, address: str) -> int:
         """0 when ``address`` may send a join now; else whole seconds to wait."""
         return await self._attempts.retry_after(address)
 
-    @contextlib.asynccontextmanager
-    async def turn(self, address: str) -> AsyncIterator[None]:
+    def turn(self, address: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Wait for ``address``'s previous check to end (take `guess` inside)."""
-        lock, waiting = self._turns.get(address, (asyncio.Lock(), 0))
-        self._turns[address] = (lock, waiting + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, waiting = self._turns[address]
-            if waiting == 1:
-                del self._turns[address]
-            else:
-                self._turns[address] = (lock, waiting - 1)
+        return self._turns.held(address)
 
     async def guess(self, address: str) -> int:
         """Take one guess: 0 to check the code now; else whole seconds to wait, unchecked."""

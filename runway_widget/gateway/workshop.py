@@ -25,7 +25,8 @@ from ..tracking.tracker import TaskTracker
 from .clips import ClipStore
 from .db.database import JobState
 from .db.followers import HEARTBEAT_SECONDS, Followers
-from .db.ledger import JobRow, Ledger
+from .db.ledger import JobRow, Ledger, raw_job_reader
+from .db.raw_statements import RawStatements
 from .db.roster import Participant
 from .db.upstream_text import storable_id
 from .followed import FollowedTasks
@@ -116,8 +117,11 @@ class Workshop:
         max_interval: float = 15.0,
         heartbeat: float = HEARTBEAT_SECONDS,
         meter: Meter | None = None,
+        reads: RawStatements | None = None,
     ) -> None:
         self.ledger = ledger
+        # fetches of tasks another process follows read the ledger: cheaply, when it can
+        self._read_job = raw_job_reader(reads) if reads is not None else ledger.job
         self.meter = meter or Meter()
         self.followers = Followers(ledger.engine, heartbeat)
         self.upstream = upstream
@@ -277,7 +281,7 @@ class Workshop:
         """The caller's own task, or None: another's task looks exactly like an unknown one."""
         row = self._tasks.row(task_id)
         if row is None:
-            row = await self.run_db(self.ledger.job, task_id)
+            row = await self.run_db(self._read_job, task_id)
         return row if _visible(row, who) else None
 
     async def tasks(self, who: Participant, task_ids: Sequence[str]) -> list[JobRow]:

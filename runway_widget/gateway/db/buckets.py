@@ -2,10 +2,12 @@
 
 One row per bucket: its key, the tokens left and when they were counted. Taking tokens is one
 statement, ``INSERT … ON CONFLICT DO UPDATE … RETURNING``; the row stays locked while it runs,
-so takers on any replica queue and each sees what the one before left. Time is the database
-server's (``clock_timestamp()``), so replicas on hosts whose clocks differ agree on refills.
-The table is ``UNLOGGED``: a rate limit needs no crash safety, and its writes skip the
-write-ahead log. A row whose bucket has filled up again is pruned (no row is a full bucket).
+so takers on any replica queue and each sees what the one before left. It runs on the
+calling thread's own connection (`raw_statements`): one statement, its own transaction.
+Time is the database server's (``clock_timestamp()``), so replicas on hosts whose clocks
+differ agree on refills. The table is ``UNLOGGED``: a rate limit needs no crash safety, and
+its writes skip the write-ahead log. A row whose bucket has filled up again is pruned (no
+row is a full bucket).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
+
+from .raw_statements import RawStatements
 
 __all__ = ["SharedBuckets"]
 
@@ -83,10 +87,11 @@ class SharedBuckets:
 
     shared = True
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, statements: RawStatements | None = None) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("shared rate limits need PostgreSQL")
         self.engine = engine
+        self._take = (statements or RawStatements(engine)).prepare(_TAKE)
         try:
             _metadata.create_all(engine)
         except DBAPIError:  # another replica starting at the same moment created it first
@@ -95,10 +100,9 @@ class SharedBuckets:
 
     def take(self, key: str, rate: float, burst: int, want: int) -> tuple[int, float]:
         """Up to ``want`` whole tokens from ``key``'s bucket: (how many taken, tokens left)."""
-        with self.engine.begin() as conn:
-            taken, left = conn.execute(
-                _TAKE, {"b_key": key, "b_rate": rate, "b_burst": burst, "b_want": want}
-            ).one()
+        row = self._take(b_key=key, b_rate=rate, b_burst=burst, b_want=want)
+        assert row is not None  # the upsert returns its row
+        taken, left = row
         return int(taken), float(left)
 
     def give(self, key: str, rate: float, burst: int, tokens: float) -> None:

@@ -27,7 +27,7 @@ import dataclasses
 import json
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,9 +47,18 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ...models import TERMINAL_STATUSES, QuotaLimit, Task
 from .database import JobState, jobs, participants
+from .raw_statements import RawStatements
 from .upstream_text import storable_task
 
-__all__ = ["JOB_COLUMNS", "UNFINISHED", "JobRow", "Ledger", "QuotaRefused", "Recorded"]
+__all__ = [
+    "JOB_COLUMNS",
+    "UNFINISHED",
+    "JobRow",
+    "Ledger",
+    "QuotaRefused",
+    "Recorded",
+    "raw_job_reader",
+]
 
 UNSTORED_MESSAGE = "the upstream's message for this task could not be stored"
 
@@ -115,6 +124,17 @@ _FREE_SLOT = (
 )
 _JOB_BY_TASK = select(*JOB_COLUMNS).where(_j.task_id == bindparam("b_task"))
 _JOBS_BY_TASK = select(*JOB_COLUMNS).where(_j.task_id.in_(bindparam("b_tasks", expanding=True)))
+
+
+def raw_job_reader(reads: RawStatements) -> Callable[[str], JobRow | None]:
+    """`Ledger.job` on PostgreSQL, from any thread, without SQLAlchemy's cost (`raw_statements`)."""
+    first = reads.prepare(_JOB_BY_TASK)
+
+    def job(task_id: str) -> JobRow | None:
+        row = first(b_task=task_id)
+        return JobRow(*row) if row is not None else None
+
+    return job
 
 
 class QuotaRefused(Exception):

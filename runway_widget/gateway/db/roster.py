@@ -27,6 +27,7 @@ from .database import participants
 from .join_codes import JoinCodes, RosterError, limit_columns
 from .names import NAME_LIMIT, hub_key, look_key, normal_name
 from .participant_controls import SHOWN_COLUMNS, ParticipantControls
+from .raw_statements import RawStatements
 from .room_report import room_report
 from .tokens import new_token, same_hash, secret_hash
 
@@ -35,6 +36,7 @@ __all__ = [
     "Limits",
     "LoopTokenReader",
     "Participant",
+    "RawTokenReader",
     "Roster",
     "RosterError",
 ]
@@ -93,6 +95,18 @@ class LoopTokenReader:
         finally:
             cursor.close()
         return _holder(row, digest)
+
+
+class RawTokenReader:
+    """`Roster.authenticate` on PostgreSQL, from any thread: the same compiled statement on
+    the thread's own connection (`raw_statements`), outside any transaction."""
+
+    def __init__(self, reads: RawStatements) -> None:
+        self._first = reads.prepare(_BY_TOKEN)
+
+    def __call__(self, token: str) -> Participant | None:
+        digest = secret_hash(token)
+        return _holder(self._first(digest=digest), digest)
 
 
 @dataclass(frozen=True)
