@@ -58,6 +58,16 @@ def database(server: str) -> str:
     return server.rsplit("/", 1)[0] + "/" + name
 
 
+class CountedBuckets(SharedBuckets):
+    """The shared buckets, counting the database trips of `take`."""
+
+    takes = 0
+
+    def take(self, key: str, rate: float, burst: int, want: int) -> tuple[int, float]:
+        self.takes += 1
+        return super().take(key, rate, burst, want)
+
+
 @contextlib.contextmanager
 def replicas(folder: Path, url: str, **options: object) -> Iterator[list[GatewayServer]]:
     """Two gateways on ``url`` and one demo upstream, sharing a clip folder."""
@@ -137,31 +147,21 @@ def test_a_replica_asks_the_database_once_per_lease_and_not_at_all_when_its_own_
     database,
 ):
     engine = open_engine(database)
-    calls: list[str] = []
-
-    class Counted(SharedBuckets):
-        def take(self, key: str, rate: float, burst: int, want: int) -> tuple[int, float]:
-            calls.append(key)
-            return super().take(key, rate, burst, want)
+    buckets = CountedBuckets(engine)
 
     async def hundred() -> list[int]:
-        limiter = RateLimiter(NEVER, 8, buckets=Counted(engine), lease=4)
+        limiter = RateLimiter(NEVER, 8, buckets=buckets, lease=4)
         return [await limiter.retry_after("alice") for _ in range(100)]
 
     waits = asyncio.run(hundred())
     engine.dispose()
     assert waits[:8] == [0] * 8 and all(wait > 0 for wait in waits[8:])
-    assert len(calls) == 2  # two leases of four; the other 92 refused without a trip
+    assert buckets.takes == 2  # two leases of four; the other 92 refused without a trip
 
 
 def test_requests_arriving_together_share_one_lease_instead_of_draining_the_bucket(database):
     engine = open_engine(database)
-    calls: list[str] = []
-
-    class Counted(SharedBuckets):
-        def take(self, key: str, rate: float, burst: int, want: int) -> tuple[int, float]:
-            calls.append(key)
-            return super().take(key, rate, burst, want)
+    buckets = CountedBuckets(engine)
 
     async def together() -> list[int]:
         pool = ThreadPoolExecutor(4)  # as the gateway's database pool
@@ -169,12 +169,12 @@ def test_requests_arriving_together_share_one_lease_instead_of_draining_the_buck
         async def run(call, *args):
             return await asyncio.get_running_loop().run_in_executor(pool, call, *args)
 
-        limiter = RateLimiter(NEVER, 20, buckets=Counted(engine), lease=5, run=run)
+        limiter = RateLimiter(NEVER, 20, buckets=buckets, lease=5, run=run)
         return await asyncio.gather(*(limiter.retry_after("alice") for _ in range(20)))
 
     waits = asyncio.run(together())
     engine.dispose()
-    assert waits == [0] * 20 and len(calls) == 4
+    assert waits == [0] * 20 and buckets.takes == 4
 
 
 def test_a_browser_signed_in_on_one_replica_is_known_to_the_other(tmp_path, database):

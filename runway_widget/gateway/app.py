@@ -13,6 +13,7 @@ each may wait), shared out per address by `FairHTTPServer`; proxy headers count 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -27,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
@@ -38,22 +38,21 @@ from .addresses import participant_urls
 from .auth import ParticipantAuth, TokenAuth
 from .clips import VideoHandler
 from .connections import FairHTTPServer, SlotLimits
-from .db.buckets import SharedBuckets
-from .db.database import CONNECT_SECONDS, open_engine
+from .db.database import open_engine
 from .db.followers import HEARTBEAT_SECONDS
 from .db.ledger import Ledger
-from .db.raw_statements import RawStatements
 from .db.roster import Limits, Roster
 from .handlers import BaseApiHandler, Context, NotFoundHandler, api_routes
 from .hub_auth import HubParticipants
 from .log_redaction import redact_tokens_in_logs
 from .metrics import Meter
-from .monitoring import DatabaseCheck, metrics_application, monitoring_routes, watch
+from .monitoring import DatabaseCheck, MetricsPort, monitoring_routes, watch
 from .participant_webhooks import ParticipantWebhooks
 from .proxies import TrustedProxies, client_network
 from .push import UpstreamWebhookHandler
-from .ratelimit import Buckets, JoinGuard, MemoryBuckets, RateLimiter
 from .room_config import RoomConfig
+from .sharing import PRUNE_SECONDS, Sharing
+from .sharing import cookie_secret as cookie_secret_for
 from .upstream import Upstream
 from .web.gallery import ClipFeed
 from .web.login import BrowserLogin, HubLogin, TokenLogin
@@ -69,10 +68,6 @@ MAX_BODY = 3 * 1024 * 1024  # a 2 MB upload plus its multipart envelope
 DB_WORKERS = 4
 SWITCH_SECONDS = 0.0005
 SLOT_SWEEP_MS = 1000  # how often connections past their deadline are cut
-PRUNE_MS = 60_000  # how often shared rate-limit buckets that are full again are dropped
-# a replica takes a participant's tokens a quarter of their burst at a time, at most five:
-# the rest stays in the room's bucket for the other replicas
-LEASE_SHARE, LEASE_MOST = 4, 5
 
 
 class GatewayServer:
@@ -104,7 +99,6 @@ class GatewayServer:
     ) -> None:
         self.home = _home(home)
         self.meter = Meter()
-        self.metrics_port = metrics_port
         self.slots = slots or SlotLimits()
         self.proxies = TrustedProxies(trusted_proxies)
         redact_tokens_in_logs()
@@ -114,13 +108,7 @@ class GatewayServer:
         self.engine = open_engine(db)
         self.roster = Roster(self.engine)
         self.ledger = Ledger(self.engine)
-        shared = self.engine.dialect.name != "sqlite"  # replicas may share the database
-        connect = {"connect_timeout": CONNECT_SECONDS}
-        # what each request runs: token and job reads, rate-limit takes
-        self.reads = RawStatements(self.engine, connect) if shared else None
-        self.buckets: Buckets = (
-            SharedBuckets(self.engine, self.reads) if self.reads is not None else MemoryBuckets()
-        )
+        self.sharing = Sharing(self.engine)
         self._db_pool = ThreadPoolExecutor(DB_WORKERS, thread_name_prefix="gateway-db")
         # what the gateway may fetch or post to at addresses others chose (SPEC §8)
         self.outbound = OutboundPolicy(allow_private=allow_private_webhooks)
@@ -142,7 +130,7 @@ class GatewayServer:
             max_interval=poll_interval[1],
             heartbeat=heartbeat,
             meter=self.meter,
-            reads=self.reads,
+            reads=self.sharing.statements,
         )
         self.webhooks = ParticipantWebhooks(lambda: self.base_url, self.outbound)
         self.workshop.hooks = self.webhooks
@@ -162,14 +150,8 @@ class GatewayServer:
             auth=auth,
             workshop=self.workshop,
             roster=self.roster,
-            limiter=RateLimiter(
-                rate,
-                burst,
-                buckets=self.buckets,
-                lease=max(1, min(LEASE_MOST, burst // LEASE_SHARE)),
-                run=self.workshop.run_db,
-            ),
-            join_guard=JoinGuard(buckets=self.buckets, run=self.workshop.run_db),
+            limiter=self.sharing.limiter(rate, burst, self.workshop.run_db),
+            join_guard=self.sharing.join_guard(self.workshop.run_db),
             prefix=self.prefix,
             public_url=self.public_url,
             secrets=(self.upstream.client.api_key or "", hook_secret),
@@ -177,13 +159,13 @@ class GatewayServer:
         )
         self._database = DatabaseCheck(self.engine)
         watch(self.meter, self.workshop, self.webhooks)
-        self._cookie_secret = _cookie_secret(cookie_secret, hub_auth, shared)
+        self._cookie_secret = cookie_secret_for(cookie_secret, hub_auth, self.sharing.shared)
+        self._metrics = MetricsPort(self.meter, host, metrics_port) if metrics_port else None
         self._hook_secret = hook_secret
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: FairHTTPServer | None = None
         self._sockets: list[socket.socket] = []
-        self._metrics_server: HTTPServer | None = None
         self._sweepers: list[PeriodicCallback] = []
 
     # -- identity --------------------------------------------------------------------------
@@ -234,7 +216,8 @@ class GatewayServer:
             hub = HubParticipants(hub_auth, self.roster, self.room, self._db_pool)
             return auth or hub, HubLogin(hub)
         embedded = self.engine.dialect.name == "sqlite"  # token reads inline: see TokenAuth
-        auth = auth or TokenAuth(self.roster, None if embedded else self._db_pool, self.reads)
+        pool = None if embedded else self._db_pool
+        auth = auth or TokenAuth(self.roster, pool, self.sharing.statements)
         return auth, TokenLogin(auth, self.roster, self._db_pool)
 
     # -- running ---------------------------------------------------------------------------
@@ -357,11 +340,8 @@ class GatewayServer:
         server.add_sockets(self._sockets)
         self._sockets = []
         self._server = server
-        if self.metrics_port is not None:
-            self._metrics_server = HTTPServer(metrics_application(self.meter))
-            self._metrics_server.add_sockets(
-                bind_sockets(self.metrics_port, self.host, family=_family(self.host))
-            )
+        if self._metrics is not None:
+            self._metrics.listen()
         # each heartbeat: say this process lives, adopt dead ones' tasks, end lost reservations
         period = self.workshop.followers.heartbeat * 1000
         sweep_ms = 1000 * min(self.slots.fresh_timeout, self.slots.idle_timeout) / 2
@@ -369,26 +349,17 @@ class GatewayServer:
             PeriodicCallback(self.workshop.sweep, period),
             PeriodicCallback(server.cut_overdue, min(SLOT_SWEEP_MS, sweep_ms)),
         ]
-        if isinstance(self.buckets, SharedBuckets):
-            self._sweepers.append(PeriodicCallback(self._prune_buckets, PRUNE_MS))
+        if self.sharing.shared:
+            prune = functools.partial(self.sharing.prune, self._db_pool)
+            self._sweepers.append(PeriodicCallback(prune, 1000 * PRUNE_SECONDS))
         for sweeper in self._sweepers:
             sweeper.start()
-
-    def _prune_buckets(self) -> None:
-        def prune() -> None:
-            try:
-                self.buckets.prune()  # type: ignore[attr-defined]
-            except Exception:
-                logger.exception("could not prune the rate-limit buckets; the next sweep tries")
-
-        self._db_pool.submit(prune)
 
     async def _close_server(self) -> None:
         for sweeper in self._sweepers:
             sweeper.stop()
-        if self._metrics_server is not None:
-            self._metrics_server.stop()
-            self._metrics_server = None
+        if self._metrics is not None:
+            self._metrics.stop()
         if self._server is not None:
             self._server.stop()
             await self._server.close_all_connections()
@@ -419,27 +390,6 @@ def bind_port(host: str, port: int) -> list[socket.socket]:
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def _cookie_secret(given: bytes | None, hub_auth: Any, shared: bool) -> bytes:
-    """What signs browsers' cookies (page sessions, the hub's OAuth state and token): the
-    same on every replica, or a browser signed in on one is a stranger to the next.
-
-    Given (``RUNWAY_GATEWAY_COOKIE_SECRET``), or derived from the service's own hub API
-    token, which every replica of the service holds and nobody else does; otherwise this
-    process's own, and sign-ins last as long as it does.
-    """
-    if given:
-        return given
-    token = getattr(hub_auth, "api_token", None)
-    if token:
-        return hmac.new(token.encode(), b"runway-widget gateway cookies", hashlib.sha256).digest()
-    if shared:
-        logger.warning(
-            "browser sign-ins hold on this process only: give every process sharing the "
-            "database the same RUNWAY_GATEWAY_COOKIE_SECRET"
-        )
-    return os.urandom(32)
 
 
 def _webhook_secret(upstream_key: str) -> str:

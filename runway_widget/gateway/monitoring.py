@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
 from .handlers import ApiError, AuthenticatedHandler, BaseApiHandler, Context
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from .participant_webhooks import ParticipantWebhooks
     from .workshop import Workshop
 
-__all__ = ["DatabaseCheck", "metrics_application", "monitoring_routes", "watch"]
+__all__ = ["DatabaseCheck", "MetricsPort", "monitoring_routes", "watch"]
 
 READY_SECONDS = 2.0  # the database must answer within this
 READY_CACHE_SECONDS = 1.0  # probes (and a flood of them) ask the database at most this often
@@ -122,9 +124,22 @@ def monitoring_routes(
     ]
 
 
-def metrics_application(meter: Meter) -> Application:
-    """The application on ``--metrics-port``: ``/metrics`` and nothing else."""
-    return Application([("/metrics", OpenMetricsHandler, {"meter": meter})])
+class MetricsPort:
+    """``--metrics-port``: ``/metrics`` and nothing else, on a listener of its own."""
+
+    def __init__(self, meter: Meter, host: str, port: int) -> None:
+        self._application = Application([("/metrics", OpenMetricsHandler, {"meter": meter})])
+        self._address = (port, host)
+        self._server: HTTPServer | None = None
+
+    def listen(self) -> None:
+        self._server = HTTPServer(self._application)
+        self._server.add_sockets(bind_sockets(*self._address))
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
 
 def watch(meter: Meter, workshop: Workshop, webhooks: ParticipantWebhooks) -> None:

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any, Protocol
 
-__all__ = ["Buckets", "JoinGuard", "MemoryBuckets", "RateLimiter"]
+__all__ = ["Buckets", "JoinGuard", "KeyedLocks", "MemoryBuckets", "RateLimiter", "Runner"]
 
 MAX_KEYS = 10_000  # buckets kept; the least recently used go first (a full bucket again)
 # (rate per second, burst) of the join guard's buckets
