@@ -27,7 +27,7 @@ from tornado.iostream import IOStream
 
 from .._server.limits import ConnectionTable, Phase
 from .proxies import TrustedProxies, client_network
-from .ratelimit import RateLimiter
+from .ratelimit import MemoryBuckets
 
 __all__ = ["FairHTTPServer", "SlotLimits"]
 
@@ -76,7 +76,8 @@ class FairHTTPServer(HTTPServer):
         super().initialize(*args, **kwargs)
         self.slots = slots.table()
         self.proxies = proxies
-        self.replacements = RateLimiter(slots.replaced_per_second, slots.replaced_burst)
+        self._limits = slots
+        self.replacements = MemoryBuckets()  # connections are this process's own: never shared
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
         peer = str(address[0]) if address else ""
@@ -96,7 +97,11 @@ class FairHTTPServer(HTTPServer):
         """The owner holds its whole share and has replaced its connections too often."""
         share = self.slots.per_owner
         full = share is not None and self.slots.held_by(owner) >= share
-        return full and bool(self.replacements.retry_after(owner))
+        if not full:
+            return False
+        rate, burst = self._limits.replaced_per_second, self._limits.replaced_burst
+        taken, _ = self.replacements.take(owner, rate, burst, 1)
+        return taken == 0
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
