@@ -529,6 +529,24 @@ def test_rate_limit_burst_answers_429_with_retry_after(server, api):
     assert server.faults.rate_limit_burst == 0
 
 
+def test_past_its_concurrency_the_demo_refuses_as_a_provider_does():
+    with DemoServer(job_seconds=1.0, concurrency=2) as demo:
+        api = Api(demo)
+        running = [api.imagine(), api.imagine()]
+        refused = api.post("/runway-imagine", T2V)
+        assert refused.status_code == 429
+        assert refused.json() == {"errors": [{"msg": "too many running jobs"}]}
+        assert 1 <= int(refused.headers["Retry-After"]) <= 2  # until a running job ends
+        deadline = time.monotonic() + 30
+        while api.post("/fetch", {"task_id": running[0]}).json()["status"] != "finished":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert api.post("/runway-imagine", T2V).status_code == 200  # a slot is free again
+        assert (demo.peak_running, demo.busy_refusals) == (2, 1)
+    with pytest.raises(ValueError):
+        DemoServer(concurrency=0)
+
+
 def test_slow_replies_time_out_a_short_client_timeout(server, api):
     server.faults.slow_seconds = 1.0
     with pytest.raises(requests.ReadTimeout):

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from PIL import Image
 
 from .._server.service import (
+    DEFAULT_MAX_CONNECTIONS,
     BackgroundHTTPServer,
     BoundedRequestHandler,
     presented_key,
@@ -367,7 +368,11 @@ class DemoServer:
     ``job_seconds`` is how long each task runs: a number, or a function of the request body
     (to spread run times); None reads ``RUNWAY_WIDGET_DEMO_SECONDS`` (default 6 s).
     ``fetch`` loads inputs (``image_url``, ``video_url``) that are not on this server; by
-    default ``requests`` fetches them from wherever they are.
+    default ``requests`` fetches them from wherever they are. ``concurrency`` is how many
+    jobs may run at once (None: any number): past it, a submission is answered as a
+    provider answers one past its plan, 429 with ``Retry-After`` (the seconds until a
+    running job ends) and ``{"errors": [{"msg": "too many running jobs"}]}``.
+    ``max_connections``: live connections it serves at once (a benchmark's whole room).
     """
 
     api_key = DEMO_API_KEY
@@ -381,13 +386,19 @@ class DemoServer:
         credits: int = 1000,
         render_workers: int = 2,
         fetch: Fetch | None = None,
+        concurrency: int | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        if concurrency is not None and concurrency < 1:
+            raise ValueError("concurrency must be at least 1 (or None: no limit)")
         self.host = host
         self.port = port
         self.job_seconds: JobSeconds = (
             _default_job_seconds() if job_seconds is None else job_seconds
         )
         self.credits = credits
+        self.concurrency = concurrency
+        self.max_connections = max_connections
         self.faults = DemoFaults()
         self._render_workers = render_workers
         self._fetch_input = fetch
@@ -395,6 +406,9 @@ class DemoServer:
         self._random = random.Random()
         self._stats: Counter[str] = Counter()
         self._tasks: dict[str, DemoTask] = {}
+        self._running: list[DemoTask] = []  # may hold ended ones until the next submission
+        self._peak_running = 0
+        self._busy_refusals = 0
         self._jobs_submitted = 0
         self._stopping = threading.Event()
         self._httpd: BackgroundHTTPServer | None = None
@@ -414,7 +428,11 @@ class DemoServer:
             return self
         # Bind first: a taken port fails here, before any thread or folder exists.
         httpd = BackgroundHTTPServer(
-            (self.host, self.port), _Handler, owner=self, name="runway-widget-demo-server"
+            (self.host, self.port),
+            _Handler,
+            owner=self,
+            name="runway-widget-demo-server",
+            max_connections=self.max_connections,
         )
         self._stopping.clear()
         self._workdir = tempfile.TemporaryDirectory(prefix="runway-widget-demo-")
@@ -494,6 +512,24 @@ class DemoServer:
         return self._renders.started if self._renders is not None else 0
 
     @property
+    def jobs_submitted(self) -> int:
+        """Submissions taken (refused ones not counted)."""
+        with self._lock:
+            return self._jobs_submitted
+
+    @property
+    def peak_running(self) -> int:
+        """The most jobs that ran at once (submitted, not yet finished or failed)."""
+        with self._lock:
+            return self._peak_running
+
+    @property
+    def busy_refusals(self) -> int:
+        """Submissions refused because ``concurrency`` jobs were running."""
+        with self._lock:
+            return self._busy_refusals
+
+    @property
     def webhook_stats(self) -> dict[str, int]:
         sender = self._webhooks
         return {"delivered": sender.delivered, "failed": sender.failed} if sender else {}
@@ -560,6 +596,7 @@ class DemoServer:
             task.fail_after = 0.2 + 0.6 * self._random.random()
             task.fail_message = "The generation failed (demo fault injection)."
         with self._lock:
+            self._make_room(task.submitted_at)
             if self.credits < cost:
                 raise _ApiError(
                     402, f"Not enough credits: this job needs {cost}, {self.credits} left"
@@ -567,11 +604,23 @@ class DemoServer:
             self.credits -= cost
             self._jobs_submitted += 1
             self._tasks[task.task_id] = task
+            self._running.append(task)
+            self._peak_running = max(self._peak_running, len(self._running))
         if task.fail_after is None and self._renders is not None:
             task.render = self._renders.submit(RenderSpec.from_payload(payload))
         if task.webhook_url and self._webhooks is not None:
             self._webhooks.watch(task)
         return {"task_id": task.task_id}
+
+    def _make_room(self, now: float) -> None:
+        """Forget jobs that ended; past ``concurrency`` running ones, refuse (lock held)."""
+        self._running = [t for t in self._running if (t.ends_at() or math.inf) > now]
+        if self.concurrency is None or len(self._running) < self.concurrency:
+            return
+        self._busy_refusals += 1
+        soonest = min((t.ends_at() or t.submitted_at + t.job_seconds) for t in self._running)
+        wait = max(1, math.ceil(soonest - now))
+        raise _ApiError(429, "too many running jobs", headers={"Retry-After": str(wait)})
 
     def _snapshot(self, task: DemoTask, now: float) -> dict[str, Any]:
         faults = self.faults
