@@ -15,6 +15,7 @@
     │   ├── RateLimitError        429 after retries
     │   ├── ServerError           5xx after retries
     │   ├── QuotaExceededError    a workshop gateway refused: the participant's quota ran out
+    │   ├── CancelRefusedError    a workshop gateway could not cancel: the job left its queue
     │   ├── RedirectError         a 3xx: API calls never follow one (a body is never resent)
     │   └── UnexpectedReplyError  any other status, a reply too large, or not the JSON expected
     ├── TaskFailedError           the task ended "failed"; ``.task`` holds it
@@ -34,6 +35,7 @@ __all__ = [
     "ApiframeError",
     "AuthenticationError",
     "BadRequestError",
+    "CancelRefusedError",
     "KeyRefusedError",
     "NetworkError",
     "NoReplyError",
@@ -167,6 +169,11 @@ class QuotaExceededError(ApiStatusError):
     def __init__(self, message: str, *, limit: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.limit = limit
+
+
+class CancelRefusedError(ApiStatusError):
+    """A workshop gateway could not cancel the job: it had left the queue (sent upstream,
+    where it may be running and paid for, or ended). It goes on; wait for it as usual."""
 
 
 class RedirectError(ApiStatusError):

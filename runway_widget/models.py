@@ -54,6 +54,7 @@ class RefusalCode(str, enum.Enum):
     SUBMISSION_UNKNOWN = "submission_unknown"  # sent, no answer: it may exist; never resend
     UPSTREAM_KEY_REFUSED = "upstream_key_refused"  # the instructor's key was refused (502)
     UPSTREAM_REFUSED = "upstream_refused"  # the upstream said no to this request (502)
+    ALREADY_SENT = "already_sent"  # a cancel came after the job left the queue (409)
 
 
 class QuotaLimit(str, enum.Enum):
@@ -194,7 +195,11 @@ def parse_percentage(value: Any) -> int | None:
 
 @dataclass(frozen=True)
 class Task:
-    """A normalised view of one fetch result; ``raw`` keeps the reply as it came."""
+    """A normalised view of one fetch result; ``raw`` keeps the reply as it came.
+
+    ``queue_position``: while a workshop gateway holds the job in its queue, its place in
+    line (1 is next); None everywhere else.
+    """
 
     task_id: str
     status: str
@@ -202,6 +207,7 @@ class Task:
     video_url: str | None = None
     message: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    queue_position: int | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> Task:
@@ -218,6 +224,7 @@ class Task:
             video_url=video_url if isinstance(video_url, str) and video_url else None,
             message=str(message) if message else None,
             raw=dict(data),
+            queue_position=_position(data.get("queue_position")),
         )
 
     @classmethod
@@ -252,7 +259,28 @@ class Task:
             self.percentage,
             self.video_url,
             self.message,
-        ) == (other.status, other.percentage, other.video_url, other.message)
+            self.queue_position,
+        ) == (other.status, other.percentage, other.video_url, other.message, other.queue_position)
+
+
+def _position(value: Any) -> int | None:
+    """A place in a queue: a whole number from 1 (as number or string), else absent."""
+    number = finite_number(value, 1, 10**9)
+    return int(number) if number is not None and number == int(number) else None
+
+
+def ordinal(number: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th`` … ``11th``, ``21st``: a place in line, in words."""
+    if 10 <= number % 100 <= 20:
+        return f"{number}th"
+    return f"{number}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th')}"
+
+
+def waiting_label(task: Task) -> str | None:
+    """``queued · 3rd in line`` for a job waiting in a gateway's queue, else None."""
+    if task.queue_position is None or task.is_done:
+        return None
+    return f"queued · {ordinal(task.queue_position)} in line"
 
 
 def video_filename(prompt: str | None, task_id: str | None = None) -> str:

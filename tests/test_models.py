@@ -428,3 +428,21 @@ def test_video_filename_is_bounded():
     name = video_filename("word " * 100, "abcdef0123456789")
     assert len(name) <= 48 + 1 + 8 + 4
     assert name.endswith("-abcdef01.mp4")
+
+
+def test_a_gateways_queue_position_is_read_defensively_and_said_in_words():
+    from runway_widget.models import ordinal, waiting_label
+
+    raw = {"task_id": "t", "status": "staged", "percentage": 0}
+    assert Task.from_json({**raw, "queue_position": 3}).queue_position == 3
+    assert Task.from_json({**raw, "queue_position": "12"}).queue_position == 12
+    for odd in (0, -1, 2.5, "x", True, None, 10**12, float("nan")):
+        assert Task.from_json({**raw, "queue_position": odd}).queue_position is None
+    assert waiting_label(Task.from_json({**raw, "queue_position": 3})) == "queued · 3rd in line"
+    assert waiting_label(Task.from_json(raw)) is None
+    moved = Task.from_json({**raw, "queue_position": 2})
+    assert not moved.same_progress(Task.from_json({**raw, "queue_position": 3}))
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st",
+        "111th",
+    ]

@@ -29,6 +29,7 @@ from .._secrets import Redactor
 from ..errors import (
     ApiframeError,
     BadRequestError,
+    CancelRefusedError,
     KeyRefusedError,
     NetworkError,
     QuotaExceededError,
@@ -216,6 +217,10 @@ def _coded_error(
         )
     if refusal(body, RefusalCode.INVALID_REQUEST) is not None:
         return BadRequestError(messages or [detail], status_code=status, body=body)
+    if refusal(body, RefusalCode.ALREADY_SENT) is not None:
+        return CancelRefusedError(
+            f"the job cannot be cancelled: {detail}", status_code=status, body=body
+        )
     return None
 
 

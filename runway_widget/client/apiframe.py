@@ -25,6 +25,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 import requests
 
@@ -240,6 +241,21 @@ class ApiframeClient:
         ``raw["not_found"]``), so one bad id never costs the others' results.
         """
         return self._batches.many(ids)
+
+    def cancel(self, task_id: str) -> Task:
+        """Withdraw a job that waits in a workshop gateway's queue (its quota is free again);
+        returns the task, now failed as cancelled. `CancelRefusedError` once it has left the
+        queue (it goes on). Only a gateway queues jobs; other backends know no such call.
+        """
+        task = self._call(
+            "DELETE",
+            f"/task/{quote(task_id, safe='')}",
+            parse=Task.from_json,
+            policy="once",
+            task_ids=[task_id],
+        )
+        self.store.record_task(task, backend=self.base_url)
+        return task
 
     def account(self) -> dict[str, Any]:
         """``{"email", "credits", "total_images", "plan"}`` of the key's account."""
