@@ -80,6 +80,37 @@ def participant(
     )
 
 
+def upstream_id(gateway: GatewayServer | str, task_id: str, timeout: float = 20.0) -> str:
+    """The upstream's id for the participant's task ``task_id``, once the queue sent it
+    (``gateway``: one in this process, or the database URL of one in another)."""
+    from runway_widget.gateway.db.database import open_engine
+    from runway_widget.gateway.db.ledger import Ledger
+
+    ledger = gateway.ledger if isinstance(gateway, GatewayServer) else Ledger(open_engine(gateway))
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            row = ledger.job(task_id)
+            if row is not None and row.upstream_task_id:
+                return row.upstream_task_id
+            time.sleep(0.02)
+    finally:
+        if not isinstance(gateway, GatewayServer):
+            ledger.engine.dispose()
+    raise AssertionError(f"task {task_id} was not sent upstream within {timeout:g}s")
+
+
+def ended(gateway: GatewayServer, task_id: str, timeout: float = 20.0) -> Any:
+    """The ledger's row for ``task_id`` once the job is no longer queued or being sent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = gateway.ledger.job(task_id)
+        if row is not None and row.state not in ("queued", "sending"):
+            return row
+        time.sleep(0.02)
+    raise AssertionError(f"task {task_id} was still waiting after {timeout:g}s")
+
+
 def call(
     gateway: GatewayServer, method: str, path: str, token: str | None = None, **kwargs: Any
 ) -> requests.Response:

@@ -53,7 +53,9 @@ def test_account_reports_the_participants_own_quota(gateway, tmp_path):
         "plan": "workshop",
         "jobs_left": 1,
         "running": info["running"],
+        "queued": info["queued"],
     }
+    assert info["running"] + info["queued"] == 1  # sent upstream by now, or still waiting
 
 
 def test_another_participants_task_answers_exactly_like_an_unknown_one(gateway, tmp_path):

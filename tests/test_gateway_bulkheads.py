@@ -34,6 +34,7 @@ from tests.gateway_support import (
     serve_process,
     stop_process,
     upstream_client,
+    upstream_id,
 )
 from tests.hostile_server import HostileServer, json_reply, response_bytes, send, trickle
 
@@ -275,7 +276,8 @@ def test_trickling_clips_delay_neither_another_submit_nor_a_stop(tmp_path):
                 )
                 finished = {"status": "finished", "percentage": 100}
                 api.add_task(
-                    reply.json()["task_id"], {**finished, "video_url": f"{slow.base_url}/clip.mp4"}
+                    upstream_id(db, reply.json()["task_id"]),
+                    {**finished, "video_url": f"{slow.base_url}/clip.mp4"},
                 )
             assert _until(lambda: slow.count("/clip.mp4") >= 4, 30)  # the clip lane is all trickles
             reply = requests.post(
@@ -294,12 +296,14 @@ def test_trickling_clips_delay_neither_another_submit_nor_a_stop(tmp_path):
     assert stopping < 5  # no worker joined while a clip still trickles
 
 
-def test_a_full_submission_lane_answers_503_at_once_with_nothing_reserved(tmp_path):
+def test_without_the_queue_a_full_submission_lane_answers_503_at_once_with_nothing_reserved(
+    tmp_path,
+):
     with ApiServer() as api:
         api.script("/runway-imagine", Reply(200, json={"task_id": "slow"}, delay=2.0))
         client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
         upstream = Upstream(client, workers=1, waiting=1)
-        with gateway_on(upstream, tmp_path) as gateway:
+        with gateway_on(upstream, tmp_path, queue=False) as gateway:
             people = [participant(gateway, tmp_path, jobs=1) for _ in range(3)]
             body = {"prompt": "p", "generation_type": "text2video"}
             replies: dict[int, requests.Response] = {}
@@ -323,3 +327,23 @@ def test_a_full_submission_lane_answers_503_at_once_with_nothing_reserved(tmp_pa
             used = {row["name"]: row["jobs_used"] for row in gateway.report()}
         assert api.count("/runway-imagine") == 2
     assert sorted(used.values()) == [0, 1, 1]
+
+
+def test_with_the_queue_a_slow_upstream_holds_up_no_submission_and_loses_none(tmp_path):
+    with ApiServer() as api:
+        api.script("/runway-imagine", Reply(200, json={"task_id": "slow"}, delay=2.0))
+        client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
+        upstream = Upstream(client, workers=1, waiting=1)  # room for two sends at a time
+        with gateway_on(upstream, tmp_path, upstream_concurrency=5) as gateway:
+            people = [participant(gateway, tmp_path, jobs=1) for _ in range(4)]
+            body = {"prompt": "p", "generation_type": "text2video"}
+            took = []
+            for person in people:
+                started = time.monotonic()
+                reply = call(gateway, "POST", "/runway-imagine", person.api_key, json=body)
+                took.append(time.monotonic() - started)
+                assert reply.status_code == 200
+            assert _until(lambda: api.count("/runway-imagine") == 4, 30)  # none lost
+            report = gateway.report()
+    assert max(took) < 1.0  # answered from the reservation, not after the slow upstream
+    assert [row["unknown"] + row["refused"] for row in report] == [0, 0, 0, 0]

@@ -20,7 +20,13 @@ from sqlalchemy import Engine, create_engine, select, text, update
 
 from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.demo import DEMO_API_KEY, DemoServer
-from runway_widget.gateway.db.database import jobs, metadata, open_engine, processes
+from runway_widget.gateway.db.database import (
+    jobs,
+    metadata,
+    open_engine,
+    processes,
+    upstream_state,
+)
 from runway_widget.gateway.db.followers import Followers
 from runway_widget.gateway.db.ledger import Ledger
 from runway_widget.gateway.db.roster import Limits, Roster
@@ -56,6 +62,7 @@ class _Room:
     token: str
     a: subprocess.Popen[bytes]
     a_url: str
+    b: subprocess.Popen[bytes]
     b_url: str
 
 
@@ -71,8 +78,8 @@ def _room(folder: Path, job_seconds: float, heartbeat: float) -> Iterator[_Room]
                 started.append(
                     _serve(url, demo.base_url, folder, name, "--heartbeat", str(heartbeat))
                 )
-            (a, a_url), (_b, b_url) = started
-            yield _Room(engine, demo, token, a, a_url, b_url)
+            (a, a_url), (b, b_url) = started
+            yield _Room(engine, demo, token, a, a_url, b, b_url)
         finally:
             for process, _url in started:
                 stop_process(process)
@@ -83,12 +90,32 @@ def _client(token: str, url: str, folder: Path) -> ApiframeClient:
     return ApiframeClient(token, url, store=JobStore(folder / f"{free_port()}.jsonl"))
 
 
-def _followers(engine: Engine, task_ids: list[str]) -> dict[str, str | None]:
+def _followers(
+    engine: Engine, task_ids: list[str], by: str = "task_id"
+) -> dict[str, str | None]:
     with engine.connect() as conn:
         rows = conn.execute(
-            select(jobs.c.task_id, jobs.c.follower).where(jobs.c.task_id.in_(task_ids))
+            select(jobs.c[by], jobs.c.follower).where(jobs.c[by].in_(task_ids))
         )
         return {task_id: follower for task_id, follower in rows}
+
+
+def _sent(engine: Engine, task_ids: list[str]) -> dict[str, str | None]:
+    """The followers of ``task_ids`` once the queue has sent them all (each process's queue
+    sends what it claims, whichever process took the submission)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        followers = _followers(engine, task_ids)
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                select(jobs.c.id).where(
+                    jobs.c.task_id.in_(task_ids), jobs.c.state.in_(["queued", "sending"])
+                )
+            ).first()
+        if waiting is None:
+            return followers
+        time.sleep(0.05)
+    raise AssertionError("the queue did not send the jobs")
 
 
 def _live_processes(engine: Engine) -> set[str]:
@@ -99,8 +126,10 @@ def _live_processes(engine: Engine) -> set[str]:
 @needs_postgres
 def test_a_live_process_adopts_the_tasks_of_a_killed_one(tmp_path):
     with _room(tmp_path, job_seconds=3.0, heartbeat=0.5) as room:
+        room.b.send_signal(signal.SIGSTOP)  # B's queue sleeps: A sends (and follows) all three
         task_ids = [_client(room.token, room.a_url, tmp_path).imagine(**BODY) for _ in range(3)]
-        [submitter] = set(_followers(room.engine, task_ids).values())
+        [submitter] = set(_sent(room.engine, task_ids).values())
+        room.b.send_signal(signal.SIGCONT)
         room.a.send_signal(signal.SIGKILL)
         room.a.wait(10)
         killed_at = time.monotonic()
@@ -119,35 +148,41 @@ def test_a_live_process_adopts_the_tasks_of_a_killed_one(tmp_path):
 @needs_postgres
 def test_two_live_processes_never_follow_one_task_and_a_clean_stop_hands_over_at_once(tmp_path):
     with _room(tmp_path, job_seconds=6.0, heartbeat=1.0) as room:
-        by_a = [_client(room.token, room.a_url, tmp_path).imagine(**BODY) for _ in range(2)]
-        by_b = [_client(room.token, room.b_url, tmp_path).imagine(**BODY) for _ in range(2)]
+        task_ids = [
+            _client(room.token, url, tmp_path).imagine(**BODY)
+            for url in (room.a_url, room.b_url, room.a_url, room.b_url)
+        ]
+        first = _sent(room.engine, task_ids)  # each followed by the process that sent it
         seen = []
         for _ in range(8):  # a few sweeps of both processes
-            seen.append(_followers(room.engine, by_a + by_b))
+            seen.append(_followers(room.engine, task_ids))
             time.sleep(0.4)
         live = _live_processes(room.engine)
         stop_process(room.a)  # a clean stop: B adopts A's tasks at its next sweep
         after_stop = _live_processes(room.engine)
-        finished = [_client(room.token, room.b_url, tmp_path).wait(t, timeout=60) for t in by_a]
-        handed_over = _followers(room.engine, by_a)
+        finished = [_client(room.token, room.b_url, tmp_path).wait(t, timeout=60) for t in task_ids]
+        handed_over = _followers(room.engine, task_ids)
         submitted = room.demo.stats.get("/runway-imagine")
     assert submitted == 4
-    follower_a, follower_b = seen[0][by_a[0]], seen[0][by_b[0]]
-    assert {follower_a, follower_b} == live and follower_a != follower_b
-    for followers in seen:
-        assert followers == {t: follower_a for t in by_a} | {t: follower_b for t in by_b}
-    assert after_stop == {follower_b}
+    assert set(first.values()) <= live and len(live) == 2
+    assert all(followers == first for followers in seen)  # nobody took another's task
+    [follower_b] = after_stop
     assert set(handed_over.values()) == {follower_b}
     assert all(t.video_url.startswith(f"{room.b_url}/videos/") for t in finished)
 
 
 def _old_database(url: str) -> None:
-    """The tables as an earlier version left them: jobs without ``follower``, no processes."""
+    """The tables as an earlier version left them: jobs without ``follower``, no processes,
+    and nothing of the queue (jobs known by the upstream's id alone)."""
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     metadata.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE gateway_jobs DROP COLUMN follower"))
+        conn.execute(text("DROP INDEX gateway_jobs_by_upstream_task"))
+        for column in ("follower", "upstream_task_id", "turn", "sent_at"):
+            conn.execute(text(f"ALTER TABLE gateway_jobs DROP COLUMN {column}"))
+        conn.execute(text("ALTER TABLE gateway_participants DROP COLUMN queue_first"))
     processes.drop(engine)
+    upstream_state.drop(engine)
     engine.dispose()
 
 
@@ -209,7 +244,7 @@ def _claim_together(claimers: list[Followers]) -> list[set[str]]:
 
     def claim(i: int) -> None:
         barrier.wait()
-        claimed[i] = {row.task_id for row in claimers[i].claim()}
+        claimed[i] = {str(row.upstream_task_id) for row in claimers[i].claim()}
 
     threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(claimers))]
     for thread in threads:
@@ -231,12 +266,15 @@ def test_concurrent_claims_split_the_orphans_and_leave_a_live_process_its_tasks(
         orphans = {f"orphan-{i}": ("gone-1", "gone-2", None)[i % 3] for i in range(60)}
         owned = [f"owned-{i}" for i in range(10)]
         for task_id, follower in [*orphans.items(), *((t, live.id) for t in owned)]:
-            ledger.accepted(ledger.reserve(kim["id"], 5, {}), task_id, follower or "")
+            job = ledger.reserve(kim["id"], 5, {}, sender=follower or "")
+            ledger.accepted(job.job_id, task_id, follower or "")
         for round_ in range(5):
             with engine.begin() as conn:
                 for task_id, follower in orphans.items():
                     conn.execute(
-                        update(jobs).where(jobs.c.task_id == task_id).values(follower=follower)
+                        update(jobs)
+                        .where(jobs.c.upstream_task_id == task_id)
+                        .values(follower=follower)
                     )
             claimers = [Followers(engine, heartbeat=60) for _ in range(2)]
             for claimer in claimers:
@@ -244,7 +282,7 @@ def test_concurrent_claims_split_the_orphans_and_leave_a_live_process_its_tasks(
             claimed = _claim_together(claimers)
             assert not claimed[0] & claimed[1], f"round {round_}: one task adopted twice"
             assert claimed[0] | claimed[1] == set(orphans)
-            followers = _followers(engine, [*orphans, *owned])
+            followers = _followers(engine, [*orphans, *owned], by="upstream_task_id")
             assert {followers[t] for t in owned} == {live.id}
             assert all(followers[t] == claimers[0].id for t in claimed[0])
             assert all(followers[t] == claimers[1].id for t in claimed[1])

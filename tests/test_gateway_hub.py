@@ -251,7 +251,7 @@ NEW_PROMPT = "a comet over the sea, pressed in the panel"
 CARD_VIDEO_INDEX = """
 prompt => [...document.querySelectorAll('.rw-panel video')].findIndex(video => {
   for (let node = video.parentElement; node; node = node.parentElement) {
-    const tasks = (node.innerText || '').match(/task [0-9a-f-]{36}/g) || [];
+    const tasks = (node.innerText || '').match(/task [0-9A-Za-z_-]{16,}/g) || [];
     if (tasks.length > 1) return false;
     if (tasks.length === 1) return node.innerText.includes(prompt) && video.readyState >= 2;
   }

@@ -24,9 +24,14 @@ def _running(ledger: Ledger, participant_id: int) -> int:
 
 
 def _submitted(ledger: Ledger, participant_id: int, *task_ids: str) -> None:
+    """Jobs the upstream took as ``task_ids`` (their participants know them by other ids)."""
     for task_id in task_ids:
-        job = ledger.reserve(participant_id, 5, {"prompt": task_id})
-        ledger.accepted(job, task_id, "this-process")
+        job = ledger.reserve(participant_id, 5, {"prompt": task_id}, sender="this-process")
+        assert ledger.accepted(job.job_id, task_id, "this-process")
+
+
+def _upstream(ledger: Ledger, *task_ids: str) -> dict[str, object]:
+    return {row.upstream_task_id: row for row in ledger.jobs_by_upstream(task_ids)}
 
 
 def test_one_batch_records_progress_and_ends_finished_and_failed_tasks(ledger):
@@ -44,7 +49,7 @@ def test_one_batch_records_progress_and_ends_finished_and_failed_tasks(ledger):
         ]
     )
 
-    rows = {row.task_id: row for row in ledger.jobs(["t1", "t2", "t3", "unknown"])}
+    rows = _upstream(ledger, "t1", "t2", "t3", "unknown")
     assert set(rows) == {"t1", "t2", "t3"}
     assert (rows["t1"].state, rows["t1"].status, rows["t1"].percentage) == (
         "submitted",
@@ -68,14 +73,14 @@ def test_an_end_seen_twice_frees_the_running_slot_once(ledger):
     finished = Task("t1", status="finished", percentage=100, video_url="https://cdn.test/1.mp4")
 
     ledger.update_tasks([finished])
-    key = ledger.job("t1").video_key
+    key = _upstream(ledger, "t1")["t1"].video_key
     ledger.update_tasks([finished, Task("t1", status="processing", percentage=10)])
 
     assert _running(ledger, participant.id) == 1
-    row = ledger.job("t1")
+    row = _upstream(ledger, "t1")["t1"]
     assert (row.state, row.status, row.video_key) == ("finished", "finished", key)
 
 
 def test_updates_for_tasks_the_ledger_does_not_follow_change_nothing(ledger):
     ledger.update_tasks([Task("nobody's", status="finished", video_url="https://cdn.test/x.mp4")])
-    assert ledger.jobs(["nobody's"]) == []
+    assert ledger.jobs_by_upstream(["nobody's"]) == []

@@ -9,7 +9,14 @@ from hostile_peers import CLIP, inside_host
 
 from runway_widget.gateway.upstream import Upstream
 from tests.api_server import TEST_API_KEY, ApiServer
-from tests.gateway_support import call, demo_gateway, gateway_on, participant, upstream_client
+from tests.gateway_support import (
+    call,
+    demo_gateway,
+    gateway_on,
+    participant,
+    upstream_client,
+    upstream_id,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,7 +95,8 @@ def test_a_providers_clip_url_inside_the_gateways_network_is_never_copied(tmp_pa
                     "task_id"
                 ]
                 api.add_task(
-                    task_id, {"status": "finished", "percentage": 100, "video_url": video_url}
+                    upstream_id(gateway, task_id),
+                    {"status": "finished", "percentage": 100, "video_url": video_url},
                 )
                 task = _fetch_until_done(gateway, token, task_id)
                 assert task["status"] == "finished"

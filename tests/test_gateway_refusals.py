@@ -21,7 +21,14 @@ from runway_widget.errors import (
 from runway_widget.gateway.upstream import Upstream
 from runway_widget.models import RefusalCode
 from tests.api_server import TEST_API_KEY, ApiServer, Reply, error
-from tests.gateway_support import call, demo_gateway, gateway_on, participant, upstream_client
+from tests.gateway_support import (
+    call,
+    demo_gateway,
+    ended,
+    gateway_on,
+    participant,
+    upstream_client,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,15 +94,42 @@ def test_callers_too_fast_are_told_so_by_code(tmp_path):
     ],
     ids=["503", "429", "500", "401", "418", "400"],
 )
-def test_an_upstream_failure_names_its_reason(tmp_path, replies, status, code):
+def test_without_the_queue_an_upstream_failure_names_its_reason(tmp_path, replies, status, code):
     with ApiServer() as api:
         client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
-        with gateway_on(Upstream(client), tmp_path) as gateway:
+        with gateway_on(Upstream(client), tmp_path, queue=False) as gateway:
             token = participant(gateway, tmp_path).api_key
             api.script("/runway-imagine", *replies)
             reply = call(gateway, "POST", "/runway-imagine", token, json=TEXT2VIDEO)
     assert (reply.status_code, _code(reply)) == (status, code)
     assert TEST_API_KEY not in reply.text
+
+
+@pytest.mark.parametrize(
+    ("reply", "state", "said"),
+    [
+        (error(500, "boom"), "unknown", "may or may not have been created"),
+        (error(401, "Invalid API key"), "refused", "upstream key was refused"),
+        (error(418, "teapot"), "refused", "the upstream refused: unexpected reply"),
+        (error(400, "prompt is too long"), "refused", "the upstream refused: prompt is too long"),
+    ],
+    ids=["500", "401", "418", "400"],
+)
+def test_with_the_queue_an_upstream_failure_ends_the_task_with_its_reason(
+    tmp_path, reply, state, said
+):
+    with ApiServer() as api:
+        client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
+        with gateway_on(Upstream(client), tmp_path) as gateway:
+            token = participant(gateway, tmp_path).api_key
+            api.script("/runway-imagine", reply)
+            submitted = call(gateway, "POST", "/runway-imagine", token, json=TEXT2VIDEO)
+            task_id = submitted.json()["task_id"]
+            assert ended(gateway, task_id).state == state
+            task = call(gateway, "POST", "/fetch", token, json={"task_id": task_id}).json()
+    assert submitted.status_code == 200
+    assert task["status"] == "failed" and said in task["message"]
+    assert TEST_API_KEY not in task["message"]
 
 
 def test_the_codes_the_gateway_may_send_are_the_documented_ones():

@@ -7,10 +7,17 @@ import time
 
 import pytest
 
-from runway_widget.errors import SubmissionUnknownError
+from runway_widget.errors import TaskFailedError
 from runway_widget.gateway.upstream import Upstream
 from tests.api_server import TEST_API_KEY, ApiServer, Reply, error
-from tests.gateway_support import call, gateway_on, participant, upstream_client
+from tests.gateway_support import (
+    call,
+    ended,
+    gateway_on,
+    participant,
+    upstream_client,
+    upstream_id,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,7 +49,8 @@ def test_participants_polling_hard_cost_the_upstream_about_one_request_per_task(
     people = [participant(gateway, tmp_path) for _ in range(6)]
     task_ids = [p.imagine(prompt="x", generation_type="text2video") for p in people]
     for task_id in task_ids:
-        api.add_task(task_id, *_progress(api, task_id))
+        sent = upstream_id(gateway, task_id)
+        api.add_task(sent, *_progress(api, sent))
     last: dict[str, dict] = {}
     asked = [0]
     stop = threading.Event()
@@ -72,18 +80,20 @@ def test_participants_polling_hard_cost_the_upstream_about_one_request_per_task(
     assert asked[0] > 10 * len(task_ids)
     assert upstream_reads <= 8 * len(task_ids)  # the steps of the task, however hard they poll
     assert api.count("/runway-imagine") == len(task_ids)
-    clip_downloads = sum(api.count(f"/clips/{t}.mp4") for t in task_ids)
+    sent = [upstream_id(gateway, t) for t in task_ids]
+    clip_downloads = sum(api.count(f"/clips/{t}.mp4") for t in sent)
     assert clip_downloads == len(task_ids)  # each clip fetched once
 
 
 def test_an_upstream_500_on_submit_is_recorded_as_unknown_and_never_retried(api, gateway, tmp_path):
     jo = participant(gateway, tmp_path, "jo", jobs=3)
     api.script("/runway-imagine", error(500, "boom"))
-    with pytest.raises(SubmissionUnknownError, match="may or may not exist"):
-        jo.imagine(prompt="costly", generation_type="text2video")
+    task_id = jo.imagine(prompt="costly", generation_type="text2video")
+    with pytest.raises(TaskFailedError, match="may or may not have been created"):
+        jo.wait(task_id, timeout=20, poll_interval=0.1)
     assert api.count("/runway-imagine") == 1
     [row] = gateway.report()
-    assert (row["unknown"], row["jobs_used"], row["running"]) == (1, 1, 0)
+    assert (row["unknown"], row["jobs_used"], row["running"], row["queued"]) == (1, 1, 0, 0)
     assert row["unknown_submissions"][0]["request"].find("costly") > 0
     assert jo.account()["jobs_left"] == 2
 
@@ -92,34 +102,57 @@ def test_an_upstream_500_on_submit_is_recorded_as_unknown_and_never_retried(api,
 def test_a_dropped_or_timed_out_submit_is_unknown_too(api, gateway, tmp_path, reply):
     kim = participant(gateway, tmp_path, jobs=2)
     api.script("/runway-imagine", reply)
-    with pytest.raises(SubmissionUnknownError):
-        kim.imagine(prompt="lost answer", generation_type="text2video")
+    task_id = kim.imagine(prompt="lost answer", generation_type="text2video")
+    assert ended(gateway, task_id).state == "unknown"
     assert api.count("/runway-imagine") == 1
     assert gateway.report()[0]["unknown"] == 1
 
 
-def test_an_upstream_that_certainly_refused_gives_the_reservation_back(api, gateway, tmp_path):
+def test_an_upstream_that_certainly_did_not_take_a_job_keeps_it_in_the_queue(
+    api, gateway, tmp_path
+):
     lee = participant(gateway, tmp_path, jobs=1)
-    body = {"prompt": "later", "generation_type": "text2video"}
-    api.script("/runway-imagine", *[error(503, "down", **{"Retry-After": "0"})] * 3)
-    reply = call(gateway, "POST", "/runway-imagine", lee.api_key, json=body)
-    assert reply.status_code == 503 and int(reply.headers["Retry-After"]) >= 1
+    api.script(
+        "/runway-imagine",
+        error(503, "down", **{"Retry-After": "0"}),
+        error(429, "slow down", **{"Retry-After": "0"}),
+        error(400, "Too many running jobs for your plan"),
+    )
+    task_id = lee.imagine(prompt="later", generation_type="text2video")
+    sent = upstream_id(gateway, task_id)  # on the fourth try: nobody saw the refusals
+    assert sent.startswith("task-")
+    assert api.count("/runway-imagine") == 4
     row = gateway.report()[0]
-    assert (row["jobs_used"], row["refused"], row["unknown"]) == (0, 1, 0)
-    api.script("/runway-imagine", *[error(429, "slow down", **{"Retry-After": "0"})] * 3)
-    reply = call(gateway, "POST", "/runway-imagine", lee.api_key, json=body)
-    assert reply.status_code == 429 and int(reply.headers["Retry-After"]) >= 1
-    assert gateway.report()[0]["jobs_used"] == 0
-    api.script("/runway-imagine", error(503, "down", **{"Retry-After": "0"}))
-    assert lee.imagine(**body).startswith("task-")  # the upstream client retried the 503
-    assert api.count("/runway-imagine") == 3 + 3 + 2
+    assert (row["jobs_used"], row["refused"], row["unknown"]) == (1, 0, 0)
+
+
+def test_without_the_queue_a_refusal_reaches_the_participant_and_gives_the_quota_back(
+    api, tmp_path
+):
+    client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
+    with gateway_on(Upstream(client), tmp_path, queue=False) as gateway:
+        lee = participant(gateway, tmp_path, jobs=1)
+        body = {"prompt": "later", "generation_type": "text2video"}
+        api.script("/runway-imagine", *[error(503, "down", **{"Retry-After": "0"})] * 3)
+        reply = call(gateway, "POST", "/runway-imagine", lee.api_key, json=body)
+        assert reply.status_code == 503 and int(reply.headers["Retry-After"]) >= 1
+        row = gateway.report()[0]
+        assert (row["jobs_used"], row["refused"], row["unknown"]) == (0, 1, 0)
+        api.script("/runway-imagine", *[error(429, "slow down", **{"Retry-After": "0"})] * 3)
+        reply = call(gateway, "POST", "/runway-imagine", lee.api_key, json=body)
+        assert reply.status_code == 429 and int(reply.headers["Retry-After"]) >= 1
+        assert gateway.report()[0]["jobs_used"] == 0
+        api.script("/runway-imagine", error(503, "down", **{"Retry-After": "0"}))
+        task_id = lee.imagine(**body)  # the upstream client retried the 503
+        assert api.count("/runway-imagine") == 3 + 3 + 2
+        assert gateway.ledger.job(task_id).state == "submitted"
 
 
 def test_upstream_faults_on_reads_never_reach_participants(api, gateway, tmp_path):
     mo = participant(gateway, tmp_path)
     task_id = mo.imagine(prompt="x", generation_type="text2video")
     api.add_task(
-        task_id,
+        upstream_id(gateway, task_id),
         {"status": "processing", "percentage": "10"},
         {"status": "failed", "message": "moderated"},
     )
@@ -143,18 +176,14 @@ def test_upstream_faults_on_reads_never_reach_participants(api, gateway, tmp_pat
 
 
 def test_a_refused_upstream_key_is_not_shown_as_the_participants_problem(api, gateway, tmp_path):
-    ned = participant(gateway, tmp_path)
+    ned = participant(gateway, tmp_path, jobs=1)
     api.api_key = "another-key"
-    reply = call(
-        gateway,
-        "POST",
-        "/runway-imagine",
-        ned.api_key,
-        json={"prompt": "x", "generation_type": "text2video"},
-    )
-    assert reply.status_code == 502
-    assert "upstream key was refused" in reply.json()["errors"][0]["msg"]
-    assert TEST_API_KEY not in reply.text
+    task_id = ned.imagine(prompt="x", generation_type="text2video")
+    with pytest.raises(TaskFailedError, match="upstream key was refused") as failed:
+        ned.wait(task_id, timeout=20, poll_interval=0.1)
+    assert TEST_API_KEY not in str(failed.value.task.raw)
+    assert ned.account()["jobs_left"] == 1  # refused: the quota is given back
+    assert gateway.report()[0]["refused"] == 1
 
 
 def test_participant_webhooks_are_honoured_by_the_gateway_alone(api, tmp_path):
@@ -174,7 +203,8 @@ def test_participant_webhooks_are_honoured_by_the_gateway_alone(api, tmp_path):
             webhook_url=receiver.url,
             webhook_secret=receiver.secret,
         )
-        api.add_task(task_id, *_progress(api, task_id, steps=2))
+        sent = upstream_id(gateway, task_id)
+        api.add_task(sent, *_progress(api, sent, steps=2))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any(t.is_finished for t in pushed):
             time.sleep(0.1)

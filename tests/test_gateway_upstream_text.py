@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from runway_widget.errors import SubmissionUnknownError
+from runway_widget.errors import TaskFailedError
 from runway_widget.gateway.db.database import metadata, open_engine
 from runway_widget.gateway.db.ledger import UNSTORED_MESSAGE, Ledger
 from runway_widget.gateway.db.roster import Limits, Roster
@@ -33,11 +33,13 @@ from runway_widget.gateway.upstream import Upstream
 from runway_widget.models import Task
 from tests.api_server import TEST_API_KEY, ApiServer, Reply
 from tests.gateway_support import (
+    ended,
     gateway_on,
     needs_postgres,
     participant,
     postgres_server,
     upstream_client,
+    upstream_id,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -132,8 +134,9 @@ def _submitted(ledger: Ledger, *task_ids: str) -> int:
     token = Roster(ledger.engine).add("ada", Limits())
     who = Roster(ledger.engine).authenticate(token)
     assert who is not None
-    for task_id in task_ids:
-        ledger.accepted(ledger.reserve(who.id, 5, {"prompt": task_id}), task_id, "here")
+    for task_id in task_ids:  # the upstream took them as ``task_ids``
+        job = ledger.reserve(who.id, 5, {"prompt": task_id}, sender="here")
+        ledger.accepted(job.job_id, task_id, "here")
     return who.id
 
 
@@ -154,8 +157,8 @@ def test_hostile_updates_are_stored_clean_in_one_batch(tmp_path, request, kind):
             ]
         )
         rows = {
-            row.task_id: row
-            for row in ledger.jobs(
+            row.upstream_task_id: row
+            for row in ledger.jobs_by_upstream(
                 ["surrogate", "huge", "controls", "long-status", "script", "plain"]
             )
         }
@@ -183,7 +186,10 @@ def test_an_update_the_database_refuses_holds_back_no_other(tmp_path, request, k
                 Task("ok-2", "finished", 100, video_url="https://cdn.test/ok-2.mp4"),
             ]
         )
-        rows = {row.task_id: row for row in ledger.jobs(["poisoned", "ok-1", "ok-2"])}
+        rows = {
+            row.upstream_task_id: row
+            for row in ledger.jobs_by_upstream(["poisoned", "ok-1", "ok-2"])
+        }
         account = ledger.account(owner)
         engine.dispose()
     assert list(recorded.refused) == ["poisoned"] and recorded.retry == []
@@ -231,14 +237,15 @@ def test_a_hostile_upstream_freezes_no_participant(tmp_path, request, kind, capl
                 },
             ]
             for task_id in hostile:
-                api.add_task(task_id, *steps)
+                api.add_task(upstream_id(gateway, task_id), *steps)
             api.add_task(
-                calm,
+                upstream_id(gateway, calm),
                 {"status": "processing", "percentage": "50"},
                 {"status": "failed", "message": "ordinary end"},
             )
+            poisoned_upstream = upstream_id(gateway, poisoned)
             api.add_task(
-                poisoned,
+                poisoned_upstream,
                 {"status": "processing", "percentage": "5"},
                 {"status": "failed", "message": "poison"},
             )
@@ -258,7 +265,7 @@ def test_a_hostile_upstream_freezes_no_participant(tmp_path, request, kind, capl
         assert (task.status, task.message, task.video_url) == ("failed", "bye \ufffd", None)
     told = [r.getMessage() for r in caplog.records if r.name == "runway_widget.gateway"]
     refusals = [m for m in told if "refused the update of task" in m]
-    assert len(refusals) == 1 and poisoned in refusals[0]  # once, though polled repeatedly
+    assert len(refusals) == 1 and poisoned_upstream in refusals[0]  # once, though polled again
     assert not [m for m in told if "task update(s)" in m]  # no batch failed, none retried
 
 
@@ -269,8 +276,10 @@ def test_a_task_id_the_gateway_cannot_store_is_an_unknown_submission(tmp_path, t
         with gateway_on(Upstream(client), tmp_path) as gateway:
             cy = participant(gateway, tmp_path, "cy", jobs=3)
             api.script("/runway-imagine", Reply(200, json={"task_id": task_id}))
-            with pytest.raises(SubmissionUnknownError):
-                cy.imagine(prompt="paid but unfollowable", generation_type="text2video")
+            mine = cy.imagine(prompt="paid but unfollowable", generation_type="text2video")
+            assert ended(gateway, mine).state == "unknown"
+            with pytest.raises(TaskFailedError, match="cannot store or follow"):
+                cy.wait(mine, timeout=10, poll_interval=0.1)
             [row] = gateway.report()
             account = cy.account()
     assert (row["unknown"], row["jobs_used"], row["running"]) == (1, 1, 0)

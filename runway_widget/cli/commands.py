@@ -26,6 +26,7 @@ from .._version import __version__
 from ..client.apiframe import UNKNOWN_SUBMISSION_HINT, ApiframeClient
 from ..errors import (
     ApiframeError,
+    CancelRefusedError,
     TaskFailedError,
     TaskNotFoundError,
     TaskState,
@@ -40,6 +41,7 @@ from ..models import (
     GenerationRequest,
     Task,
     video_filename,
+    waiting_label,
 )
 from .destination import DestinationError, check_output, fallback_folder, free_name
 from .terminal import inert, inert_json
@@ -165,6 +167,21 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cancel(args: argparse.Namespace) -> int:
+    """Withdraw a job waiting in a workshop gateway's queue; its quota is given back."""
+    with _task_client(args) as (client, task_id):
+        try:
+            task = client.cancel(task_id)
+        except CancelRefusedError:
+            raise CommandError(
+                f"task {task_id} has left the gateway's queue (it was sent upstream, or "
+                f"ended), so it cannot be cancelled: `runway-widget wait {task_id}`"
+            ) from None
+    _say(f"Cancelled task {task_id}: nothing was sent upstream, its quota is free again")
+    _print_task(task, as_json=args.json)
+    return 0
+
+
 def _account(args: argparse.Namespace) -> int:
     with _client(args) as client:
         info = client.account()
@@ -173,6 +190,8 @@ def _account(args: argparse.Namespace) -> int:
         return 0
     for name in ("email", "plan", "credits", "total_images"):
         _out(f"{name}: {info.get(name, '?')}")
+    if "queued" in info:  # a workshop gateway: jobs waiting in its queue
+        _out(f"queued: {info['queued']}")
     return 0
 
 
@@ -273,7 +292,7 @@ def _wait_with_bar(client: ApiframeClient, task_id: str, timeout: float | None) 
     ) as bar:
 
         def show(task: Task) -> None:
-            bar.set_description_str(inert(task.status)[:24], refresh=False)
+            bar.set_description_str(waiting_label(task) or inert(task.status)[:24], refresh=False)
             done = 100 if task.is_finished else task.percentage
             if done is not None and done > bar.n:
                 bar.update(done - bar.n)
@@ -438,6 +457,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def _state(task: TaskState) -> str:
+    waiting = waiting_label(task) if isinstance(task, Task) else None
+    if waiting is not None:
+        return waiting
     percent = f" {task.percentage}%" if task.percentage is not None and not task.is_done else ""
     return f"{task.status}{percent}"
 
@@ -563,6 +585,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_out(download, "default: a name made from the prompt in the history")
     _add_demo_flag(download)
     download.set_defaults(run=_download)
+
+    cancel = commands.add_parser(
+        "cancel", help="withdraw a job waiting in a workshop gateway's queue (quota back)"
+    )
+    cancel.add_argument("task_id", metavar="TASK_ID")
+    cancel.add_argument("--json", action="store_true", help="print the task as JSON")
+    cancel.set_defaults(run=_cancel, demo=False)
 
     account = commands.add_parser("account", help="credits and plan of the API key")
     account.add_argument("--json", action="store_true", help="print the account as JSON")

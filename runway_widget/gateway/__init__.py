@@ -9,11 +9,16 @@ Built on the client and `TaskTracker`; neither knows about it. Modules:
 - ``roster``: participants, their tokens, how they join; ``join_codes``: codes kept, closed,
   rotated, and personal ones; ``participant_controls``: quota, give back, revoke, restore;
   ``room_report``: the report ``/admin`` and ``gateway report`` share
-- ``ledger``: quota reserve/settle and job states
+- ``ledger``: quota reserve/settle and job states; ``reservations``: those that arrive
+  together in one transaction
+- ``queue`` (in ``db``): the jobs waiting for the upstream, their fair order, claims under
+  the shared limit (``limit_row``); ``upstream_limit``: the limit, stated or learned (AIMD);
+  ``dispatcher``: sends queued jobs when a slot frees and judges the answers
 - ``auth``: the `ParticipantAuth` seam (token mode); ``hub_auth``: JupyterHub mode, with
   quotas from ``room_config``; ``browser_login``: the same for browsers (a cookie)
 - ``upstream``: the one client to APIFRAME or the demo backend, in a bounded pool
-- ``workshop``: submissions, one poller for everyone, answers from state
+- ``workshop``: one poller for everyone, answers from state; ``submissions``: reserved at
+  once, queued, cancelled while they wait
 - ``videos``: each clip fetched once, served with Range
 - ``push``: upstream webhooks; ``participant_webhooks``: participants' webhooks
 - ``pages``, ``gallery``, ``admin``, ``report``: ``/``, the live ``/gallery``, the instructor's

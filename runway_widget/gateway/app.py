@@ -41,6 +41,7 @@ from .connections import FairHTTPServer, SlotLimits
 from .db.database import open_engine
 from .db.followers import HEARTBEAT_SECONDS
 from .db.ledger import Ledger
+from .db.limit_row import write_stated
 from .db.roster import Limits, Roster
 from .handlers import BaseApiHandler, Context, NotFoundHandler, api_routes
 from .hub_auth import HubParticipants
@@ -71,7 +72,14 @@ SLOT_SWEEP_MS = 1000  # how often connections past their deadline are cut
 
 
 class GatewayServer:
-    """One gateway: the database, the upstream, the room's state and the HTTP server."""
+    """One gateway: the database, the upstream, the room's state and the HTTP server.
+
+    ``upstream_concurrency``: the jobs the upstream runs at once for its key (None: learned
+    from its "busy" answers, see ``upstream_limit``). ``queue=False`` sends each submission
+    at once, in its own request, as before the queue: past the upstream's limit participants
+    then get its refusals (a comparison for ``benchmarks/room_burst.py``). With
+    ``upstream="demo"``, ``demo_concurrency`` is the demo backend's limit.
+    """
 
     def __init__(
         self,
@@ -96,7 +104,12 @@ class GatewayServer:
         clips: str | os.PathLike[str] | None = None,
         cookie_secret: bytes | None = None,
         metrics_port: int | None = None,
+        upstream_concurrency: int | None = None,
+        demo_concurrency: int | None = None,
+        queue: bool = True,
     ) -> None:
+        if upstream_concurrency is not None and upstream_concurrency < 1:
+            raise ValueError("upstream_concurrency must be at least 1 (None: learn it)")
         self.home = _home(home)
         self.meter = Meter()
         self.slots = slots or SlotLimits()
@@ -106,6 +119,7 @@ class GatewayServer:
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.public_url = public_url.rstrip("/") if public_url else None
         self.engine = open_engine(db)
+        write_stated(self.engine, upstream_concurrency)
         self.roster = Roster(self.engine)
         self.ledger = Ledger(self.engine)
         self.sharing = Sharing(self.engine)
@@ -115,7 +129,9 @@ class GatewayServer:
         self.upstream = (
             upstream
             if isinstance(upstream, Upstream)
-            else Upstream.open(upstream, self.home, policy=self.outbound)
+            else Upstream.open(
+                upstream, self.home, policy=self.outbound, demo_concurrency=demo_concurrency
+            )
         )
         hook_secret = _webhook_secret(self.upstream.client.api_key or "")
         hook = (self.public_url + "/upstream-webhook", hook_secret) if self.public_url else None
@@ -131,9 +147,10 @@ class GatewayServer:
             heartbeat=heartbeat,
             meter=self.meter,
             reads=self.sharing.statements,
+            queue=queue,
         )
         self.webhooks = ParticipantWebhooks(lambda: self.base_url, self.outbound)
-        self.workshop.hooks = self.webhooks
+        self.workshop.submissions.hooks = self.webhooks
         self.workshop.on_change(self.webhooks.deliver)
         self.room = room or RoomConfig()
         self.hub_mode = hub_auth is not None  # JupyterHub users, not tokens and join codes
@@ -145,6 +162,7 @@ class GatewayServer:
             self._db_pool,
             self.room.gallery_room,
             join_url=lambda: self.participant_urls[0],
+            queue=self.workshop.submissions.queue,
         )
         self.context = Context(
             auth=auth,

@@ -1,7 +1,8 @@
 """``runway-widget gateway …`` (the instructor's side) and ``runway-widget join`` (a participant's).
 
 Registered into the main parser by `register`: ``serve`` in ``startup``, the room's commands
-(tokens, join codes, rosters, clips, export, report) in ``room_commands``. Heavy imports
+(tokens, join codes, rosters, clips, export, report) in ``room_commands``, the queue's in
+``queue_commands``. Heavy imports
 (tornado, SQLAlchemy) happen only when a gateway command runs. Tokens are printed once, by
 ``token add``, and never again. Names, codes and requests come from participants: everything
 printed from the database goes through `inert`, so none of it can drive the instructor's
@@ -22,6 +23,7 @@ __all__ = ["register"]
 
 def register(commands: Any) -> None:
     """Add ``gateway`` and ``join`` to the ``runway-widget`` sub-command parsers."""
+    from .queue_commands import register_queue_commands
     from .room_commands import register_room_commands
     from .startup import register_serve
 
@@ -29,6 +31,7 @@ def register(commands: Any) -> None:
     actions = gateway.add_subparsers(title="gateway commands", required=True, metavar="ACTION")
     register_serve(actions)
     register_room_commands(actions)
+    register_queue_commands(actions)
 
     participant = commands.add_parser("join", help="join a workshop gateway (stores your token)")
     participant.add_argument("url", metavar="URL")

@@ -1,5 +1,8 @@
 """What one gateway process knows of its tasks in memory: their rows, and the ones it polls.
 
+Tasks are keyed by the id their owner knows them by (the gateway's); a tracker handle
+polls the upstream's id for the same task.
+
 Four threads touch it: the event loop reads rows to answer fetches, the upstream pool adds a
 task once submitted, the updates thread records changes, and the database pool hands tasks
 over to another process (or adopts a dead one's). Each method is one step under one lock,
@@ -47,15 +50,15 @@ class FollowedTasks:
                 return None
             return self._handles.pop(row.task_id, None)
 
-    def poll(self, handle: TrackHandle) -> bool:
-        """Keep the handle of a task this process polls; False (the caller cancels it) when
-        the task ended or was handed over before the handle came."""
+    def poll(self, task_id: str, handle: TrackHandle) -> bool:
+        """Keep the handle polling task ``task_id``; False (the caller cancels it) when the
+        task ended or was handed over before the handle came."""
         with self._lock:
-            row = self._rows.get(handle.task_id)
+            row = self._rows.get(task_id)
             ended = row is not None and row.state != JobState.SUBMITTED
-            if ended or handle.task_id in self._handed_over:
+            if ended or task_id in self._handed_over:
                 return False
-            self._handles[handle.task_id] = handle
+            self._handles[task_id] = handle
             return True
 
     def adopt(self, row: JobRow) -> None:

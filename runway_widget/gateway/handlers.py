@@ -28,11 +28,14 @@ from ..errors import (
 )
 from ..models import QuotaLimit, RefusalCode
 from .auth import ParticipantAuth
-from .db.ledger import QuotaRefused
+from .db.database import JobState
+from .db.ledger import JobRow, QuotaRefused
 from .db.roster import CredentialRevoked, Participant, Roster, RosterError
+from .dispatcher import UNKNOWN_OUTCOME
 from .metrics import Meter
 from .ratelimit import JoinGuard, RateLimiter
-from .workshop import WebhookTargetRefused, Workshop, participant_task
+from .submissions import WebhookTargetRefused
+from .workshop import Workshop, participant_task
 
 __all__ = ["ApiError", "Context", "api_routes"]
 
@@ -47,9 +50,9 @@ _JOIN_STATUS = {
     RefusalCode.NAME_TAKEN: 409,
     RefusalCode.NAME_CONFUSABLE: 409,
 }
-UNKNOWN_OUTCOME = (
-    "the upstream did not answer the submission: it may or may not have been created. "
-    "It is recorded for the instructor; do not resubmit it"
+_NOT_CANCELLABLE = (
+    "this job has left the queue (sent upstream, or ended): only a job still waiting in "
+    "the queue can be cancelled"
 )
 
 
@@ -138,6 +141,11 @@ class BaseApiHandler(RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
+    async def reply_task(self, row: JobRow) -> None:
+        """The task as its owner sees it (with its place, while it waits in the queue)."""
+        places = await self.context.workshop.submissions.places([row])
+        self.reply(participant_task(row, self.video_base(), places.get(row.task_id)))
+
     def json_body(self) -> dict[str, Any]:
         """The body as a JSON object of valid text; anything else is the sender's mistake (400).
 
@@ -199,7 +207,7 @@ class ImagineHandler(AuthenticatedHandler):
     async def post(self) -> None:
         body = self.json_body()
         try:
-            task_id = await self.context.workshop.submit(self.who, body)
+            task_id = await self.context.workshop.submissions.submit(self.who, body)
         except QuotaRefused as exc:
             raise ApiError(
                 403, str(exc), code=RefusalCode.QUOTA_EXCEEDED, limit=exc.limit.value
@@ -221,7 +229,7 @@ class FetchHandler(AuthenticatedHandler):
         row = await self.context.workshop.task(self.who, task_id)
         if row is None:
             raise ApiError(404, "Task not found", code=RefusalCode.NOT_FOUND)
-        self.reply(participant_task(row, self.video_base()))
+        await self.reply_task(row)
 
 
 class FetchManyHandler(AuthenticatedHandler):
@@ -234,9 +242,29 @@ class FetchManyHandler(AuthenticatedHandler):
             raise ApiError(400, "task_ids must be a list of task ids", code=_INVALID)
         if not low <= len(ids) <= high:
             raise ApiError(400, f"task_ids must hold between {low} and {high} ids", code=_INVALID)
-        base = self.video_base()
-        rows = await self.context.workshop.tasks(self.who, ids)
-        self.reply({"tasks": [participant_task(row, base) for row in rows]})
+        base, workshop = self.video_base(), self.context.workshop
+        rows = await workshop.tasks(self.who, ids)
+        places = await workshop.submissions.places(rows)
+        shown = [participant_task(row, base, places.get(row.task_id)) for row in rows]
+        self.reply({"tasks": shown})
+
+
+class TaskHandler(AuthenticatedHandler):
+    """``DELETE /task/<id>``: withdraw a job that waits in the queue; its quota is free again.
+
+    A job that has left the queue cannot be withdrawn (409 ``already_sent``): the upstream
+    may have started it, and it is paid for.
+    """
+
+    async def delete(self, task_id: str) -> None:
+        if not task_id or len(task_id) > MAX_TASK_ID:
+            raise ApiError(400, "a task id is required", code=_INVALID)
+        row = await self.context.workshop.submissions.cancel(self.who, task_id)
+        if row is None:
+            raise ApiError(404, "Task not found", code=RefusalCode.NOT_FOUND)
+        if row.state != JobState.CANCELLED:
+            raise ApiError(409, _NOT_CANCELLABLE, code=RefusalCode.ALREADY_SENT)
+        await self.reply_task(row)
 
 
 class AccountHandler(AuthenticatedHandler):
@@ -377,6 +405,7 @@ def api_routes(context: Context) -> list[tuple[str, type[RequestHandler], dict[s
         "/upload": UploadHandler,
         "/join": JoinHandler,
         "/health": HealthHandler,
+        "/task/([^/]+)": TaskHandler,
     }
     prefix = context.prefix.rstrip("/")
     return [(prefix + path, handler, {"context": context}) for path, handler in routes.items()]

@@ -154,7 +154,22 @@ def watch(meter: Meter, workshop: Workshop, webhooks: ParticipantWebhooks) -> No
         },
         labels=["lane"],
     )
-    # The fair queue's length (the room's, from the ledger) belongs here, as "queued_jobs".
+    queue = workshop.submissions.queue  # the room's, from the ledger
+    meter.gauge(
+        "queued_jobs",
+        "Jobs waiting in the fair queue for the upstream (the room's, every replica's)",
+        lambda: queue.status()["queued"],
+    )
+    meter.gauge(
+        "queue_oldest_wait_seconds",
+        "Seconds the job waiting longest in the queue has waited (0: nobody waits)",
+        lambda: queue.status()["oldest_wait"] or 0.0,
+    )
+    meter.gauge(
+        "upstream_concurrency_limit",
+        "Jobs the gateway lets run upstream at once (stated, or learned from its answers)",
+        lambda: queue.status()["limit"],
+    )
     meter.gauge(
         "poll_lag_seconds",
         "Seconds the task this replica has left longest without a poll has waited "

@@ -97,6 +97,27 @@ def register_serve(actions: Any) -> None:
         "the hub's proxy is), unless given ('none' trusts nobody)",
     )
     serve.add_argument(
+        "--upstream-concurrency",
+        type=_positive,
+        metavar="N",
+        help="jobs the upstream runs at once for its key (your plan's limit); submissions "
+        "past it wait in the gateway's fair queue. Default: learned from the upstream's "
+        "'too many' answers. Give every process sharing a database the same value",
+    )
+    serve.add_argument(
+        "--demo-concurrency",
+        type=_positive,
+        metavar="N",
+        help="with --upstream demo: the demo refuses past N running jobs, as a provider "
+        "does past its plan (a rehearsal of the queue)",
+    )
+    serve.add_argument(
+        "--no-queue",
+        action="store_true",
+        help="send each submission upstream at once, in its own request: past the "
+        "upstream's limit participants get its refusals (for comparison only)",
+    )
+    serve.add_argument(
         "--heartbeat",
         type=float,
         default=None,
@@ -138,6 +159,16 @@ def _network(text: str) -> str:
         return str(parse_network(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an address or CIDR: {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of jobs from 1: {text!r}")
+    return value
 
 
 def _fail(message: str) -> int:
@@ -248,6 +279,8 @@ def _serve(args: argparse.Namespace) -> int:
     cookie_secret = os.environ.get(COOKIE_SECRET_ENV, "")
     if cookie_secret and len(cookie_secret) < MIN_COOKIE_SECRET:
         return _fail(f"{COOKIE_SECRET_ENV} must be at least {MIN_COOKIE_SECRET} characters")
+    if args.demo_concurrency is not None and args.upstream != "demo":
+        return _fail("--demo-concurrency is for --upstream demo")
     try:
         room = RoomConfig.load(args.config)
     except RoomConfigError as exc:
@@ -280,6 +313,9 @@ def _serve(args: argparse.Namespace) -> int:
         "clips": args.clips,
         "cookie_secret": cookie_secret.encode() or None,
         "metrics_port": args.metrics_port,
+        "upstream_concurrency": args.upstream_concurrency,
+        "demo_concurrency": args.demo_concurrency,
+        "queue": not args.no_queue,
     }
     server = _open(options)
     if server is None:

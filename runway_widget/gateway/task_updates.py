@@ -60,7 +60,7 @@ class TaskUpdates:
             tasks, self._pending = list(self._pending.values()), {}
         try:
             recorded = self._ledger.update_tasks(tasks)
-            rows = self._ledger.jobs(task.task_id for task in tasks)
+            rows = self._ledger.jobs_by_upstream(task.task_id for task in tasks)
         except Exception as exc:  # the read after the write failed: write them again
             recorded, rows = Recorded(retry=list(tasks), cause=exc), []
         self._tell_refusals(recorded)

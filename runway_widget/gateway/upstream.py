@@ -4,12 +4,18 @@ Client calls block (requests under the hood), so they run in a bounded `Lane` of
 never on the event loop and never behind clip copies or webhook pushes: a slow upstream ties
 up at most ``workers`` threads, and a full queue is refused at once (503, nothing reserved
 or sent) instead of growing without bound.
+
+Submissions go through `Upstream.submitter`, a client that never retries one itself: a
+"busy" answer goes back to the gateway's queue (see ``dispatcher``), which learns the
+upstream's limit from it and keeps the job's place, rather than to a retry that sleeps in
+a worker and tells nobody.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -50,6 +56,15 @@ class Upstream:
         waiting: int = WAITING,
     ) -> None:
         self.client = client
+        self.submitter = ApiframeClient(
+            client.api_key,
+            client.base_url,
+            client.timeout,
+            store=client.store,
+            max_retries=0,
+            deadline=client.deadline,
+            demo=client.is_demo,
+        )
         self._demo = demo
         self._lane = Lane("gateway-upstream", workers, waiting)
 
@@ -60,11 +75,13 @@ class Upstream:
         home: Path,
         *,
         policy: OutboundPolicy | None = None,
+        demo_concurrency: int | None = None,
         **client_options: Any,
     ) -> Upstream:
         """``"demo"``: a demo backend started here, fetching participants' inputs under
-        ``policy``; else the URL (default APIFRAME) with the key from ``APIFRAME_API_KEY``,
-        which is never taken from a flag."""
+        ``policy`` and running at most ``demo_concurrency`` jobs at once (None: any number);
+        else the URL (default APIFRAME) with the key from ``APIFRAME_API_KEY``, which is
+        never taken from a flag."""
         store = JobStore(home / "gateway-upstream-jobs.jsonl")
         options = {
             "requests_per_second": UPSTREAM_RATE,
@@ -74,7 +91,9 @@ class Upstream:
         if spec == "demo":
             from ..demo import DemoServer
 
-            demo = DemoServer(fetch=demo_inputs_fetch(policy or OutboundPolicy())).start()
+            demo = DemoServer(
+                fetch=demo_inputs_fetch(policy or OutboundPolicy()), concurrency=demo_concurrency
+            ).start()
             client = ApiframeClient(demo.api_key, demo.base_url, store=store, **options)
             return cls(client, demo=demo)
         key = os.environ.get(UPSTREAM_KEY_ENV)
@@ -109,9 +128,14 @@ class Upstream:
         except LaneFull:
             raise ServerError("the gateway is busy: try again shortly", status_code=503) from None
 
+    def submit(self, call: Callable[..., T], *args: Any) -> Future[T]:
+        """Run a blocking call in the upstream lane; `LaneFull` at once if it has no room."""
+        return self._lane.submit(call, *args)
+
     def close(self) -> None:
         self._lane.close(STOP_GRACE)
         self.client.close()
+        self.submitter.close()
         if self._demo is not None:
             self._demo.stop()
 

@@ -1,5 +1,9 @@
 """The room: submissions within quota, one poller for everyone's tasks, answers from state.
 
+Submissions are reserved and queued by `Submissions` (see ``submissions``): a job waits
+in the ledger's queue until the upstream has a slot; meanwhile its owner sees it ``staged``
+with its ``queue_position`` (1 is next).
+
 Participants' ``/fetch`` calls never reach the upstream. The gateway's one `TaskTracker`
 polls all tasks in batches (or takes upstream webhooks), every change is written to the
 ledger and kept in memory, and a fetch is answered from there. Another process sharing the
@@ -10,17 +14,14 @@ them if their follower dies (see ``followers``).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from .._http.outbound import OutboundPolicy
-from ..cli.terminal import inert
-from ..errors import ApiframeError, ServerError, SubmissionUnknownError, ValidationError, shorten
-from ..models import GenerationRequest, Task, is_http_url
+from ..models import Task, is_http_url
 from ..tracking.tracker import TaskTracker
 from .clips import ClipStore
 from .db.database import JobState
@@ -28,60 +29,35 @@ from .db.followers import HEARTBEAT_SECONDS, Followers
 from .db.ledger import JobRow, Ledger, raw_job_reader
 from .db.raw_statements import RawStatements
 from .db.roster import Participant
-from .db.upstream_text import storable_id
 from .followed import FollowedTasks
 from .metrics import Meter, MeteredSource
+from .submissions import Submissions
 from .task_updates import TaskUpdates
 from .upstream import Upstream
 
-__all__ = ["WebhookTargetRefused", "Workshop", "credits_for", "participant_task"]
+__all__ = ["Workshop", "participant_task"]
 
 logger = logging.getLogger("runway_widget.gateway")
 
-DEFAULT_DURATION = 5
-# What a job leaves out gets the panel's choices, so every clip is made, charged and labelled
-# alike whichever client sent it (the CLI sends only what it was given).
-DEFAULT_MODEL = "gen3a_turbo"
-DEFAULT_ASPECT_RATIO = "16:9"
 ORPHAN_SECONDS = 120.0  # longer than any submit may take (upstream timeout and its retries)
-UNUSABLE_TASK_ID = "the upstream answered with a task id the gateway cannot store or follow"
-UNUSABLE_REPLY = "the upstream's answer to the submission could not be read"
+WAITING = (JobState.QUEUED, JobState.SENDING)
+GATEWAY_ENDED = (JobState.REFUSED, JobState.UNKNOWN, JobState.CANCELLED)  # never ran upstream
 T = TypeVar("T")
 Notify = Callable[[JobRow], None]
 
 
-class WebhookTargetRefused(ValidationError):
-    """A participant's ``webhook_url`` goes where the gateway does not post (see SPEC §8)."""
-
-
-class ParticipantHooks(Protocol):
-    """Where participants' own webhooks are remembered (see ``participant_webhooks``)."""
-
-    def register(self, task_id: str, url: str, secret: str | None) -> None: ...
-
-    def refusal(self, url: str) -> str | None: ...
-
-
-def with_room_defaults(request: GenerationRequest) -> GenerationRequest:
-    """``request`` with the settings it left out set as the panel sets them."""
-    return dataclasses.replace(
-        request,
-        model=request.model or DEFAULT_MODEL,
-        duration=request.duration or DEFAULT_DURATION,
-        aspect_ratio=request.aspect_ratio
-        or (DEFAULT_ASPECT_RATIO if request.generation_type == "text2video" else None),
-    )
-
-
-def credits_for(request: GenerationRequest) -> int:
-    """What a job costs against a credits quota: one credit per second of video."""
-    return int(request.duration or DEFAULT_DURATION)
-
-
-def participant_task(row: JobRow, video_base: str) -> dict[str, Any]:
-    """The task as its owner sees it: the gateway's video URL, once the clip is stored here."""
+def participant_task(
+    row: JobRow, video_base: str, queue_position: int | None = None
+) -> dict[str, Any]:
+    """The task as its owner sees it: ``staged`` with its place while it waits in the queue,
+    failed with the reason when the gateway ended it, the gateway's video URL once the clip
+    is stored here."""
     status, percentage, video_url = row.status or "staged", row.percentage, None
-    if row.state == JobState.FINISHED:
+    if row.state in WAITING:
+        status, percentage = "staged", 0
+    elif row.state in GATEWAY_ENDED:
+        status = "failed"
+    elif row.state == JobState.FINISHED:
         if row.video_path and row.video_key:
             percentage, video_url = 100, f"{video_base}/videos/{row.video_key}.mp4"
         elif not row.upstream_video_url or row.video_path == "":
@@ -96,6 +72,8 @@ def participant_task(row: JobRow, video_base: str) -> dict[str, Any]:
         "percentage": percentage,
         "video_url": video_url,
     }
+    if row.state == JobState.QUEUED and queue_position is not None:
+        task["queue_position"] = queue_position
     if row.message:
         task["message"] = row.message
     return task
@@ -118,6 +96,7 @@ class Workshop:
         heartbeat: float = HEARTBEAT_SECONDS,
         meter: Meter | None = None,
         reads: RawStatements | None = None,
+        queue: bool = True,
     ) -> None:
         self.ledger = ledger
         # fetches of tasks another process follows read the ledger: cheaply, when it can
@@ -126,10 +105,18 @@ class Workshop:
         self.followers = Followers(ledger.engine, heartbeat)
         self.upstream = upstream
         self._db = db_executor
+        self.submissions = Submissions(
+            ledger,
+            upstream,
+            self.followers.id,
+            self._sent,
+            self.run_db,
+            queue=queue,
+            upstream_webhook=upstream_webhook,
+            meter=self.meter,
+        )
         self._tasks = FollowedTasks()
         self._listeners: list[Notify] = []
-        self._upstream_webhook = upstream_webhook
-        self.hooks: ParticipantHooks | None = None
         self._pushes = _Pushes()
         self._updates = TaskUpdates(ledger, self._recorded)
         self._source = MeteredSource(upstream.client, self.meter)
@@ -155,13 +142,17 @@ class Workshop:
     def resume(self) -> int:
         """Register this process and follow the unfinished tasks it claims; returns how many.
 
-        Reservations a killed process left behind become unknown submissions, for the report.
+        Jobs a killed process was sending become unknown submissions, for the report; the
+        queue is taken up where it stood.
         """
         self._sweep_orphans()
         rows = self.followers.start()
+        alone = self.ledger.engine.dialect.name == "sqlite"  # one process per database file
+        self.submissions.end_lost_sends(None if alone else self.followers.stale_seconds)
         self._follow(rows)
         if rows:
             logger.info("resumed %d unfinished task(s) from the ledger", len(rows))
+        self.submissions.start()
         return len(rows)
 
     def sweep(self) -> None:
@@ -171,6 +162,7 @@ class Workshop:
     def _sweep(self) -> None:
         try:
             self._sweep_orphans()
+            self.submissions.end_lost_sends(self.followers.stale_seconds)
             adopted = self.followers.sweep()
             self._follow(adopted)
             if adopted:
@@ -188,16 +180,18 @@ class Workshop:
         for row in rows:
             self._tasks.adopt(row)
             if row.state == JobState.SUBMITTED:
-                self._track(row.task_id)
+                self._track(row)
             elif row.upstream_video_url and row.video_key:
                 self.clips.fetch_later(
                     row.task_id, row.upstream_video_url, row.video_key, owner=row.participant_id
                 )
 
-    def _track(self, task_id: str) -> None:
-        self._source.following(task_id)
-        handle = self.tracker.track(task_id, on_update=self._on_update)
-        if not self._tasks.poll(handle):  # it ended (or went to another process) meanwhile
+    def _track(self, row: JobRow) -> None:
+        """Poll the upstream for the task (by the upstream's id for it)."""
+        upstream_id = row.upstream_task_id or row.task_id
+        self._source.following(upstream_id)
+        handle = self.tracker.track(upstream_id, on_update=self._on_update)
+        if not self._tasks.poll(row.task_id, handle):  # it ended (or went elsewhere) meanwhile
             handle.cancel()
 
     def _sweep_orphans(self) -> None:
@@ -206,6 +200,7 @@ class Workshop:
             logger.warning("%d submission(s) cut short by a stop are now unknown", orphans)
 
     def close(self) -> None:
+        self.submissions.close()
         self.clips.close()
         self.tracker.stop()
         self._updates.close()  # every update seen is in the ledger
@@ -224,58 +219,13 @@ class Workshop:
 
     # -- participants' calls (on the event loop) -------------------------------------------
 
-    async def submit(self, who: Participant, body: dict[str, Any]) -> str:
-        """Reserve quota, forward, settle. Raises the client's errors, or `QuotaRefused`."""
-        request = GenerationRequest.from_payload(body)
-        problems = request.problems()
-        if problems:
-            raise ValidationError(problems, status_code=400)
-        request = with_room_defaults(request)
-        if request.webhook_url and self.hooks is not None:
-            loop = asyncio.get_running_loop()  # resolving a name may block: off the loop
-            refused = await loop.run_in_executor(None, self.hooks.refusal, request.webhook_url)
-            if refused is not None:
-                raise WebhookTargetRefused([refused], status_code=400)
-        # One trip to a worker for the whole submission: it runs to its end (the job settled
-        # in the ledger) even if the participant hangs up meanwhile.
-        return await self.upstream.run(self._submit, who, request)
-
-    def _submit(self, who: Participant, request: GenerationRequest) -> str:
-        hook_url, hook_secret = self._upstream_webhook or (None, None)
-        forwarded = dataclasses.replace(request, webhook_url=hook_url, webhook_secret=hook_secret)
-        job_id = self.ledger.reserve(who.id, credits_for(request), request.public_payload())
-        try:
-            with self.meter.upstream("submit"):
-                task_id = self.upstream.client.imagine(forwarded)
-        except ServerError as exc:
-            (self.ledger.refused if exc.status_code == 503 else self.ledger.unknown)(job_id)
-            raise
-        except SubmissionUnknownError:
-            self.ledger.unknown(job_id)
-            raise
-        except ApiframeError:
-            self.ledger.refused(job_id)
-            raise
-        except Exception as exc:  # the reply broke the client itself: it may have been taken
-            self.ledger.unknown(job_id)
-            logger.exception("the submission of job %d ended unexpectedly", job_id)
-            raise SubmissionUnknownError(UNUSABLE_REPLY) from exc
-        except BaseException:
-            self.ledger.unknown(job_id)
-            raise
-        if not storable_id(task_id):  # taken upstream, maybe paid, but it cannot be followed
-            self.ledger.unknown(job_id, f"{UNUSABLE_TASK_ID}: {shorten(ascii(task_id))}")
-            raise SubmissionUnknownError(UNUSABLE_TASK_ID)
-        self.ledger.accepted(job_id, task_id, self.followers.id)
-        self.meter.submissions.inc()
-        if request.webhook_url and self.hooks is not None:
-            self.hooks.register(task_id, request.webhook_url, request.webhook_secret)
-        self._tasks.remember(
-            JobRow(who.id, task_id, JobState.SUBMITTED, "staged", None, None, None, None, None)
-        )
-        self._track(task_id)
-        logger.info("participant %s submitted task %s", inert(who.name), task_id)
-        return task_id
+    def _sent(self, row: JobRow) -> None:
+        """A queued job's answer is recorded: follow it, or tell its owner how it ended."""
+        if row.state == JobState.SUBMITTED:
+            self._tasks.remember(row)
+            self._track(row)
+        else:
+            self._changed(row)
 
     async def task(self, who: Participant, task_id: str) -> JobRow | None:
         """The caller's own task, or None: another's task looks exactly like an unknown one."""
@@ -304,7 +254,8 @@ class Workshop:
             "total_images": row["jobs_used"],
             "plan": "workshop",
             "jobs_left": _left(row["jobs_limit"], row["jobs_used"]),
-            "running": row["running"],
+            "running": max(0, row["running"] - row["queued"]),
+            "queued": row["queued"],
         }
 
     # -- updates (on the poller thread, or a pushed webhook) -------------------------------
@@ -318,7 +269,10 @@ class Workshop:
         self._updates.queue(task)
 
     def _recorded(self, rows: list[JobRow]) -> None:
-        """After a write: the rows as the ledger has them now; bring in finished clips."""
+        """After a write: the rows as the ledger has them now; bring in finished clips; a
+        job that ended frees a slot upstream for the queue."""
+        if any(row.state != JobState.SUBMITTED for row in rows):
+            self.submissions.dispatcher.poke()
         for row in rows:
             self._changed(row)
             if row.state == JobState.FINISHED and row.video_key and row.upstream_video_url:
@@ -347,12 +301,9 @@ class Workshop:
         return await asyncio.get_running_loop().run_in_executor(self._db, call, *args)
 
 
-_VISIBLE = (JobState.SUBMITTED, JobState.FINISHED, JobState.FAILED)
-
-
 def _visible(row: JobRow | None, who: Participant) -> bool:
-    """The caller's own task, past its reservation (the only kind a participant sees)."""
-    return row is not None and row.participant_id == who.id and row.state in _VISIBLE
+    """The caller's own task (an earlier version's reservations had no id to ask for)."""
+    return row is not None and row.participant_id == who.id and row.state != JobState.RESERVED
 
 
 class _Pushes:

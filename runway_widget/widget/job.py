@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..models import GenerationRequest, Task
+from ..models import GenerationRequest, Task, waiting_label
 
 log = logging.getLogger("runway_widget.widget.job")
 
@@ -214,7 +214,7 @@ class Job:
             where = f"failed: {task.message or 'no reason given'}"
         else:
             pct = f" {state.progress:.0f}%" if state.progress else ""
-            where = f"{task.status}{pct}"
+            where = waiting_label(task) or f"{task.status}{pct}"
         prompt = " ".join((self.prompt or "?").split())
         if len(prompt) > 60:
             prompt = prompt[:59].rstrip() + "…"

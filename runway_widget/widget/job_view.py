@@ -20,7 +20,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..models import is_http_url, video_filename
+from ..models import is_http_url, video_filename, waiting_label
 from . import ui_updates
 from .code_snippet import requests_snippet
 from .html import STATIC
@@ -59,13 +59,16 @@ def options_summary(payload: Mapping[str, Any]) -> str:
 
 
 def status_label(job: Job, state: JobState, now: float | None = None) -> str:
-    """``processing · 40% · 0:12``, ``finished · 0:35`` or ``failed · 0:20``."""
+    """``processing · 40% · 0:12``, ``queued · 3rd in line · 0:04`` (in a workshop
+    gateway's queue), ``finished · 0:35`` or ``failed · 0:20``."""
     task = state.task
     if task is not None and task.is_done:
         took = clock((state.finished_at or time.time()) - job.submitted_at)
         return f"{task.status} · {took}"
     status = task.status if task is not None else "submitted"
-    label = RUNNING_LABELS.get(status, status)
+    label = (waiting_label(task) if task is not None else None) or RUNNING_LABELS.get(
+        status, status
+    )
     pct = f" · {state.progress:.0f}%" if state.progress else ""
     return f"{label}{pct} · {clock((now or time.time()) - job.submitted_at)}"
 
@@ -134,6 +137,8 @@ class JobView(anywidget.AnyWidget):
         url = task.video_url if task is not None else None
         reachable = is_http_url(url) and self._is_browser_reachable(str(url))
         actions = []
+        if task is not None and waiting_label(task) is not None:
+            actions.append("cancel")
         if state.status == FINISHED and is_http_url(url):
             actions += ["save", "use"]
         if state.status == FAILED and job.request is not None:
@@ -190,7 +195,7 @@ class JobView(anywidget.AnyWidget):
     # ----- actions (kernel thread: a click, or code) --------------------------------------------
 
     def act(self, name: str) -> None:
-        """Do what the button ``name`` does: open, close, save, use, retry, code."""
+        """Do what the button ``name`` does: open, close, save, use, retry, cancel, code."""
         if name == "code":
             self.toggle_code()
         else:

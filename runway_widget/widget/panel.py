@@ -18,7 +18,7 @@ import ipywidgets as widgets
 from ..errors import ApiframeError
 from ..models import Task, is_http_url
 from . import ui_updates
-from .background import MEDIA
+from .background import MEDIA, account_lane
 from .banner import Banner
 from .earlier_jobs import history_mode, in_voila
 from .form import GenerationForm
@@ -150,6 +150,7 @@ class RunwayPanel(widgets.VBox):
                 "save": self._players.open if self.dashboard else self._on_save_click,
                 "use": self._use_as_input,
                 "retry": lambda view: self._submitter.retry(view.job.request),
+                "cancel": self._on_cancel_click,
             },
             is_browser_reachable=lambda url: not self._media.is_local(url),
             dashboard=self.dashboard,
@@ -203,6 +204,19 @@ class RunwayPanel(widgets.VBox):
 
     def _on_save_click(self, view: JobView) -> None:
         self._saver.save_later(view.job)
+
+    def _on_cancel_click(self, view: JobView) -> None:
+        """Withdraw a job waiting in a workshop gateway's queue (off the kernel thread)."""
+        account_lane(self.client.base_url).submit(("cancel", view.task_id), self._cancel, view)
+
+    def _cancel(self, view: JobView) -> None:
+        try:
+            task = self.client.cancel(view.task_id)
+        except ApiframeError as exc:
+            view.job.note_problem(f"not cancelled: {exc}")
+            return
+        view.job.apply(task)
+        self.header.refresh_credits()
 
     def _use_as_input(self, view: JobView) -> None:
         url = view.job.video_url

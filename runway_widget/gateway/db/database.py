@@ -17,6 +17,7 @@ what it gives is bounded by its seats (it can be closed or rotated).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from typing import Any
 
@@ -34,6 +35,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    insert,
     inspect,
     select,
     text,
@@ -44,11 +46,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.schema import CreateIndex
 
 from ...store import default_path
+from ..upstream_limit import UpstreamLimit
 from .names import look_key
 from .write_gate import WriteGate
 
 __all__ = [
     "DB_FILE",
+    "UPSTREAM_ROW",
     "JobState",
     "default_url",
     "jobs",
@@ -57,9 +61,11 @@ __all__ = [
     "open_engine",
     "participants",
     "processes",
+    "upstream_state",
 ]
 
 DB_FILE = "gateway.sqlite3"
+UPSTREAM_ROW = 1
 SQLITE_BUSY_SECONDS = 30.0
 POOL_SIZE = 16
 CONNECT_SECONDS = 10
@@ -91,6 +97,7 @@ participants = Table(
     Column("over_jobs", Integer),
     Column("over_credits", Integer),
     Column("over_concurrent", Integer),
+    Column("queue_first", Boolean),  # an admin put their jobs at the head of the queue
 )
 
 join_codes = Table(
@@ -118,16 +125,22 @@ Index("gateway_participants_by_hub_name", participants.c.hub_key, unique=True)
 class JobState(str, enum.Enum):
     """Where a job stands in the ledger (the ``state`` column keeps these strings).
 
-    ``reserved`` → ``submitted`` → ``finished`` | ``failed``, or ``reserved`` → ``refused``
-    (the upstream certainly did not take it) | ``unknown`` (no answer: it may exist).
+    ``queued`` → ``sending`` → ``submitted`` → ``finished`` | ``failed``. From ``sending``
+    a job goes back to ``queued`` only when the upstream certainly did not take it (busy,
+    unreachable), to ``refused`` when it said no, to ``unknown`` when no answer came (it may
+    exist: never sent again). ``queued`` → ``cancelled`` when its owner withdraws it.
+    ``reserved`` is what an earlier version wrote before its submit; none is made now.
     """
 
     RESERVED = "reserved"
+    QUEUED = "queued"
+    SENDING = "sending"
     SUBMITTED = "submitted"
     FINISHED = "finished"
     FAILED = "failed"
     REFUSED = "refused"
     UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
 
 
 jobs = Table(
@@ -135,7 +148,7 @@ jobs = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("participant_id", Integer, ForeignKey(participants.c.id), nullable=False, index=True),
-    Column("task_id", String(200), unique=True),
+    Column("task_id", String(200), unique=True),  # the participant's id for the job
     Column("state", String(16), nullable=False, index=True),
     Column("credits", Integer, nullable=False),
     Column("request", Text, nullable=False),  # the public payload, as JSON
@@ -149,7 +162,13 @@ jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("hidden_at", Float),  # hidden from the gallery by an admin (moderation)
+    # added with the queue (see ``queue``): the upstream's id once it took the job (an
+    # earlier version's jobs have it copied from task_id), the owner's turn, when it was sent
+    Column("upstream_task_id", String(200)),
+    Column("turn", Integer),
+    Column("sent_at", Float),
 )
+Index("gateway_jobs_by_upstream_task", jobs.c.upstream_task_id, unique=True)
 
 # the gateway processes alive on this database: a stale heartbeat lets the others adopt its tasks
 processes = Table(
@@ -157,6 +176,22 @@ processes = Table(
     metadata,
     Column("id", String(32), primary_key=True),
     Column("heartbeat_at", Float, nullable=False),
+)
+
+
+# what the gateway processes sharing this database assume of the upstream: one row (id 1),
+# locked by every claim of a queued job, so processes together never pass the limit
+upstream_state = Table(
+    "gateway_upstream",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("window", Float, nullable=False),  # the learned limit (see ``upstream_limit``)
+    Column("threshold", Float),  # NULL: still finding it (slow start)
+    Column("paused_until", Float, nullable=False),  # time.time(): no submission before
+    Column("decreased_at", Float, nullable=False),  # the last lowering of the window
+    Column("busy_streak", Integer, nullable=False),  # "busy" answers in a row
+    Column("busy_total", Integer, nullable=False),  # "busy" answers since the database began
+    Column("stated", Integer),  # --upstream-concurrency of the last process started
 )
 
 
@@ -194,6 +229,8 @@ def open_engine(url: str | None = None) -> Engine:
     metadata.create_all(engine)
     _add_missing_columns(engine)
     _key_old_names(engine)
+    _name_old_upstream_tasks(engine)
+    _upstream_row(engine)
     return engine
 
 
@@ -251,6 +288,33 @@ def _key_old_names(engine: Engine) -> None:
                 )
         except (ValueError, IntegrityError):
             continue
+
+
+def _name_old_upstream_tasks(engine: Engine) -> None:
+    """An earlier version's jobs were known by the upstream's own id: copy it to
+    ``upstream_task_id``, where the poller and the upstream webhook look for it."""
+    j = jobs.c
+    sent = (JobState.SUBMITTED, JobState.FINISHED, JobState.FAILED)
+    with engine.begin() as conn:
+        conn.execute(
+            update(jobs)
+            .where(j.upstream_task_id.is_(None), j.task_id.is_not(None), j.state.in_(sent))
+            .values(upstream_task_id=j.task_id)
+        )
+
+
+def _upstream_row(engine: Engine) -> None:
+    """The one `upstream_state` row, made if missing (processes starting together may race)."""
+    u = upstream_state.c
+    with engine.connect() as conn:
+        if conn.execute(select(u.id).where(u.id == UPSTREAM_ROW)).first() is not None:
+            return
+    try:
+        with engine.begin() as conn:
+            values = dataclasses.asdict(UpstreamLimit())
+            conn.execute(insert(upstream_state).values(id=UPSTREAM_ROW, **values))
+    except IntegrityError:
+        pass  # another process made it first
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

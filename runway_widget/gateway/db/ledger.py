@@ -5,14 +5,21 @@ is the answer: ``… WHERE jobs_used < jobs_limit AND …``. Concurrent submissi
 threads of one process or from several processes on one PostgreSQL, queue on the row lock
 and each sees the others' increments, so no number of them can overspend.
 
-Settling:
+A reservation is a job with a task id of the gateway's own (`new_task_id`): the participant
+knows the job by it from the first answer on, before the upstream has an id for it (it may
+wait in the queue, see ``queue``). Once the upstream takes the job its id is kept beside,
+in ``upstream_task_id``: the poller and the upstream's webhook speak of that one. Jobs of an
+earlier version have the two alike.
+
+Settling a job that was being sent (``sending``):
 
 - ``accepted``: the upstream returned a task_id; the job is followed until it ends, by the
-  gateway process that submitted it (its ``follower``, see ``followers``).
-- ``refused``: the upstream certainly did not take it; the reservation is given back.
+  gateway process that sent it (its ``follower``, see ``followers``).
+- ``refused``: the upstream said no; the reservation is given back.
 - ``unknown``: the request went out but no answer came back. Jobs and credits stay
   reserved (it may be running and paid for), the job is listed by ``gateway report``,
   and it is never resubmitted. Only its concurrency slot is freed.
+- back to ``queued``, when the upstream certainly did not take it (see ``queue``).
 
 The statements every submission and every poll run are built once, at import: building one
 costs several times what running it does. Task updates come in batches (one transaction
@@ -47,23 +54,30 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ...models import TERMINAL_STATUSES, QuotaLimit, Task
 from .database import JobState, jobs, participants
+from .limit_row import raise_window
 from .raw_statements import RawStatements
-from .upstream_text import storable_task
+from .upstream_text import MESSAGE_LIMIT, plain_text, storable_task
 
 __all__ = [
+    "IN_FLIGHT",
     "JOB_COLUMNS",
     "UNFINISHED",
     "JobRow",
     "Ledger",
     "QuotaRefused",
     "Recorded",
+    "Reservation",
+    "Wanted",
+    "give_back",
+    "new_task_id",
     "raw_job_reader",
 ]
 
 UNSTORED_MESSAGE = "the upstream's message for this task could not be stored"
+CANCELLED_MESSAGE = "cancelled while it waited in the queue: nothing was sent, its quota is free"
 
 _p, _j = participants.c, jobs.c
-JOB_COLUMNS = (
+JOB_COLUMNS: tuple[ColumnElement[Any], ...] = (
     _j.participant_id,
     _j.task_id,
     _j.state,
@@ -73,7 +87,10 @@ JOB_COLUMNS = (
     _j.upstream_video_url,
     _j.video_key,
     _j.video_path,
+    _j.upstream_task_id,
 )
+# a participant's jobs not ended yet: waiting, being sent, or running upstream
+IN_FLIGHT = (JobState.QUEUED, JobState.SENDING, JobState.SUBMITTED)
 # jobs someone must follow: running ones, and finished ones whose clip is not stored yet
 UNFINISHED = or_(
     _j.state == JobState.SUBMITTED,
@@ -95,22 +112,25 @@ _RESERVE = (
         credits_used=_p.credits_used + bindparam("b_credits"),
         running=_p.running + 1,
     )
+    .returning(_p.running)
 )
 _NEW_JOB = insert(jobs).returning(_j.id)
 _ACCEPTED = (
     update(jobs)
-    .where(_j.id == bindparam("b_job"))
+    .where(_j.id == bindparam("b_job"), _j.state == bindparam("b_before"))
     .values(
-        task_id=bindparam("b_task"),
+        upstream_task_id=bindparam("b_task"),
         state=JobState.SUBMITTED,
         status="staged",
+        message=None,
         follower=bindparam("b_follower"),
         updated_at=bindparam("b_at"),
     )
+    .returning(_j.participant_id)
 )
 _PROGRESS = (
     update(jobs)
-    .where(_j.task_id == bindparam("b_task"), _j.state == JobState.SUBMITTED)
+    .where(_j.upstream_task_id == bindparam("b_task"), _j.state == JobState.SUBMITTED)
     .values(
         status=bindparam("b_status"),
         percentage=bindparam("b_percentage"),
@@ -122,8 +142,23 @@ _PROGRESS = (
 _FREE_SLOT = (
     update(participants).where(_p.id == bindparam("b_participant")).values(running=_p.running - 1)
 )
+_TAKE_SLOT = (
+    update(participants).where(_p.id == bindparam("b_participant")).values(running=_p.running + 1)
+)
 _JOB_BY_TASK = select(*JOB_COLUMNS).where(_j.task_id == bindparam("b_task"))
 _JOBS_BY_TASK = select(*JOB_COLUMNS).where(_j.task_id.in_(bindparam("b_tasks", expanding=True)))
+_JOBS_BY_UPSTREAM = select(*JOB_COLUMNS).where(
+    _j.upstream_task_id.in_(bindparam("b_tasks", expanding=True))
+)
+_QUEUED_OF = select(func.count()).where(
+    _j.participant_id == bindparam("b_participant"),
+    _j.state.in_([JobState.QUEUED, JobState.SENDING]),
+)
+
+
+def new_task_id() -> str:
+    """The id a participant knows a job by, given by the gateway (random, never reused)."""
+    return f"gw-{secrets.token_hex(12)}"
 
 
 def raw_job_reader(reads: RawStatements) -> Callable[[str], JobRow | None]:
@@ -157,6 +192,26 @@ class Recorded:
 
 
 @dataclass(frozen=True)
+class Wanted:
+    """A reservation asked for: whose, its credits, the request (its public payload), and
+    the process sending it at once (None: it waits in the queue)."""
+
+    participant_id: int
+    credits: int
+    request: dict[str, Any]
+    sender: str | None = None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A job reserved in the ledger: its row, the id its owner knows it by, its turn."""
+
+    job_id: int
+    task_id: str
+    turn: int
+
+
+@dataclass(frozen=True)
 class JobRow:
     """One job as the ledger knows it (the state a participant's fetch is answered from)."""
 
@@ -169,6 +224,7 @@ class JobRow:
     upstream_video_url: str | None
     video_key: str | None
     video_path: str | None
+    upstream_task_id: str | None = None
 
 
 class Ledger:
@@ -177,74 +233,75 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def reserve(self, participant_id: int, credits: int, request: dict[str, Any]) -> int:
-        """Reserve one job and ``credits``; returns the job's id, or raises `QuotaRefused`
-        (counted against the limit that refused it, for the report)."""
+    def reserve(
+        self,
+        participant_id: int,
+        credits: int,
+        request: dict[str, Any],
+        *,
+        sender: str | None = None,
+    ) -> Reservation:
+        """Reserve one job and ``credits``, queued (or, given the ``sender`` process, being
+        sent by it at once); raises `QuotaRefused` (counted against the limit that refused
+        it, for the report).
+
+        The job's turn is how many of its owner's jobs were waiting or running before it
+        (the queue's round-robin, see ``queue``).
+        """
+        [reserved] = self.reserve_many([Wanted(participant_id, credits, request, sender)])
+        if isinstance(reserved, QuotaRefused):
+            raise reserved
+        return reserved
+
+    def reserve_many(self, wanted: Sequence[Wanted]) -> list[Reservation | QuotaRefused]:
+        """Reservations in one transaction (one commit), in order: each quota check sees
+        those before it, exactly as separate transactions would."""
         now = time.time()
         with self.engine.begin() as conn:
-            taken = conn.execute(_RESERVE, {"b_participant": participant_id, "b_credits": credits})
-            if taken.rowcount == 1:
-                inserted = conn.execute(
-                    _NEW_JOB,
-                    {
-                        "participant_id": participant_id,
-                        "state": JobState.RESERVED,
-                        "credits": credits,
-                        "request": json.dumps(request, ensure_ascii=False),
-                        "created_at": now,
-                        "updated_at": now,
-                    },
-                )
-                return int(inserted.scalar_one())
-            row = conn.execute(select(participants).where(_p.id == participant_id)).first()
-            refusal = QuotaRefused(*_what_ran_out(row, credits))
-            if row is not None and not row.revoked:
-                counter = participants.c[f"over_{refusal.limit.value}"]
-                conn.execute(
-                    update(participants)
-                    .where(_p.id == participant_id)
-                    .values({counter: func.coalesce(counter, 0) + 1})
-                )
-        raise refusal
+            return [_reserve_in(conn, one, now) for one in wanted]
 
-    def accepted(self, job_id: int, task_id: str, follower: str) -> None:
-        """The upstream took the job as ``task_id``; ``follower`` (a gateway process) follows it."""
+    def accepted(self, job_id: int, upstream_task_id: str, follower: str) -> bool:
+        """The upstream took the job as ``upstream_task_id``; ``follower`` (this gateway
+        process) follows it. A job a peer took for lost meanwhile (this process missed its
+        beats) is taken back. False when the job was not being sent."""
+        values = {
+            "b_job": job_id,
+            "b_task": upstream_task_id,
+            "b_follower": follower,
+            "b_at": time.time(),
+        }
         with self.engine.begin() as conn:
-            conn.execute(
-                _ACCEPTED,
-                {"b_job": job_id, "b_task": task_id, "b_follower": follower, "b_at": time.time()},
-            )
+            moved = conn.execute(_ACCEPTED, {**values, "b_before": JobState.SENDING}).first()
+            if moved is not None:
+                return True
+            lost = conn.execute(_ACCEPTED, {**values, "b_before": JobState.UNKNOWN}).first()
+            if lost is not None:
+                conn.execute(_TAKE_SLOT, {"b_participant": lost.participant_id})
+            return lost is not None
 
-    def refused(self, job_id: int) -> None:
-        """The upstream did not take the job: give the whole reservation back."""
+    def refused(self, job_id: int, message: str) -> bool:
+        """The upstream said no to the job: give the whole reservation back."""
         with self.engine.begin() as conn:
-            job = conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.state == JobState.RESERVED)
-                .values(state=JobState.REFUSED, updated_at=time.time())
-            )
-            if job.rowcount == 1:
-                credits = conn.execute(
-                    select(jobs.c.credits, jobs.c.participant_id).where(jobs.c.id == job_id)
-                ).one()
-                p = participants.c
-                conn.execute(
-                    update(participants)
-                    .where(p.id == credits.participant_id)
-                    .values(
-                        jobs_used=p.jobs_used - 1,
-                        credits_used=p.credits_used - credits.credits,
-                        running=p.running - 1,
-                    )
-                )
+            return _refund(conn, _j.id == job_id, JobState.SENDING, JobState.REFUSED, message)
 
-    def unknown(self, job_id: int, message: str = "no answer from the upstream") -> None:
+    def cancel(self, participant_id: int, task_id: str) -> JobRow | None:
+        """Withdraw the participant's job while it waits in the queue, and give its quota
+        back. Returns the job as it is now (``cancelled``, or whatever it was if it had
+        left the queue already); None when it is not theirs or not known."""
+        owned = and_(_j.task_id == task_id, _j.participant_id == participant_id)
+        with self.engine.begin() as conn:
+            _refund(conn, owned, JobState.QUEUED, JobState.CANCELLED, CANCELLED_MESSAGE)
+            row = conn.execute(select(*JOB_COLUMNS).where(owned)).first()
+        return JobRow(*row) if row is not None else None
+
+    def unknown(self, job_id: int, message: str = "no answer from the upstream") -> bool:
         """No answer to the submit (or none the gateway can follow): keep jobs and credits
         reserved, free the running slot."""
-        self._end(job_id, JobState.RESERVED, JobState.UNKNOWN, message=message)
+        return self._end(job_id, JobState.SENDING, JobState.UNKNOWN, message=_shown(message))
 
     def orphans_to_unknown(self, older_than: float) -> int:
-        """Reservations left by a process that died mid-submit: their outcome is unknown.
+        """Reservations an earlier version left when it died mid-submit: their outcome is
+        unknown.
 
         Only those older than ``older_than`` seconds, so a submit still in flight in another
         process sharing the database is left alone. Returns how many were moved.
@@ -319,11 +376,14 @@ class Ledger:
         with self.engine.begin() as conn:
             if running:
                 conn.execute(_PROGRESS, running)
-            for task in tasks:
-                if task.status in TERMINAL_STATUSES:
-                    self._end_task(conn, task, now)
+            ended = sum(
+                self._end_task(conn, task, now)
+                for task in tasks
+                if task.status in TERMINAL_STATUSES
+            )
+            raise_window(conn, ended)
 
-    def _end_task(self, conn: Connection, task: Task, now: float) -> None:
+    def _end_task(self, conn: Connection, task: Task, now: float) -> bool:
         values: dict[str, Any] = {
             "status": task.status,
             "percentage": task.percentage,
@@ -334,7 +394,7 @@ class Ledger:
         state = JobState(task.status)
         if state is JobState.FINISHED:
             values["video_key"] = secrets.token_urlsafe(18)
-        _end_in(conn, _j.task_id == task.task_id, JobState.SUBMITTED, state, values)
+        return _end_in(conn, _j.upstream_task_id == task.task_id, JobState.SUBMITTED, state, values)
 
     def video_stored(self, task_id: str, path: str) -> None:
         with self.engine.begin() as conn:
@@ -355,22 +415,111 @@ class Ledger:
             rows = conn.execute(_JOBS_BY_TASK, {"b_tasks": list(task_ids)}).all()
         return [JobRow(*row) for row in rows]
 
+    def jobs_by_upstream(self, upstream_task_ids: Iterable[str]) -> list[JobRow]:
+        """The jobs the upstream knows by these ids, in one read."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(_JOBS_BY_UPSTREAM, {"b_tasks": list(upstream_task_ids)}).all()
+        return [JobRow(*row) for row in rows]
+
     def by_video_key(self, key: str) -> JobRow | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(*JOB_COLUMNS).where(jobs.c.video_key == key)).first()
         return JobRow(*row) if row is not None else None
 
     def account(self, participant_id: int) -> dict[str, Any] | None:
+        """The participant's row, with ``queued``: their jobs not sent upstream yet."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(participants).where(participants.c.id == participant_id)
             ).first()
-        return dict(row._mapping) if row is not None else None
+            if row is None:
+                return None
+            queued = conn.execute(_QUEUED_OF, {"b_participant": participant_id}).scalar_one()
+        return {**row._mapping, "queued": int(queued)}
 
     def _end(self, job_id: int, before: JobState, after: JobState, **values: Any) -> bool:
         values.setdefault("updated_at", time.time())
         with self.engine.begin() as conn:
             return _end_in(conn, _j.id == job_id, before, after, values)
+
+
+def _reserve_in(conn: Connection, wanted: Wanted, now: float) -> Reservation | QuotaRefused:
+    taken = conn.execute(
+        _RESERVE, {"b_participant": wanted.participant_id, "b_credits": wanted.credits}
+    ).first()
+    if taken is None:
+        return _refusal(conn, wanted)
+    task_id, turn = new_task_id(), max(0, int(taken.running) - 1)
+    inserted = conn.execute(
+        _NEW_JOB,
+        {
+            "participant_id": wanted.participant_id,
+            "task_id": task_id,
+            "state": JobState.QUEUED if wanted.sender is None else JobState.SENDING,
+            "credits": wanted.credits,
+            "request": json.dumps(wanted.request, ensure_ascii=False),
+            "status": "staged",
+            "percentage": 0,
+            "turn": turn,
+            "follower": wanted.sender,
+            "sent_at": None if wanted.sender is None else now,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    return Reservation(int(inserted.scalar_one()), task_id, turn)
+
+
+def _refusal(conn: Connection, wanted: Wanted) -> QuotaRefused:
+    """Why the quota had no room, counted against the limit that refused it (the report)."""
+    row = conn.execute(select(participants).where(_p.id == wanted.participant_id)).first()
+    refusal = QuotaRefused(*_what_ran_out(row, wanted.credits))
+    if row is not None and not row.revoked:
+        counter = participants.c[f"over_{refusal.limit.value}"]
+        conn.execute(
+            update(participants)
+            .where(_p.id == wanted.participant_id)
+            .values({counter: func.coalesce(counter, 0) + 1})
+        )
+    return refusal
+
+
+def give_back(conn: Connection, participant_id: int, credits: int) -> None:
+    """A reservation that cost nothing upstream: its job, credits and slot are free again."""
+    conn.execute(
+        update(participants)
+        .where(_p.id == participant_id)
+        .values(
+            jobs_used=_p.jobs_used - 1,
+            credits_used=_p.credits_used - credits,
+            running=_p.running - 1,
+        )
+    )
+
+
+def _refund(
+    conn: Connection,
+    where: ColumnElement[bool],
+    before: JobState,
+    after: JobState,
+    message: str,
+) -> bool:
+    """Move one job from ``before`` to ``after`` and give its reservation back, exactly once."""
+    moved = conn.execute(
+        update(jobs)
+        .where(where, _j.state == before)
+        .values(state=after, message=_shown(message), updated_at=time.time())
+        .returning(_j.participant_id, _j.credits)
+    ).first()
+    if moved is None:
+        return False
+    give_back(conn, moved.participant_id, moved.credits)
+    return True
+
+
+def _shown(message: str) -> str | None:
+    """A message a participant may read (from the upstream, perhaps): one line, capped."""
+    return plain_text(message, MESSAGE_LIMIT)
 
 
 def _end_in(

@@ -19,8 +19,10 @@ OVER_QUOTA = ("over_jobs", "over_credits", "over_concurrent")
 
 def room_report(engine: Engine, people: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A row per participant of ``people`` (the roster's rows): jobs and credits used and
-    allowed, running, finished, failed, refused upstream (given back), unknown (to check
-    upstream) with their submissions, and how often each limit refused a submission."""
+    allowed, running upstream, queued (waiting for the upstream, or being sent), finished,
+    failed, refused upstream (given back), unknown (to check upstream) with their
+    submissions, cancelled while they waited, and how often each limit refused a
+    submission."""
     with engine.connect() as conn:
         counts = conn.execute(
             select(jobs.c.participant_id, jobs.c.state, func.count()).group_by(
@@ -38,6 +40,7 @@ def room_report(engine: Engine, people: Iterable[Mapping[str, Any]]) -> list[dic
     rows = []
     for person in people:
         states = by_state.get(person["id"], {})
+        queued = states.get(JobState.QUEUED, 0) + states.get(JobState.SENDING, 0)
         rows.append(
             {
                 "id": person["id"],
@@ -49,11 +52,13 @@ def room_report(engine: Engine, people: Iterable[Mapping[str, Any]]) -> list[dic
                 "credits_used": person["credits_used"],
                 "credits_limit": person["credits_limit"],
                 "concurrent_limit": person["concurrent_limit"],
-                "running": person["running"],
+                "running": max(0, person["running"] - queued),
+                "queued": queued,
                 "finished": states.get(JobState.FINISHED, 0),
                 "failed": states.get(JobState.FAILED, 0),
                 "refused": states.get(JobState.REFUSED, 0),
                 "unknown": states.get(JobState.UNKNOWN, 0),
+                "cancelled": states.get(JobState.CANCELLED, 0),
                 **{key: person.get(key) or 0 for key in OVER_QUOTA},
                 "unknown_submissions": [
                     {"job": job_id, "submitted_at": at, "request": request}

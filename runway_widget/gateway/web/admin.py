@@ -1,10 +1,12 @@
 """``/admin``: the instructor's page. The report, and the controls the CLI has.
 
 Like JupyterHub's admin page (a table of users, each with its actions) and LiteLLM's keys
-view (each key's budget, editable in place): one table of participants (quota, use, jobs by
-state, how often each limit refused them; change the quota, give jobs or credits back,
-revoke or restore), one of join codes (shown in full; close, reopen, rotate, seats), and the
-latest clips (hide from the gallery, show again). Every change is a plain form POST
+view (each key's budget, editable in place): the queue in front of the upstream (its
+length, longest wait and limit; each waiting job in order, its owner put first or back in
+line), one table of participants (quota, use, jobs by state, how often each limit refused
+them; change the quota, give jobs or credits back, revoke or restore), one of join codes
+(shown in full; close, reopen, rotate, seats), and the latest clips (hide from the
+gallery, show again). Every change is a plain form POST
 carrying the page's XSRF token, answered by a redirect back with a one-line message; the
 page's script re-reads the page every few seconds and updates the numbers in place, leaving
 any form being filled in alone. The numbers come from the same `Roster.report` as
@@ -43,6 +45,7 @@ class AdminPage(PageHandler):
     async def get(self) -> None:
         self.require_admin()
         rows, codes, clips = await self.run_db(self._read)
+        queue, waiting = await self.run_db(self._queue)
         said = self.get_signed_cookie(FLASH_COOKIE, max_age_days=1)
         if said:
             self.clear_cookie(FLASH_COOKIE, path=self._admin_path())
@@ -58,7 +61,14 @@ class AdminPage(PageHandler):
             join_url=self.pages.join_url(),
             limit=limit_text,
             over_quota=over_quota_text,
+            queue=queue,
+            waiting=waiting,
         )
+
+    def _queue(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The queue in front of the upstream: its state, and each job waiting in order."""
+        queue = self.pages.queue
+        return (None, []) if queue is None else (queue.status(), queue.waiting())
 
     def _read(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         roster = self.pages.roster
@@ -137,6 +147,16 @@ def _restore(pages: PageContext, participant_id: int, form: Form) -> str:
     return f"restored {_known(pages.roster.controls.set_revoked(participant_id, False))}"
 
 
+def _first(pages: PageContext, participant_id: int, form: Form) -> str:
+    name = pages.queue.put_first(participant_id, True) if pages.queue is not None else None
+    return f"{_known(name)}'s jobs go first in the queue (a demo on the projector)"
+
+
+def _back_in_line(pages: PageContext, participant_id: int, form: Form) -> str:
+    name = pages.queue.put_first(participant_id, False) if pages.queue is not None else None
+    return f"{_known(name)}'s jobs are back in line with everyone"
+
+
 def _close(pages: PageContext, code_id: int, form: Form) -> str:
     code = _code(pages, code_id)
     pages.roster.codes.set_closed(code_id, True)
@@ -181,6 +201,8 @@ _ACTIONS: dict[tuple[str, str], Callable[[PageContext, int, Form], str]] = {
     ("participant", "give-back"): _give_back,
     ("participant", "revoke"): _revoke,
     ("participant", "restore"): _restore,
+    ("participant", "first"): _first,
+    ("participant", "back-in-line"): _back_in_line,
     ("code", "close"): _close,
     ("code", "reopen"): _reopen,
     ("code", "rotate"): _rotate,

@@ -5,7 +5,8 @@ cookie). Admins see the whole room; a participant sees their own clips, or the r
 the instructor's config says ``[gallery] room = true``. Until the first clip arrives, an
 admin's gallery (the projector) shows how to join: the address, the open codes and a QR
 code. Templates autoescape every value; the gallery's script renders the feed with
-``textContent`` only. The instructor's controls are in ``admin``.
+``textContent`` only; both show the queue in front of the upstream (its length, the
+longest wait). The instructor's controls are in ``admin``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import urlencode
 
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
+from ..db.queue import JobQueue
 from ..db.roster import Participant, Roster
 from .gallery import ClipFeed, parse_cursor
 from .login import BrowserLogin
@@ -44,6 +46,11 @@ class PageContext:
     room_gallery: bool = False
     # the address participants use (with --host 0.0.0.0: a network address, not 127.0.0.1)
     join_url: Callable[[], str] = field(default=lambda: "")
+    queue: JobQueue | None = None  # the jobs waiting for the upstream
+
+    def queue_status(self) -> dict[str, Any] | None:
+        """The queue's length, longest wait, limit (None without a queue)."""
+        return self.queue.status() if self.queue is not None else None
 
 
 class TemplatePage(RequestHandler):
@@ -208,6 +215,9 @@ class GalleryFeed(JsonPageHandler):
             self.pages.feed.clips, owner=None if room else self.who.id, since=since
         )
         feed["scope"] = "room" if room else "own"
+        status = await self.run_db(self.pages.queue_status)
+        if status is not None:
+            feed["queue"] = {key: status[key] for key in ("queued", "oldest_wait")}
         self.reply(feed)
 
 

@@ -39,6 +39,8 @@ REPORT_COLUMNS = (
     "over_jobs",
     "over_credits",
     "over_concurrent",
+    "queued",
+    "cancelled",
 )
 OVER_QUOTA = {"over_jobs": "jobs", "over_credits": "credits", "over_concurrent": "concurrent"}
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")

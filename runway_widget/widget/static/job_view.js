@@ -20,6 +20,7 @@ const BUTTONS = [
   ["save", "Save", "Save the video into the download folder"],
   ["use", "Use as input", "Restyle this video: fills the form as video → video"],
   ["retry", "Try again", "Submit the same request again"],
+  ["cancel", "Cancel", "Withdraw this job from the gateway's queue: its quota is given back"],
   ["code", "Show code", "The same job as a Python requests call"],
 ];
 

@@ -7,6 +7,7 @@
   const status = document.querySelector(".rw-status");
   const empty = document.querySelector(".rw-empty");
   const join = document.querySelector(".rw-join"); // how to join: until the first clip
+  const queue = document.querySelector(".rw-queue");
   const feed = list.dataset.feed;
   const pollMs = Number(list.dataset.pollMs) || 1500;
   const headers = list.dataset.xsrf ? { "X-XSRFToken": list.dataset.xsrf } : {};
@@ -99,6 +100,20 @@
     if (join) join.hidden = shown.size > 0;
   }
 
+  // "queue: 12 waiting · longest wait 0:42" while jobs wait for the upstream
+  function showQueue(state) {
+    const waiting = state && Number.isInteger(state.queued) ? state.queued : 0;
+    queue.hidden = waiting === 0;
+    if (waiting === 0) return;
+    let text = `queue: ${waiting} waiting`;
+    const wait = Number(state.oldest_wait);
+    if (Number.isFinite(wait)) {
+      const seconds = Math.floor(wait);
+      text += ` · longest wait ${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+    }
+    queue.textContent = text;
+  }
+
   function say(state, text) {
     status.dataset.state = state;
     status.textContent = text;
@@ -118,6 +133,7 @@
       remove(Array.isArray(data.removed) ? data.removed : []);
       loaded = true;
       if (typeof data.cursor === "string") cursor = data.cursor;
+      showQueue(data.queue);
       say("live", `live · ${shown.size} clip${shown.size === 1 ? "" : "s"}`);
     } catch (error) {
       say("offline", "cannot reach the gateway: retrying");
