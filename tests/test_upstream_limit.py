@@ -13,10 +13,12 @@ from runway_widget.gateway.upstream_limit import (
 )
 
 
-def test_slow_start_adds_a_slot_per_acceptance_but_never_far_above_what_runs():
+def test_slow_start_adds_a_slot_per_acceptance_but_never_above_what_runs_and_one():
     limit = UpstreamLimit()
     assert limit.slots(None) == START
-    limit = limit.accepted(running=1, stated=None).accepted(running=2, stated=None)
+    limit = limit.accepted(running=2, stated=None)
+    assert limit.slots(None) == 3  # one more than runs: the limit is met by one submission
+    limit = limit.accepted(running=3, stated=None)
     assert limit.slots(None) == 4
     # a quiet hour of one job at a time does not build a window for the next rush
     for _ in range(100):
@@ -37,13 +39,28 @@ def test_a_busy_answer_lowers_the_window_once_per_round_and_to_what_ran():
     assert later.window == pytest.approx(4.0 * DECREASE)
 
 
-def test_after_the_first_busy_the_window_grows_one_slot_per_probe_jobs():
+def _a_slot_more(limit: UpstreamLimit) -> tuple[UpstreamLimit, int]:
+    """The window once it tries one job more, and how many jobs had to end first."""
+    slots = limit.slots(None)
+    for ended in range(1, 10**6):
+        limit = limit.ended(1, stated=None)
+        if limit.slots(None) > slots:
+            return limit, ended
+    raise AssertionError("the window never grew")
+
+
+def test_after_the_first_busy_a_slot_more_is_tried_less_often_each_time_it_fails():
     limit = UpstreamLimit(window=4.0, threshold=4.0)
     assert limit.accepted(running=4, stated=None).window == 4.0  # acceptances no longer grow
-    for _ in range(PROBE_JOBS - 1):
-        limit = limit.ended(1, stated=None)
-    assert limit.slots(None) == 4
-    assert limit.ended(1, stated=None).slots(None) == 5
+    waits = []
+    for now in range(1, 5):  # each try of a fifth job meets the same limit of 4
+        limit, waited = _a_slot_more(limit)
+        waits.append(waited)
+        limit = limit.busy(sent_at=now, now=now, retry_after=0, stated=None, running=4)
+        assert limit.slots(None) == 4
+    assert waits == [PROBE_JOBS, 2 * PROBE_JOBS, 4 * PROBE_JOBS, 8 * PROBE_JOBS]
+    lower = limit.busy(sent_at=9, now=9, retry_after=0, stated=None, running=2)
+    assert _a_slot_more(lower)[1] == PROBE_JOBS  # the limit moved: the tries start afresh
 
 
 def test_busy_pauses_everyone_for_retry_after_or_doubling_pauses():
@@ -72,6 +89,6 @@ def test_a_stated_limit_rules_until_the_upstream_says_otherwise():
     assert limit.slots(stated=8) == 8
     busy = limit.busy(sent_at=1.0, now=1.0, retry_after=None, stated=8, running=5)
     assert busy.slots(stated=8) == 5  # it was wrong: learned downwards
-    for _ in range(10 * PROBE_JOBS):
+    for _ in range(int(10 * PROBE_JOBS)):
         busy = busy.ended(1, stated=8)
     assert busy.slots(stated=8) == 8  # and never above the statement

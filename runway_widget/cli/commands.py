@@ -229,7 +229,7 @@ def _history(args: argparse.Namespace) -> int:
 def _demo_server(args: argparse.Namespace) -> int:
     demo = _demo_module()
     seconds = args.job_seconds if args.job_seconds is not None else _demo_seconds_from_env()
-    server = demo.DemoServer(port=args.port, job_seconds=seconds)
+    server = demo.DemoServer(port=args.port, job_seconds=seconds, concurrency=args.concurrency)
     try:
         server.start()
     except OSError as exc:
@@ -450,6 +450,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
     seconds = getattr(args, "job_seconds", None)
     if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
         raise CommandError(f"--job-seconds must be 0 or more, not {seconds:g}", EXIT_USAGE)
+    concurrency = getattr(args, "concurrency", None)
+    if concurrency is not None and concurrency < 1:
+        raise CommandError(f"--concurrency must be 1 or more, not {concurrency}", EXIT_USAGE)
     if args.run is _demo_server and not 0 <= args.port <= 65535:
         raise CommandError(
             f"--port must be between 0 and 65535 (0: a free one), not {args.port}", EXIT_USAGE
@@ -606,6 +609,12 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo-server", help="run the demo backend until Ctrl-C")
     demo.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     demo.add_argument("--job-seconds", type=float, help="how long each demo job takes")
+    demo.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="refuse past N running jobs, as a provider does past its plan (429)",
+    )
     demo.set_defaults(run=_demo_server)
 
     from ..gateway.cli import register as register_gateway_commands

@@ -196,6 +196,8 @@ class Dispatcher:
                     wait = min(wait, claim.wait)
                 if claim.jobs or time.time() - self._snapshot.taken >= SNAPSHOT_SECONDS:
                     self._snapshot = self.queue.snapshot()
+                if self._snapshot.length:  # people wait: their places are read again soon
+                    wait = min(wait, SNAPSHOT_SECONDS)
             except Exception:
                 logger.exception("the queue could not be read; trying again shortly")
             self._wake.wait(wait)

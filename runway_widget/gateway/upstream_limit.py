@@ -6,16 +6,18 @@ a 400/403 saying too many jobs are running). The instructor may state the limit
 multiplicative decrease:
 
 - it starts at `START` jobs and, until the first "busy", adds one for each submission the
-  upstream takes (slow start: the window doubles with every round of answers, seconds
-  rather than job lengths), but never to more than `START` above the jobs running then: a
-  window that was never used is not trusted at the next rush;
+  upstream takes (slow start: it grows with the answers, in seconds rather than job
+  lengths), but never past one job more than those running: a window that was never used
+  is not trusted at the next rush, and the limit is met by one submission, not a burst;
 - a "busy" answer multiplies the window by `DECREASE`, and lowers it to the jobs the
   gateway had running then if that is less (the upstream ran no more than those: it may
   have finished some the gateway has not heard of yet, it never has more), once per
   round: an answer to a submission sent before the last decrease does not lower it again;
 - after that, each job that ends while others wait adds ``1 / PROBE_JOBS``: one more job
-  is tried every `PROBE_JOBS` jobs, so at most about one submission in `PROBE_JOBS` is
-  answered "busy" (and goes back to the head of the queue: nobody sees it);
+  is tried after `PROBE_JOBS` jobs; each time that try meets the same limit again, the
+  next waits twice as many jobs (a plan's limit does not move), and a lower limit starts
+  the tries afresh. "Busy" answers stay few (one in `PROBE_JOBS` at most, fewer and fewer),
+  and each sends its job back to the head of the queue: nobody sees it;
 - the window grows only while jobs wait, so a quiet hour does not turn into a burst of
   refusals at the next rush.
 
@@ -40,7 +42,8 @@ __all__ = ["DECREASE", "MAX_PAUSE", "PROBE_JOBS", "START", "UpstreamLimit"]
 
 START = 2.0  # jobs at once before anything is known
 DECREASE = 0.8  # the window after a "busy", as a fraction of the one that met it
-PROBE_JOBS = 25  # jobs ended per extra slot tried, once the limit was met
+PROBE_JOBS = 40.0  # jobs ended per extra slot tried, once the limit was met
+MAX_PROBE_JOBS = 5000.0
 MAX_WINDOW = 1000.0
 FIRST_PAUSE = 1.0  # seconds, after a "busy" that said no Retry-After; doubled as they repeat
 MAX_PAUSE = 60.0
@@ -56,10 +59,11 @@ class UpstreamLimit:
     decreased_at: float = 0.0
     busy_streak: int = 0
     busy_total: int = 0
+    probe_jobs: float = PROBE_JOBS  # jobs ended before the next slot is tried
 
     def slots(self, stated: int | None) -> int:
         """Jobs that may run upstream at once now."""
-        return max(1, math.floor(self._current(stated)))
+        return max(1, math.floor(self._current(stated) + 1e-9))  # sums of 1/n fall short
 
     def _current(self, stated: int | None) -> float:
         """The window in force: the stated limit until a "busy" said otherwise."""
@@ -72,7 +76,7 @@ class UpstreamLimit:
         raise the window by a probe's share."""
         if self.threshold is None:
             return self
-        return self._grown(jobs / PROBE_JOBS, stated)
+        return self._grown(jobs / self.probe_jobs, stated)
 
     def busy(
         self,
@@ -89,7 +93,11 @@ class UpstreamLimit:
         if sent_at < self.decreased_at:
             return changed  # this round was already answered
         window = max(1.0, min(DECREASE * self._current(stated), float(running)))
-        return dataclasses.replace(changed, window=window, threshold=window, decreased_at=now)
+        same = self.threshold is not None and window > self.threshold - 0.5  # met again
+        probe = min(MAX_PROBE_JOBS, 2 * self.probe_jobs) if same else PROBE_JOBS
+        return dataclasses.replace(
+            changed, window=window, threshold=window, decreased_at=now, probe_jobs=probe
+        )
 
     def unreachable(self, now: float, retry_after: float | None) -> UpstreamLimit:
         """The upstream could not take anything (503, no connection): pause, learn nothing."""
@@ -100,7 +108,7 @@ class UpstreamLimit:
         starts its pauses at the first again; before the first "busy", one more slot."""
         changed = self if self.busy_streak == 0 else dataclasses.replace(self, busy_streak=0)
         if self.threshold is None:
-            grown = min(self.window + 1.0, running + START)
+            grown = min(self.window + 1.0, running + 1.0)
             return changed._grown(max(0.0, grown - self.window), stated)
         return changed
 

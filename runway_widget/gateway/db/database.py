@@ -191,6 +191,7 @@ upstream_state = Table(
     Column("decreased_at", Float, nullable=False),  # the last lowering of the window
     Column("busy_streak", Integer, nullable=False),  # "busy" answers in a row
     Column("busy_total", Integer, nullable=False),  # "busy" answers since the database began
+    Column("probe_jobs", Float, nullable=False),  # jobs ended before a higher limit is tried
     Column("stated", Integer),  # --upstream-concurrency of the last process started
 )
 

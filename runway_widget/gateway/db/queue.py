@@ -108,17 +108,16 @@ class JobQueue:
     def claim(self, sender: str, now: float | None = None) -> Claim:
         """Claim for ``sender`` (a process id) the next jobs the limit has room for."""
         now = time.time() if now is None else now
-        with self.engine.connect() as conn:  # a read first: an idle queue takes no lock
-            if conn.execute(_ANY_QUEUED).first() is None:
-                return Claim()
+        with self.engine.connect() as conn:  # a read first: a queue that cannot move
+            seen = _room(conn, limit_of(conn), now)  # takes no lock
+            idle = conn.execute(_ANY_QUEUED).first() is None
+        if idle or seen.wait is not None or seen.room <= 0:
+            return Claim(wait=seen.wait)
         with self.engine.begin() as conn:
-            limit, stated = locked_limit(conn)
-            if limit.paused_until > now:
-                return Claim(wait=limit.paused_until - now)
-            running = conn.execute(_COUNT_RUNNING).scalar_one()
-            room = limit.slots(stated) - int(running)
-            if room <= 0:
-                return Claim()
+            locked = _room(conn, locked_limit(conn), now)
+            room = locked.room
+            if locked.wait is not None or room <= 0:
+                return Claim(wait=locked.wait)
             picked = (
                 conn.execute(
                     select(_j.id)
@@ -297,6 +296,20 @@ class JobQueue:
                 .where(_j.id.in_(list(job_ids)), _j.state == JobState.SENDING)
                 .values(state=JobState.QUEUED, follower=None, sent_at=None, updated_at=now)
             )
+
+
+@dataclass(frozen=True)
+class _Room:
+    room: int  # jobs the limit has room for now
+    wait: float | None  # seconds until a pause ends (None: not paused)
+
+
+def _room(conn: Any, shared: tuple[UpstreamLimit, int | None], now: float) -> _Room:
+    limit, stated = shared
+    if limit.paused_until > now:
+        return _Room(0, limit.paused_until - now)
+    running = conn.execute(_COUNT_RUNNING).scalar_one()
+    return _Room(limit.slots(stated) - int(running), None)
 
 
 def _payload(text: str) -> dict[str, Any]:
