@@ -6,6 +6,7 @@ until the test says: the first job goes up, the others wait in line.
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Iterator
@@ -125,20 +126,25 @@ def _place_becomes(person: ApiframeClient, task_id: str, place: int) -> None:
 
 
 def test_admin_and_gallery_pages_show_the_queue_and_admin_puts_first(line):
-    admin = line.gateway.add_participant("teacher", admin=True)
-    page = call(line.gateway, "GET", "/admin", admin)
-    assert "queue: 2 waiting" in page.text and "running upstream of 1 (stated)" in page.text
-    assert page.text.count('action="admin/queue/first"') == 2
-    feed = call(line.gateway, "GET", "/gallery.json", admin).json()
+    from tests.test_gateway_admin import Browser
+
+    line.gateway.admin_token = line.gateway.add_participant("teacher", admin=True)
+    admin = Browser(line.gateway)
+    page = admin.page()
+    assert "queue: 2 waiting" in page and "running upstream of 1 (stated)" in page
+    ben = next(row for row in line.gateway.report() if row["name"] == "ben")
+    assert page.count(f'action="admin/participant/{ben["id"]}/first"') == 2  # his two jobs
+    feed = call(line.gateway, "GET", "/gallery.json", line.gateway.admin_token).json()
     assert feed["queue"]["queued"] == 2 and feed["queue"]["oldest_wait"] >= 0
-    form = {"name": "ben", "first": "1"}
-    elsewhere = {"Origin": "https://elsewhere.example"}
-    refused = call(line.gateway, "POST", "/admin/queue/first", admin, data=form, headers=elsewhere)
-    assert refused.status_code == 403
-    done = call(line.gateway, "POST", "/admin/queue/first", admin, data=form, allow_redirects=False)
-    assert done.status_code == 303
-    assert "(first)" in call(line.gateway, "GET", "/admin", admin).text
-    not_admin = call(line.gateway, "POST", "/admin/queue/first", line.ben.api_key, data=form)
+    said = html.unescape(admin.said(f"participant/{ben['id']}/first"))
+    assert said.startswith("done: ben's jobs go first")
+    assert 'class="rw-tag">first</span>' in admin.page()
+    assert admin.post(f"participant/{ben['id']}/first", _xsrf="forged").status_code == 403
+    said = html.unescape(admin.said(f"participant/{ben['id']}/back-in-line"))
+    assert said == "done: ben's jobs are back in line with everyone"
+    not_admin = call(
+        line.gateway, "POST", f"/admin/participant/{ben['id']}/first", line.ben.api_key
+    )
     assert not_admin.status_code == 403
 
 

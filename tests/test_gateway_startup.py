@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import socket
+import time
 
 import pytest
 
 from runway_widget.cli.commands import main
 from runway_widget.demo import DemoServer
-from runway_widget.errors import ServerError
+from runway_widget.errors import ServerError, TaskFailedError
 from runway_widget.gateway.addresses import network_addresses
 from runway_widget.gateway.startup import check_upstream, register_serve
 from runway_widget.gateway.upstream import Upstream
@@ -119,13 +120,15 @@ def _upstream_at(url: str, key: str, folder) -> Upstream:
 
 
 @pytest.mark.parametrize("case", ["refused key", "unreachable"])
-def test_a_job_the_upstream_never_took_is_told_so_and_costs_nothing(tmp_path, case):
+def test_without_the_queue_a_job_the_upstream_never_took_is_told_so_and_costs_nothing(
+    tmp_path, case
+):
     with DemoServer() as demo:
         if case == "refused key":
             upstream = _upstream_at(demo.base_url, "not-the-demo-key", tmp_path)
         else:
             upstream = _upstream_at(f"http://127.0.0.1:{free_port()}", demo.api_key, tmp_path)
-        with gateway_on(upstream, tmp_path) as gateway:
+        with gateway_on(upstream, tmp_path, queue=False) as gateway:
             alice = participant(gateway, tmp_path, "alice", jobs=2)
             with pytest.raises(ServerError) as raised:
                 alice.imagine(prompt="a red kite")
@@ -140,6 +143,37 @@ def test_a_job_the_upstream_never_took_is_told_so_and_costs_nothing(tmp_path, ca
             [row] = gateway.report()
             assert row["refused"] >= 1 and row["unknown"] == 0
 
+
+def test_with_the_queue_a_refused_key_ends_the_job_and_an_unreachable_upstream_keeps_it(
+    tmp_path,
+):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    with DemoServer() as demo:
+        refused = _upstream_at(demo.base_url, "not-the-demo-key", tmp_path / "a")
+        with gateway_on(refused, tmp_path / "a") as gateway:
+            alice = participant(gateway, tmp_path, "alice", jobs=2)
+            task_id = alice.imagine(prompt="a red kite")
+            with pytest.raises(TaskFailedError) as failed:
+                alice.wait(task_id, timeout=20, poll_interval=0.1)
+            message = failed.value.task.message or ""
+            assert "the gateway's upstream key was refused: tell the instructor" in message
+            assert "nothing was submitted and your quota is untouched" in message
+            assert "may or may not" not in message
+            assert alice.account()["jobs_left"] == 2
+        unreachable = _upstream_at(f"http://127.0.0.1:{free_port()}", demo.api_key, tmp_path)
+        with gateway_on(unreachable, tmp_path / "b") as gateway:
+            bo = participant(gateway, tmp_path, "bo", jobs=2)
+            task_id = bo.imagine(prompt="a red kite")
+            queue = gateway.workshop.submissions.queue
+            deadline = time.monotonic() + 20
+            while not queue.status()["paused_for"]:  # tried: no connection, everyone waits
+                assert time.monotonic() < deadline, "the queue never tried the upstream"
+                time.sleep(0.02)
+            task = bo.fetch(task_id)
+            assert (task.status, task.queue_position) == ("staged", 1)  # it waits its turn
+            [row] = gateway.report()
+            assert (row["queued"], row["refused"], row["unknown"]) == (1, 0, 0)
 
 
 def test_an_upstream_that_accepts_the_key_is_said_with_the_credits_left(tmp_path):

@@ -67,6 +67,7 @@ UNKNOWN_OUTCOME = (
 )
 UNUSABLE_TASK_ID = "the upstream answered with a task id the gateway cannot store or follow"
 KEY_REFUSED = "the gateway's upstream key was refused: tell the instructor"
+UNTOUCHED = "; nothing was submitted and your quota is untouched"
 _TOO_MANY = re.compile(
     r"\btoo many\b.*\b(jobs?|tasks?|generations?|requests?)\b"
     r"|\bconcurren(t|cy)\b.*\b(limit|jobs?|tasks?)\b",
@@ -102,11 +103,12 @@ def judge(exc: BaseException) -> Sent:
     if isinstance(exc, (SubmissionUnknownError, ServerError)) or not isinstance(exc, ApiframeError):
         return Sent(Outcome.UNKNOWN, error=exc, message=UNKNOWN_OUTCOME)
     if isinstance(exc, AuthenticationError):
-        return Sent(Outcome.REFUSED, error=exc, message=KEY_REFUSED)
+        return Sent(Outcome.REFUSED, error=exc, message=KEY_REFUSED + UNTOUCHED)
     if isinstance(exc, ValidationError):
         reason = "; ".join(exc.problems) or "no reason given"
-        return Sent(Outcome.REFUSED, error=exc, message=f"the upstream refused: {reason}")
-    return Sent(Outcome.REFUSED, error=exc, message=f"the upstream refused: {exc.message}")
+    else:
+        reason = exc.message
+    return Sent(Outcome.REFUSED, error=exc, message=f"the upstream refused: {reason}{UNTOUCHED}")
 
 
 def _says_too_many(exc: BaseException) -> bool:
