@@ -15,7 +15,7 @@ from runway_widget.errors import (
     TaskNotFoundError,
     ValidationError,
 )
-from tests.gateway_support import call, demo_gateway, participant
+from tests.gateway_support import call, demo_gateway, participant, upstream_id
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -94,7 +94,7 @@ def test_unknown_missing_and_revoked_tokens_get_401(gateway, tmp_path):
 
 def test_over_quota_is_a_quota_error_and_nothing_goes_upstream(gateway, tmp_path):
     dave = participant(gateway, tmp_path, jobs=1)
-    dave.imagine(prompt="one", generation_type="text2video")
+    upstream_id(gateway, dave.imagine(prompt="one", generation_type="text2video"))  # sent
     before = gateway.upstream.demo.stats.get("/runway-imagine", 0)
     with pytest.raises(QuotaExceededError, match="all 1 jobs of your quota are used"):
         dave.imagine(prompt="two", generation_type="text2video")

@@ -176,6 +176,7 @@ class Submissions:
         row: JobRow | None = await self._run_db(self.ledger.cancel, who.id, task_id)
         if row is not None and row.state == JobState.CANCELLED:
             self._settled(row)
+            self.dispatcher.snapshot = await self._run_db(self.queue.snapshot)  # all move up
         return row
 
     async def places(self, rows: Sequence[JobRow]) -> dict[str, int]:
