@@ -172,3 +172,12 @@ def _until(condition, view) -> None:
     while not condition():
         assert time.monotonic() < deadline, view.label
         time.sleep(0.05)
+
+
+def test_the_queues_flags_are_checked_before_anything_starts(capsys):
+    assert main(["gateway", "serve", "--port", "0", "--demo-concurrency", "3"]) == 1
+    assert "--demo-concurrency is for --upstream demo" in capsys.readouterr().err
+    assert main(["gateway", "serve", "--upstream-concurrency", "0"]) == 2
+    assert "not a whole number of jobs from 1" in capsys.readouterr().err
+    assert main(["demo-server", "--concurrency", "0"]) == 2
+    assert "--concurrency must be 1 or more" in capsys.readouterr().err

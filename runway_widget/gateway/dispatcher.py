@@ -123,7 +123,8 @@ Settled = Callable[[JobRow], None]
 
 
 class Dispatcher:
-    """This process's sender of queued jobs; ``settled(job, row)`` after each answer."""
+    """This process's sender of queued jobs; ``settled(row)`` after each answer that ends
+    a job's sending (accepted, refused, unknown)."""
 
     def __init__(
         self,
@@ -246,9 +247,9 @@ class Dispatcher:
             if sent.outcome is Outcome.UNKNOWN and not isinstance(exc, ApiframeError):
                 logger.exception("the submission of job %d ended unexpectedly", job.job_id)
             return sent
-        except BaseException as exc:
+        except BaseException:
             self.ledger.unknown(job.job_id, UNKNOWN_OUTCOME)
-            raise exc
+            raise
         if not storable_id(task_id):  # taken upstream, maybe paid, but it cannot be followed
             message = f"{UNUSABLE_TASK_ID}: {shorten(ascii(task_id))}"
             return Sent(Outcome.UNKNOWN, message=message)
@@ -259,10 +260,10 @@ class Dispatcher:
         if sent.outcome is Outcome.BUSY:
             limit = self.queue.busy(job, sent.retry_after)
             logger.info(
-                "the upstream is busy: job %d waits again; %d at once from now on, "
+                "the upstream is busy: job %d waits again; the limit assumed is %.1f jobs, "
                 "submissions paused %.1fs",
                 job.job_id,
-                limit.slots(None),
+                limit.window,
                 max(0.0, limit.paused_until - time.time()),
             )
             return
