@@ -193,6 +193,22 @@ def test_a_stated_limit_is_never_passed_and_never_met_with_busy(room):
     assert (provider.taken, provider.busy, provider.peak) == (30, 0, 4)
 
 
+def test_a_restart_takes_the_queue_up_and_never_resends_what_was_being_sent(room):
+    people = [room.person(f"p{i}") for i in range(5)]
+    for i, who in enumerate(people):
+        room.submit(who, T0 + i)
+    in_flight, *others = room.queue.claim("killed-process", now=T0 + 10).jobs
+    room.queue.unsent(others)  # that process was killed while sending only the first
+    restarted = Room(room.engine, "restarted-process")  # a new process on the same database
+    assert restarted.queue.lost_sends(None) == 1  # one process per SQLite file: all lost
+    assert restarted.ledger.job(in_flight.task_id).state == "unknown"
+    provider = FakeProvider(limit=None, seconds=1.0)
+    restarted.drive(provider, T0 + 20, T0 + 30)
+    sent = [task_id for _at, task_id in restarted.sent]
+    assert len(sent) == len(set(sent)) == 4 == provider.taken  # the rest, once each
+    assert in_flight.task_id not in sent  # it may have gone out: never again
+
+
 def test_retry_after_pauses_every_process_sharing_the_database(room):
     people = [room.person(f"p{i}") for i in range(3)]
     for i, who in enumerate(people):
