@@ -48,6 +48,18 @@ def provider_room(tmp_path_factory, upstream, inside):
         yield gateway
 
 
+def _submitted(room, upstream: ApiServer, token: str) -> tuple[str, str]:
+    """A job submitted through the room, once its queue sent it: the participant's task id,
+    and the upstream's (the newest task the upstream made)."""
+    before = upstream.count("/runway-imagine")
+    task_id = room.submit(token)
+    deadline = time.monotonic() + 20
+    while upstream.count("/runway-imagine") == before or len(upstream.tasks) <= before:
+        assert time.monotonic() < deadline, "the gateway's queue never sent the job"
+        time.sleep(0.02)
+    return task_id, list(upstream.tasks)[-1]
+
+
 def _webhook_forms(port: int) -> list[str]:
     """Ways to write an address on the gateway's own machine, or its cloud's metadata."""
     forms = [
@@ -117,10 +129,8 @@ def test_a_providers_clip_inside_the_gateways_network_is_never_copied_nor_served
         f"{upstream.base_url}/clips/own.mp4": "copied",  # the upstream's own origin
     }
     for video_url, expected in handed.items():
-        task_id = provider_room.submit(token)
-        upstream.add_task(
-            task_id, {"status": "finished", "percentage": 100, "video_url": video_url}
-        )
+        task_id, sent = _submitted(provider_room, upstream, token)
+        upstream.add_task(sent, {"status": "finished", "percentage": 100, "video_url": video_url})
         task = provider_room.fetch_until(token, task_id, ended)
         assert task["status"] == "finished", task
         if expected == "copied":
@@ -135,12 +145,15 @@ def test_a_providers_clip_inside_the_gateways_network_is_never_copied_nor_served
 
 def test_one_lone_surrogate_from_upstream_freezes_nobody_elses_task(provider_room, upstream):
     broken, fine = provider_room.token("dan"), provider_room.token("em")
-    broken_id, fine_id = provider_room.submit(broken), provider_room.submit(fine)
-    upstream.add_task(
-        broken_id, {"status": "processing", "percentage": "40", "message": "a\ud83cb"}
+    (broken_id, broken_sent), (fine_id, fine_sent) = (
+        _submitted(provider_room, upstream, broken),
+        _submitted(provider_room, upstream, fine),
     )
     upstream.add_task(
-        fine_id,
+        broken_sent, {"status": "processing", "percentage": "40", "message": "a\ud83cb"}
+    )
+    upstream.add_task(
+        fine_sent,
         {"status": "processing", "percentage": "50"},
         {
             "status": "finished",
