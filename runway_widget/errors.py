@@ -60,6 +60,11 @@ def shorten(text: object, limit: int = ECHO_CHARS) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
+def plural(n: int, word: str) -> str:
+    """``1 job``, ``3 jobs``: a count and its noun, as a person would write them."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 class Problem(NamedTuple):
     """One thing wrong with a request, tied to the field it concerns (None: the whole request)."""
 

@@ -317,7 +317,7 @@ def test_history_newest_first_recent_then_all_then_json(home, capsys):
     assert len(lines) == 20
     assert "job-24" in lines[0] and "prompt 24" in lines[0] and "submitted" in lines[0]
     assert "job-05" in lines[-1]
-    assert "5 older job(s) not shown" in captured.err
+    assert "5 older jobs not shown: add --all" in captured.err
     assert main(["history", "--all"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 25
     assert main(["history", "--all", "--json"]) == 0
@@ -336,7 +336,7 @@ def test_history_reports_skipped_lines_and_empty_history(home, capsys):
     assert main(["history"]) == 0
     captured = capsys.readouterr()
     assert "ok-1" in captured.out
-    assert "1 line(s)" in captured.err and "could not be read" in captured.err
+    assert "1 line of" in captured.err and "could not be read" in captured.err
 
 
 # -- as a real process ------------------------------------------------------------------------

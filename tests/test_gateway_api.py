@@ -96,7 +96,7 @@ def test_over_quota_is_a_quota_error_and_nothing_goes_upstream(gateway, tmp_path
     dave = participant(gateway, tmp_path, jobs=1)
     upstream_id(gateway, dave.imagine(prompt="one", generation_type="text2video"))  # sent
     before = gateway.upstream.demo.stats.get("/runway-imagine", 0)
-    with pytest.raises(QuotaExceededError, match="all 1 jobs of your quota are used"):
+    with pytest.raises(QuotaExceededError, match="the 1 job of your quota is used"):
         dave.imagine(prompt="two", generation_type="text2video")
     assert gateway.upstream.demo.stats.get("/runway-imagine", 0) == before
     reply = call(
@@ -120,7 +120,8 @@ def test_credit_and_concurrency_limits_name_what_ran_out(gateway, tmp_path):
     assert credits.value.limit == "credits"
     frank = participant(gateway, tmp_path, concurrent=1)
     frank.imagine(prompt="first", generation_type="text2video")
-    with pytest.raises(QuotaExceededError, match="1 concurrent jobs already running") as running:
+    once = "1 job is already running, the most you may run at once; wait until it finishes"
+    with pytest.raises(QuotaExceededError, match=once) as running:
         frank.imagine(prompt="second", generation_type="text2video")
     assert running.value.limit == "concurrent"
 

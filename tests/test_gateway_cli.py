@@ -82,7 +82,7 @@ def test_cli_generate_runs_through_the_gateway(tmp_path, monkeypatch, capsys):
         assert main(["generate", "a harbour at dawn", "--out", str(out)]) == 0
         assert out.read_bytes()[4:8] == b"ftyp"
         assert main(["generate", "a second one"]) == 1
-        assert "quota reached: all 1 jobs of your quota are used" in capsys.readouterr().err
+        assert "quota reached: the 1 job of your quota is used" in capsys.readouterr().err
 
 
 def test_the_unchanged_panel_runs_through_the_gateway(tmp_path):
@@ -103,7 +103,7 @@ def test_the_unchanged_panel_runs_through_the_gateway(tmp_path):
             finish(panel, job)
             assert panel.submit() is None  # the quota is used up
             banner = panel.banner
-            assert "quota reached: all 1 jobs of your quota are used" in banner
+            assert "quota reached: the 1 job of your quota is used" in banner
             assert token not in banner
             with pytest.raises(QuotaExceededError, match="quota reached"):
                 client.imagine(prompt="more", generation_type="text2video")

@@ -32,6 +32,7 @@ from ..errors import (
     TaskState,
     TaskTimeoutError,
     ValidationError,
+    plural,
 )
 from ..models import (
     ASPECT_RATIOS,
@@ -217,10 +218,10 @@ def _history(args: argparse.Namespace) -> int:
         _out(f"{when}  {inert(job.task_id)}  {inert(state):<16}  {prompt:<40}  {where}".rstrip())
     hidden = len(history.jobs) - len(jobs)
     if hidden:
-        _say(f"{hidden} older job(s) not shown: add --all")
+        _say(f"{plural(hidden, 'older job')} not shown: add --all")
     if history.skipped:
         _say(
-            f"{len(history.skipped)} line(s) of {store.path} could not be read: "
+            f"{plural(len(history.skipped), 'line')} of {store.path} could not be read: "
             + "; ".join(history.skipped[:3])
         )
     return 0

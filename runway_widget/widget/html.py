@@ -9,11 +9,13 @@ CSS variables, so the panel follows the light and dark themes.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 from ..models import is_http_url
 
 STATIC = Path(__file__).parent / "static"
+_QUOTED_COMMAND = re.compile(r"`([^`<>]+)`")
 # The panel's style, sent once with its header (the job views share it).
 STYLE = "<style>\n{}{}</style>".format(
     (STATIC / "panel.css").read_text(encoding="utf-8"),
@@ -24,6 +26,12 @@ STYLE = "<style>\n{}{}</style>".format(
 def esc(value: object) -> str:
     """HTML-escape anything for text and for attribute values (quotes included)."""
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def prose(value: object) -> str:
+    """Escaped text whose `quoted commands` (messages quote them in backticks, as a terminal
+    shows them) become ``<code>``: a page shows no literal backticks."""
+    return _QUOTED_COMMAND.sub(r"<code>\1</code>", esc(value))
 
 
 def truncate(text: str, limit: int) -> str:
@@ -72,8 +80,8 @@ def image_tag(url: str | None, *, max_height: str = "120px") -> str:
 
 
 def bullet_list(items: list[str]) -> str:
-    """An escaped ``<ul>``."""
-    return "<ul>" + "".join(f"<li>{esc(item)}</li>" for item in items) + "</ul>"
+    """An escaped ``<ul>`` (quoted commands as code)."""
+    return "<ul>" + "".join(f"<li>{prose(item)}</li>" for item in items) + "</ul>"
 
 
 def banner(title: str, details: list[str] | None = None, *, warn: bool = False) -> str:
@@ -81,5 +89,5 @@ def banner(title: str, details: list[str] | None = None, *, warn: bool = False) 
     cls = "rw-banner rw-banner-warn" if warn else "rw-banner"
     body = f"<b>{esc(title)}</b>"
     if details:
-        body += bullet_list(details) if len(details) > 1 else f"<div>{esc(details[0])}</div>"
+        body += bullet_list(details) if len(details) > 1 else f"<div>{prose(details[0])}</div>"
     return f'<div class="{cls}">{body}</div>'

@@ -52,6 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from ...errors import plural
 from ...models import TERMINAL_STATUSES, QuotaLimit, Task
 from .database import JobState, jobs, participants
 from .limit_row import raise_window
@@ -552,13 +553,19 @@ def _what_ran_out(row: Any, credits: int) -> tuple[QuotaLimit, str]:
     if row is None or row.revoked:
         return QuotaLimit.JOBS, "quota reached: this token has no quota"
     if row.jobs_limit is not None and row.jobs_used >= row.jobs_limit:
-        return QuotaLimit.JOBS, f"quota reached: all {row.jobs_limit} jobs of your quota are used"
+        used = "the 1 job" if row.jobs_limit == 1 else f"all {row.jobs_limit} jobs"
+        verb = "is" if row.jobs_limit == 1 else "are"
+        return QuotaLimit.JOBS, f"quota reached: {used} of your quota {verb} used"
     if row.credits_limit is not None and row.credits_used + credits > row.credits_limit:
         left = max(0, row.credits_limit - row.credits_used)
-        return QuotaLimit.CREDITS, f"quota reached: {left} credits left, this job needs {credits}"
+        return QuotaLimit.CREDITS, (
+            f"quota reached: {plural(left, 'credit')} left, this job needs {credits}"
+        )
     if row.concurrent_limit is not None and row.running >= row.concurrent_limit:
+        one = row.concurrent_limit == 1
         return QuotaLimit.CONCURRENT, (
-            f"quota reached: {row.concurrent_limit} concurrent jobs already running; "
-            "wait until one finishes"
+            f"quota reached: {plural(row.concurrent_limit, 'job')} {'is' if one else 'are'} "
+            f"already running, the most you may run at once; wait until "
+            f"{'it' if one else 'one'} finishes"
         )
     return QuotaLimit.CONCURRENT, "quota reached: try again in a moment"
