@@ -45,6 +45,16 @@ SUMMARY_IMAGES_LOADED = """
                ? imgs.length : 0; }
 """
 GONE = "This panel's kernel is gone"
+# The summary's rows all have one background (no zebra stripe makes one look selected).
+ROW_BACKGROUNDS = """
+() => [...new Set([...document.querySelectorAll('.rw-summary tr')]
+                  .map(row => getComputedStyle(row).backgroundColor))]
+"""
+# Shown outputs that are an empty text (the widget's, where it cannot show): none.
+EMPTY_TEXTS_SHOWN = """
+() => [...document.querySelectorAll('.jp-OutputArea-child')].filter(child =>
+  child.querySelector("[data-mime-type='text/plain'] > pre:empty") && child.offsetParent).length
+"""
 
 
 def _notebook(cells: list[str]) -> nbformat.NotebookNode:
@@ -221,6 +231,7 @@ def test_reopened_without_a_kernel_the_saved_notebook_shows_its_jobs(
             assert all(prompt in text for prompt in PROMPTS), text
             assert "Error displaying widget" not in text and GONE not in text
             assert page.evaluate(SUMMARY_IMAGES_LOADED) == 2
+            assert len(page.evaluate(ROW_BACKGROUNDS)) == 1
             page.locator(".jp-OutputArea").first.screenshot(
                 path=str(shots / f"{label}_without_state.png"))
 
@@ -259,6 +270,9 @@ def test_nbconvert_page_shows_every_poster(
         assert page.evaluate(SUMMARY_IMAGES_LOADED) == 2
         text = page.locator(".rw-summary").first.inner_text()
         assert all(prompt in text for prompt in PROMPTS) and "2 finished" in text
+        assert len(page.evaluate(ROW_BACKGROUNDS)) == 1
+        assert page.evaluate(EMPTY_TEXTS_SHOWN) == 0
+        assert "needs its kernel" not in page.locator("body").inner_text()
         page.screenshot(path=str(shots / "nbconvert.png"), full_page=True)
 
 

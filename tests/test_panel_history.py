@@ -62,7 +62,9 @@ def test_a_demo_panel_shows_earlier_demo_jobs_of_any_port_and_ends_orphans(
     assert Image.open(io.BytesIO(poster)).format == "JPEG"
     view.act("open")
     wait_for(lambda: view.video[4:8] == b"ftyp", "the kept clip in the player")
-    assert "1 job from other backends" in panel.history.note.value
+    note = panel.history.note.value
+    assert "1 job from other backends not shown: <code>runway-widget history --all</code>" in note
+    assert "`" not in note  # a page shows the command as code, not in backticks
 
 
 def test_session_history_shows_only_what_this_panel_submits(

@@ -173,3 +173,49 @@ panel.submit()
         assert state == "finished" and Path(path).is_file()
     state, _, message = states["cut short by the restart"]
     assert state == "failed" and "ended with its demo backend" in message
+
+
+def test_nbconvert_of_a_gateway_notebook_shows_posters_links_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs made through a workshop gateway: the kernel read its own gateway for the posters,
+    the clips are linked, and no line of text sits above the summary."""
+    from tests.gateway_support import demo_gateway
+
+    _env(monkeypatch, tmp_path / "home", 0.5)
+    with demo_gateway(tmp_path, job_seconds=0.5) as gateway:
+        token = gateway.add_participant("alice", jobs=3)
+        panel = (f"from runway_widget import ApiframeClient, RunwayPanel\n\n"
+                 f"panel = RunwayPanel(client=ApiframeClient({token!r}, {gateway.base_url!r}))\n"
+                 "panel")
+        wait = """\
+import time
+
+for job in panel.jobs:
+    panel.tracker.wait(job.task_id, timeout=120)
+deadline = time.monotonic() + 60
+while panel._summary.render()[0].count("data:image/jpeg") < 3 and time.monotonic() < deadline:
+    time.sleep(0.1)
+time.sleep(1.5)  # the summary's batched update
+"""
+        submit = "\n".join(["for prompt in " + repr(PROMPTS) + ":",
+                            "    panel.form.prompt.value = prompt",
+                            "    assert panel.submit() is not None"])
+        notebook = nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_code_cell(c) for c in (panel, submit, wait)],
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}},
+        )
+        NotebookClient(notebook, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+    notebook.metadata.pop("widgets", None)
+    page, _ = HTMLExporter().from_notebook_node(notebook)
+    summary = page[page.index('class="rw-summary"'):]
+    assert "workshop · alice · 3 finished" in summary
+    posters = re.findall(r"<img [^>]*src=\"data:image/jpeg;base64,[A-Za-z0-9+/=]+\"", summary)
+    links = re.findall(r'<a href="([^"]+)"', summary)
+    assert len(posters) == 3 and len(links) == 3
+    assert all(link.startswith(gateway.base_url + "/videos/") for link in links)
+    assert "no preview" not in summary and "needs its kernel" not in page
+    # The widget's own output is an empty text, which the summary's style hides.
+    assert re.search(r'data-mime-type="text/plain"[^>]*>\s*<pre></pre>', page)

@@ -69,6 +69,9 @@ def test_every_job_is_listed_with_prompt_settings_status_poster_and_place() -> N
     links = [attrs["href"] for tag, attrs in page.tags if tag == "a"]
     assert links == ["https://cdn.example/v.mp4"]
     assert markup.count('class="rw-summary"') == 1
+    # Each row says its own background: a notebook's zebra stripes would make one look selected.
+    styles = [attrs.get("style") for tag, attrs in page.tags if tag == "tr"]
+    assert styles == ["background:none"] * 4
 
     plain = summary_text(rows, backend="DEMO")
     assert len(plain.splitlines()) == 5 and "lighthouse.mp4" in plain and "t-4" in plain

@@ -7,7 +7,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from ..models import is_http_url
 
-__all__ = ["is_loopback_url", "is_own_loopback_url"]
+__all__ = ["is_loopback_url", "is_own_loopback_url", "is_same_origin"]
 
 
 def is_loopback_url(url: str) -> bool:
@@ -23,9 +23,15 @@ def is_loopback_url(url: str) -> bool:
 
 def is_own_loopback_url(base_url: str, url: str | None) -> bool:
     """True when ``url`` is an http(s) URL of ``base_url``'s origin and that is loopback."""
+    return is_loopback_url(base_url) and is_same_origin(base_url, url)
+
+
+def is_same_origin(base_url: str, url: str | None) -> bool:
+    """True when ``url`` is an http(s) URL of ``base_url``'s origin (scheme, host, port)."""
     if not is_http_url(url):
         return False
-    return is_loopback_url(base_url) and _origin(urlsplit(base_url)) == _origin(urlsplit(str(url)))
+    origin = _origin(urlsplit(base_url))
+    return origin[2] != -1 and origin == _origin(urlsplit(str(url)))
 
 
 def _origin(parts: SplitResult) -> tuple[str, str, int | None]:

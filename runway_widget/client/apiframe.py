@@ -99,6 +99,8 @@ class ApiframeClient:
     ) -> None:
         credentials = resolve_credentials(api_key, base_url)
         self.api_key = credentials.api_key
+        self._workshop = credentials.source in ("join", "jupyterhub")
+        self._participant = credentials.participant
         self._base_url = (credentials.base_url or DEFAULT_BASE_URL).strip().rstrip("/")
         self.timeout = timeout
         self.deadline = deadline if deadline is not None else 4 * timeout
@@ -153,6 +155,17 @@ class ApiframeClient:
         it from the first `account` that answers ``"plan": "demo"``.
         """
         return self._demo
+
+    @property
+    def is_workshop(self) -> bool:
+        """True through a workshop gateway: one joined, the hub's, or any backend whose
+        `account` answered ``"plan": "workshop"`` (a token from ``gateway token add``)."""
+        return self._workshop
+
+    @property
+    def participant(self) -> str | None:
+        """The name this client has at its workshop gateway (None: unknown, or no gateway)."""
+        return self._participant
 
     @property
     def session(self) -> requests.Session:
@@ -262,6 +275,10 @@ class ApiframeClient:
         info = self._call("GET", "/account", parse=_parse_object, take_token=True)
         if info.get("plan") == "demo" and is_loopback_url(self.base_url):
             self._demo = True  # a demo backend in this process or machine, built by hand
+        if info.get("plan") == "workshop":
+            self._workshop = True
+            name = info.get("email")
+            self._participant = name if isinstance(name, str) and name else self._participant
         return info
 
     def upload_image(self, image: str | os.PathLike[str] | bytes) -> str:

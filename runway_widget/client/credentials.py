@@ -36,6 +36,7 @@ __all__ = [
 CONFIG_DIR_ENV = "RUNWAY_WIDGET_CONFIG_DIR"
 GATEWAY_URL_ENV = "RUNWAY_GATEWAY_URL"
 HUB_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
+HUB_USER_ENV = "JUPYTERHUB_USER"
 JOIN_FILE = "gateway.json"
 JOIN_TIMEOUT = 15.0
 JOIN_REPLY_LIMIT = 64 * 1024
@@ -48,6 +49,7 @@ class Credentials:
     api_key: str | None = field(repr=False)
     base_url: str | None
     source: str  # "argument", "environment", "jupyterhub", "join" or "none"
+    participant: str | None = None  # the name at a workshop gateway (joined, or the hub user)
 
 
 def config_path() -> Path:
@@ -69,10 +71,12 @@ def resolve(api_key: str | None = None, base_url: str | None = None) -> Credenti
         return Credentials(env_key, base_url or env_base, "environment")
     hub_url, hub_token = os.environ.get(GATEWAY_URL_ENV), os.environ.get(HUB_TOKEN_ENV)
     if hub_url and hub_token and _same_backend(base_url, hub_url):
-        return Credentials(hub_token, base_url or hub_url.rstrip("/"), "jupyterhub")
+        return Credentials(hub_token, base_url or hub_url.rstrip("/"), "jupyterhub",
+                           os.environ.get(HUB_USER_ENV) or None)
     joined = load_joined()
     if joined is not None and _same_backend(base_url, joined["url"]):
-        return Credentials(joined["token"], base_url or joined["url"], "join")
+        return Credentials(joined["token"], base_url or joined["url"], "join",
+                           joined["name"] or None)
     return Credentials(None, base_url or env_base, "none")
 
 
@@ -86,7 +90,9 @@ def load_joined() -> dict[str, str] | None:
         isinstance(data.get(k), str) and data.get(k) for k in ("url", "token")
     ):
         return None
-    return {"url": data["url"].rstrip("/"), "token": data["token"], "name": str(data.get("name"))}
+    name = data.get("name")
+    return {"url": data["url"].rstrip("/"), "token": data["token"],
+            "name": name if isinstance(name, str) else ""}
 
 
 def join_gateway(url: str, code: str, name: str) -> dict[str, Any]:

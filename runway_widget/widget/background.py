@@ -2,11 +2,11 @@
 
 A hanging ``/account`` (the credits in the header) must not hold up the videos of any panel,
 nor the credits of a panel on another backend: account calls run in one lane per backend,
-media work (reading a clip's bytes, saving it) in its own lane. Lanes are small pools shared
-by every panel (a re-run cell pins no threads of its own). Each lane is bounded: the same
-piece of work (a key) is never queued twice, a full queue refuses more, and work that waited
-past its deadline is dropped instead of run late. The calls themselves carry deadlines (the
-client's, and the media reader's).
+media work (reading a clip's bytes, saving it) in its own lane, posters in another. Lanes are
+small pools shared by every panel (a re-run cell pins no threads of its own). Each lane is
+bounded: the same piece of work (a key) is never queued twice, a full queue refuses more, and
+work that waited past its deadline is dropped instead of run late. The calls themselves carry
+deadlines (the client's, and the media reader's).
 """
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ class Lane:
 
 # Clip bytes for opened players and saves: what the user is waiting to see.
 MEDIA = Lane("media", workers=3, queue_limit=256, max_wait=300.0)
+# Poster frames for lists and saved notebooks: a backend that is slow to give a clip's bytes
+# delays posters, never a player.
+POSTERS = Lane("posters", workers=1, queue_limit=256, max_wait=600.0)
 # Account calls (credits) may hang on a bad server: one lane per backend, at most this many.
 ACCOUNT_LANES = 8
 _account_lanes: OrderedDict[str, Lane] = OrderedDict()

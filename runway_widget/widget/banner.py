@@ -46,8 +46,8 @@ MESSAGES: dict[str, Message] = {
     ),
     "AuthenticationError": Message("The API key was refused or is missing"),
     "QuotaExceededError": Message(
-        "Your quota is used up: nothing was sent",
-        "Ask the workshop's organiser for more, or wait for running jobs to finish.",
+        "Your workshop quota does not allow this job: nothing was sent",
+        "Ask the instructor for more.",
         warn=True,
     ),
     "RateLimitError": Message("Too many requests: nothing was sent", _retry_hint, warn=True),
@@ -68,6 +68,25 @@ MESSAGES: dict[str, Message] = {
     "ApiframeError": Message("Submitting failed"),
     "Exception": Message("Submitting failed unexpectedly"),
 }
+# A workshop gateway's quota refusal, by the part of the quota that ran out (its ``limit``).
+QUOTA_MESSAGES = {
+    "jobs": Message(
+        "Your workshop quota is used up: nothing was sent",
+        "Ask the instructor for more jobs: Generate works again once you have some "
+        "(press Refresh).",
+        warn=True,
+    ),
+    "credits": Message(
+        "Not enough credits left in your workshop quota: nothing was sent",
+        "A shorter clip may fit; or ask the instructor for more credits.",
+        warn=True,
+    ),
+    "concurrent": Message(
+        "As many of your jobs are running as your workshop quota allows: nothing was sent",
+        "Wait for one of them to finish, then Generate again.",
+        warn=True,
+    ),
+}
 DASHBOARD_HINTS = {"SubmissionUnknownError": "The job may or may not exist (and may be "
                    "charged). Ask the organiser to check the job history before resubmitting."}
 # A clause that tells the user to run a command: ": check `runway-widget history` before …"
@@ -82,6 +101,8 @@ def without_commands(text: str) -> str:
 def message_for(exc: BaseException) -> Message:
     """The entry of `MESSAGES` for the most specific class of ``exc``."""
     for cls in type(exc).__mro__:
+        if cls.__name__ == "QuotaExceededError":
+            return QUOTA_MESSAGES.get(getattr(exc, "limit", None) or "", MESSAGES[cls.__name__])
         if cls.__name__ in MESSAGES:
             return MESSAGES[cls.__name__]
     return MESSAGES["Exception"]

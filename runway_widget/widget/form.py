@@ -64,6 +64,8 @@ class GenerationForm(widgets.VBox):
         self._shared = s = shared or SharedModels()
         self._submit_callbacks: list[Callable[[], Any]] = []
         self._secret: str | None = None
+        self._busy = False
+        self._blocked: str | None = None  # why Generate cannot be used now (a quota used up)
         self._problem_lines = FieldProblems(FIELDS_WITH_ERRORS, s)
         self._errors = self._problem_lines.lines
         self._summary = self._problem_lines.summary
@@ -261,8 +263,26 @@ class GenerationForm(widgets.VBox):
 
     def set_busy(self, busy: bool) -> None:
         """Disable Generate while a submit is in flight, and say so."""
-        status = html.span("sending the request…", "rw-muted") if busy else ""
-        ui_updates.set_values(self.generate, disabled=busy,
+        self._busy = busy
+        self._show_generate()
+
+    def block(self, reason: str | None) -> None:
+        """Disable Generate for ``reason``, said next to it (None: enable it again)."""
+        self._blocked = reason
+        self._show_generate()
+
+    @property
+    def blocked(self) -> str | None:
+        """Why Generate is disabled (other than a submit in flight), or None."""
+        return self._blocked
+
+    def _show_generate(self) -> None:
+        busy, blocked = self._busy, self._blocked
+        if busy:
+            status = html.span("sending the request…", "rw-muted")
+        else:
+            status = html.span(blocked, "rw-warn-text") if blocked else ""
+        ui_updates.set_values(self.generate, disabled=busy or bool(blocked),
                               description="Sending…" if busy else "Generate",
                               icon="spinner" if busy else "play")
         ui_updates.set_values(self._status, value=status)

@@ -12,37 +12,53 @@ from urllib.parse import urlsplit
 
 import ipywidgets as widgets
 
-from ..errors import ApiframeError
+from ..errors import ApiframeError, plural
 from . import html, ui_updates
 from .background import account_lane
-from .job import FAILED, FINISHED, RUNNING
+from .job import CHECKING, FAILED, FINISHED, RUNNING
 from .offline.summary import KERNEL_GONE_LINE, LIVE_PANEL_STYLE
 from .shared_models import SharedModels
 
 if TYPE_CHECKING:
     from ..client.apiframe import ApiframeClient
 
+QUOTA_USED_UP = "No jobs left in your workshop quota: ask the instructor for more, then press " \
+    "Refresh."
 DEMO_TITLE = "A local demo backend: no API key, no credits, generated test clips"
 
 
 def backend_badge(client: ApiframeClient) -> str:
-    """The DEMO badge (with the demo's address as a hover title) or the live host."""
+    """The DEMO badge (with the demo's address as a hover title), the workshop and whose
+    seat it is, or the live host."""
     if client.is_demo:
         return (
             f'<span class="rw-badge rw-badge-demo" title="{html.esc(DEMO_TITLE)}">DEMO</span> '
             + html.span("local demo backend, no key needed", "rw-muted rw-demo-address",
                         title=f"Serving at {client.base_url} in the kernel")
         )
-    host = urlsplit(client.base_url).netloc or client.base_url
-    return html.span(host, "rw-badge rw-badge-live", title=client.base_url)
+    title = f"the workshop gateway at {client.base_url}" if client.is_workshop \
+        else client.base_url
+    return html.span(backend_label(client), "rw-badge rw-badge-live", title=title)
+
+
+def backend_label(client: ApiframeClient) -> str:
+    """``DEMO``, ``workshop · alice`` (a workshop gateway) or the backend's host."""
+    if client.is_demo:
+        return "DEMO"
+    if client.is_workshop:
+        return f"workshop · {client.participant}" if client.participant else "workshop"
+    return urlsplit(client.base_url).netloc or client.base_url
 
 
 def counts_text(states: Iterable[str]) -> str:
-    """``2 running · 5 finished · 1 failed`` (failed only when there are some)."""
+    """``2 running · 5 finished · 1 failed`` (failed only when there are some), then
+    ``checking 3 jobs…`` for jobs from the history the backend has not spoken of yet."""
     states = list(states)
     parts = [f"{states.count(RUNNING)} running", f"{states.count(FINISHED)} finished"]
     if states.count(FAILED):
         parts.append(f"{states.count(FAILED)} failed")
+    if states.count(CHECKING):
+        parts.append(f"checking {plural(states.count(CHECKING), 'job')}…")
     return " · ".join(parts)
 
 
@@ -50,9 +66,11 @@ class Header(widgets.HBox):
     """Title, backend badge, credits, job counts and the Refresh button."""
 
     def __init__(self, client: ApiframeClient, on_refresh: Callable[[], object],
-                 shared: SharedModels) -> None:
+                 shared: SharedModels,
+                 on_account: Callable[[dict[str, Any]], object] | None = None) -> None:
         self._client = client
-        self.backend_label = _backend_label(client)
+        self._on_account = on_account
+        self.backend_label = backend_label(client)
         self.title = shared.html_widget(_title_markup(client), "rw-grow")
         self.credits = shared.html_widget(html.span("credits: …", "rw-muted"))
         self.counts = shared.html_widget(html.span(counts_text([]), "rw-muted"))
@@ -84,17 +102,15 @@ class Header(widgets.HBox):
             markup = html.span(account_text(info), "rw-badge",
                                title=f"plan: {plan}" if plan else None)
             self._show_backend()
+            if self._on_account is not None:
+                self._on_account(info)
         ui_updates.set_values(self.credits, value=markup)
 
     def _show_backend(self) -> None:
         """Turn the badge to DEMO once the account revealed a hand-built demo client."""
-        if self.backend_label != _backend_label(self._client):
-            self.backend_label = _backend_label(self._client)
+        if self.backend_label != backend_label(self._client):
+            self.backend_label = backend_label(self._client)
             ui_updates.set_values(self.title, value=_title_markup(self._client))
-
-
-def _backend_label(client: ApiframeClient) -> str:
-    return "DEMO" if client.is_demo else (urlsplit(client.base_url).netloc or client.base_url)
 
 
 def _title_markup(client: ApiframeClient) -> str:
@@ -116,3 +132,16 @@ def account_text(info: dict[str, Any]) -> str:
     ]
     owner = f"{info['email']}'s" if info.get("email") else "your"
     return f"{owner} quota: {' · '.join(left)} left"
+
+
+def quota_used_up(info: dict[str, Any]) -> str | None:
+    """What to tell a workshop participant whose account has no job or credit left (None:
+    something is left, or the account has no quota)."""
+    if info.get("plan") != "workshop":
+        return None
+    if info.get("jobs_left") == 0:
+        return QUOTA_USED_UP
+    if info.get("credits") == 0:
+        return "No credits left in your workshop quota: ask the instructor for more, then " \
+            "press Refresh."
+    return None

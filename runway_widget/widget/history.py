@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
+from ..errors import plural
 from ..models import Task
 from . import html, ui_updates
 from .earlier_jobs import select, settle_demo_jobs
@@ -24,15 +25,12 @@ EARLIER_LIMIT = 100
 def job_from_record(record: JobRecord) -> Job:
     """A `Job` in the state the history last saw."""
     job = Job(record.task_id, record.request, backend=record.backend,
-              submitted_at=record.submitted_at or None, local_path=record.local_path)
+              submitted_at=record.submitted_at or None, local_path=record.local_path,
+              checked=record.is_done)
     if record.status != "submitted":
         job.apply(Task(record.task_id, record.status, record.percentage, record.video_url,
                        record.message), when=record.updated_at or None)
     return job
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 class HistorySection(widgets.VBox):
@@ -77,8 +75,9 @@ class HistorySection(widgets.VBox):
             notes.append(f"{plural(chosen.others, 'job')} from other backends not shown"
                          + self._command(" history --all"))
         if history.skipped:
-            notes.append(f"{len(history.skipped)} unreadable line(s) in {client.store.path}")
-        self.note.value = html.span(" · ".join(notes), "rw-muted") if notes else ""
+            notes.append(f"{plural(len(history.skipped), 'unreadable line')} in "
+                         f"{client.store.path}")
+        self.note.value = _muted(" · ".join(notes)) if notes else ""
         return head + [r for r in rest if not r.is_done]
 
     def _command(self, args: str) -> str:
@@ -93,9 +92,13 @@ class HistorySection(widgets.VBox):
         def update() -> None:
             set_shown(self.earlier_button, False)
             if hidden > 0:
-                self.note.value = html.span(
-                    f"{plural(hidden, 'older job')} not shown" + self._command(" history"),
-                    "rw-muted")
+                self.note.value = _muted(
+                    f"{plural(hidden, 'older job')} not shown" + self._command(" history"))
 
         ui_updates.apply(update)
         self._on_show(shown)
+
+
+def _muted(text: str) -> str:
+    """A note in the muted style, its quoted commands as code."""
+    return f'<span class="rw-muted">{html.prose(text)}</span>'

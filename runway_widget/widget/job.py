@@ -25,6 +25,7 @@ Observer = Callable[["Job"], object]
 RUNNING = "running"
 FINISHED = "finished"
 FAILED = "failed"
+CHECKING = "checking"  # how a job the history says runs is counted until the backend answers
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class JobState:
     problem: str | None = None
     save_error: str | None = None
     saving: bool = False
+    checked: bool = True  # False until the backend speaks of a job known from elsewhere
 
     @property
     def status(self) -> str:
@@ -46,6 +48,13 @@ class JobState:
         if task is None or not task.is_done:
             return RUNNING
         return FINISHED if task.is_finished else FAILED
+
+    @property
+    def counted_as(self) -> str:
+        """`status`, or ``checking`` for a job the history says runs, until the backend
+        says how it stands (it may have finished while no kernel watched)."""
+        status = self.status
+        return CHECKING if status == RUNNING and not self.checked else status
 
 
 class Job:
@@ -59,6 +68,7 @@ class Job:
         backend: str | None = None,
         submitted_at: float | None = None,
         local_path: str | None = None,
+        checked: bool = True,
     ) -> None:
         self.task_id = task_id
         if isinstance(request, GenerationRequest):
@@ -72,7 +82,7 @@ class Job:
         self.backend = backend
         self.submitted_at = submitted_at or time.time()
         self._lock = threading.Lock()
-        self._state = JobState(local_path=local_path)
+        self._state = JobState(local_path=local_path, checked=checked)
         self._observers: list[Observer] = []
 
     # ----- reading ----------------------------------------------------------------------------
@@ -122,21 +132,33 @@ class Job:
     def apply(self, task: Task, *, when: float | None = None) -> bool:
         """Take a new task state; False when ignored (a terminal state stays, no news).
 
-        ``when``: the time of this state if it is not now (a job from the history).
+        ``when``: the time of this state if it is not now (a job from the history). A state
+        that is now (from the backend) makes the job checked, news or not.
         """
         with self._lock:
             old = self._state
             if old.task is not None and (old.task.is_done or task.same_progress(old.task)):
-                return False
-            progress = old.progress
-            if task.is_finished:
-                progress = 100.0
-            elif task.percentage is not None:
-                progress = max(progress, min(100.0, float(task.percentage)))
-            finished_at = (when or time.time()) if task.is_done else None
-            self._state = replace(old, task=task, progress=progress, finished_at=finished_at)
+                if old.checked or when is not None:
+                    return False
+                self._state = replace(old, checked=True)
+                news = False
+            else:
+                self._state = self._next(old, task, when)
+                news = True
         self._notify()
-        return True
+        return news
+
+    @staticmethod
+    def _next(old: JobState, task: Task, when: float | None) -> JobState:
+        """The state after ``task``, which is news."""
+        progress = old.progress
+        if task.is_finished:
+            progress = 100.0
+        elif task.percentage is not None:
+            progress = max(progress, min(100.0, float(task.percentage)))
+        finished_at = (when or time.time()) if task.is_done else None
+        return replace(old, task=task, progress=progress, finished_at=finished_at,
+                       checked=old.checked or when is None)
 
     def advance(self, percentage: float) -> None:
         """An interpolated percentage between polls: the bar keeps moving, never back."""

@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..errors import ApiframeError
-from ..models import Task, is_http_url
+from .._http.addresses import is_same_origin
+from ..errors import ApiframeError, QuotaExceededError
+from ..models import QuotaLimit, Task, is_http_url
 from . import ui_updates
 from .background import MEDIA, account_lane
 from .banner import Banner
 from .earlier_jobs import history_mode, in_voila
 from .form import GenerationForm
-from .header import Header
+from .header import QUOTA_USED_UP, Header, quota_used_up
 from .history import HistorySection, job_from_record
 from .job import FINISHED, RUNNING, Job
 from .job_list import JobList
@@ -98,25 +99,27 @@ class RunwayPanel(widgets.VBox):
         self.dashboard = dashboard = in_voila() if dashboard is None else dashboard
         # Demo clips live in the demo server's temporary folder, gone with the kernel.
         self._keeper = ClipSaver(self.client, self.client.store.folder / "clips")
-        self._media = MediaSource(self.client.is_own_backend)
+        self._media = MediaSource(self.client.is_own_backend,
+                                  is_backend=lambda url: is_same_origin(self.client.base_url, url))
         self._players = Players(self._media)
         self._handles: dict[str, TrackHandle] = {}
         self._closed = False
 
         shared = SharedModels()
-        self.header = Header(self.client, self.refresh, shared)
+        self.header = Header(self.client, self.refresh, shared, on_account=self._on_account)
         self._banner = Banner(shared, dashboard=dashboard)
         self.form = GenerationForm(
             media=self._media, upload=self.client.upload_image, webhooks=webhooks, shared=shared
         )
-        self._submitter = Submitter(self.client, self.form, self._banner, self._sent)
+        self._submitter = Submitter(self.client, self.form, self._banner, self._sent,
+                                    on_refused=self._refused)
         self.form.on_submit(self._submitter.click)
         self.job_list = JobList(self._make_view, shared, on_change=self._show_counts)
         self.history = HistorySection(self._add_records, shared, dashboard=dashboard)
         self._summary = SavedSummary(
-            lambda: self.jobs, backend=self.header.backend_label,
-            posters=PosterCache(self.client.store.folder / "posters"),
-            is_local=self._media.is_local)
+            lambda: self.jobs, backend=lambda: self.header.backend_label,
+            posters=PosterCache(self.client.store.folder / "posters"), media=self._media,
+            link_dies_with_kernel=lambda url: self.client.is_demo and self._media.is_local(url))
         super().__init__([self.header, self._banner, self.form, self.job_list, self.history],
                          layout=shared.layout)
         self.add_class("rw-panel")
@@ -138,6 +141,17 @@ class RunwayPanel(widgets.VBox):
         self._show([job], live=True)
         self._banner.warn_if_history_fails(self.client.store)
         self.header.refresh_credits()
+
+    def _refused(self, exc: ApiframeError) -> None:
+        """A quota refusal: Generate waits for more quota (the account says when)."""
+        if isinstance(exc, QuotaExceededError):
+            if exc.limit == QuotaLimit.JOBS.value:
+                self.form.block(QUOTA_USED_UP)
+            self.header.refresh_credits()
+
+    def _on_account(self, info: dict[str, Any]) -> None:
+        """Generate is disabled while a workshop quota has nothing left (any thread)."""
+        self.form.block(quota_used_up(info))
 
     # ----- jobs -----------------------------------------------------------------------------
 
@@ -225,7 +239,8 @@ class RunwayPanel(widgets.VBox):
 
     def _show_counts(self) -> None:
         """The header's counts, read under the update lock (so never older than shown)."""
-        ui_updates.apply(lambda: self.header.show_counts(job.state for job in self.job_list.jobs))
+        ui_updates.apply(lambda: self.header.show_counts(
+            job.snapshot().counted_as for job in self.job_list.jobs))
 
     # ----- public ---------------------------------------------------------------------------
 
@@ -272,7 +287,7 @@ class RunwayPanel(widgets.VBox):
         view = self.job_list.view(task_id)
         if view is None:
             record = self.client.store.get(task_id)
-            job = job_from_record(record) if record is not None else Job(task_id)
+            job = job_from_record(record) if record is not None else Job(task_id, checked=False)
             (view,) = self._show([job], live=True)
         elif view.job.state == RUNNING and task_id not in self._handles:
             self._follow(view)
@@ -327,8 +342,9 @@ class RunwayPanel(widgets.VBox):
         from IPython.display import display
 
         data = super()._repr_mimebundle_(**kwargs) or {}
-        data["text/plain"] = ("Runway video panel: it needs its kernel, run the cell to use it. "
-                              "What it made is listed below.")
+        # Where the widget cannot show, the summary below says everything; an empty text
+        # (which its style hides) keeps renderers from warning about an unshowable output.
+        data["text/plain"] = ""
         display(data, raw=True)
         self._summary.view.show()
 

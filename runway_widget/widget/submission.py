@@ -34,11 +34,13 @@ class Submitter:
     """Sends the form's request (or a job's, to try again); ``on_sent(job)`` shows it."""
 
     def __init__(self, client: ApiframeClient, form: GenerationForm, banner: Banner,
-                 on_sent: Callable[[Job], object]) -> None:
+                 on_sent: Callable[[Job], object],
+                 on_refused: Callable[[ApiframeError], object] | None = None) -> None:
         self._client = client
         self._form = form
         self._banner = banner
         self._on_sent = on_sent
+        self._on_refused = on_refused
         self._lock = threading.Lock()
         self._last_sent: tuple[float, dict[str, Any]] | None = None
 
@@ -96,6 +98,8 @@ class Submitter:
             if not isinstance(exc, ApiframeError):
                 log.exception("submit failed")
             self._banner.show_error(exc)
+            if isinstance(exc, ApiframeError) and self._on_refused is not None:
+                self._on_refused(exc)
             return None
         finally:
             self._form.set_busy(False)

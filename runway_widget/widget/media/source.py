@@ -7,6 +7,10 @@ those bytes and sends them through an ``ipywidgets.Video``/``Image``. No other U
 by the kernel: a loopback or private address in a server's reply could carry internal data into
 a saved notebook. The Jupyter server's websocket caps one message near
 10 MB, so bigger files are never sent that way: the caller says where the file is instead.
+
+For the kernel's own use (a poster frame for a saved notebook) it may also read any URL of
+the client's own backend, wherever that is (a workshop gateway on the room's network): the
+backend the user chose, never an address a reply named elsewhere.
 """
 
 from __future__ import annotations
@@ -49,9 +53,10 @@ class MediaSource:
 
     def __init__(
         self, is_own_backend: Callable[[str], bool] | None = None, timeout: float = 15.0,
-        deadline: float = 60.0,
+        deadline: float = 60.0, *, is_backend: Callable[[str], bool] | None = None,
     ) -> None:
         self._is_own_backend = is_own_backend
+        self._is_backend = is_backend
         self._deadline = deadline
         self._transport = Transport(user_agent="runway-widget-media", timeout=timeout,
                                     max_retries=0, backoff_factor=0.0, backoff_max=0.0)
@@ -66,6 +71,15 @@ class MediaSource:
         """The bytes behind a local URL, at most ``limit`` of them, or an exception saying why."""
         if not self.is_local(url):
             raise MediaUnavailable("not a local URL")
+        return self._read(url, limit)
+
+    def read_backend_url(self, url: str, limit: int) -> bytes:
+        """The bytes behind any URL of the client's own backend, for the kernel's own use."""
+        if self._is_backend is None or not is_http_url(url) or not self._is_backend(url):
+            raise MediaUnavailable("not a URL of the client's backend")
+        return self._read(url, limit)
+
+    def _read(self, url: str, limit: int) -> bytes:
         try:
             reply = self._transport.call("GET", url, policy="once", deadline=self._deadline,
                                          limit=limit)

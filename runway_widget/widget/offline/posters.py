@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -37,22 +37,28 @@ class PosterError(Exception):
     """No poster could be made from this file (not a video, unreadable, no frames)."""
 
 
-def poster_jpeg(video: str | os.PathLike[str], width: int = POSTER_WIDTH) -> bytes:
-    """A JPEG of one frame of a local video, ``width`` pixels wide, at most `POSTER_LIMIT`."""
+Video: TypeAlias = str | os.PathLike[str] | bytes  # a local file, or a clip's bytes
+
+
+def poster_jpeg(video: Video, width: int = POSTER_WIDTH) -> bytes:
+    """A JPEG of one frame of a video (a file or its bytes), ``width`` pixels wide, at most
+    `POSTER_LIMIT`."""
     try:
         import av
     except ImportError as exc:  # pragma: no cover - av is a dependency
         raise PosterError("PyAV is not installed") from exc
+    name = "the clip" if isinstance(video, bytes) else Path(video).name
+    source = io.BytesIO(video) if isinstance(video, bytes) else os.fspath(video)
     try:
-        with av.open(os.fspath(video)) as container:
+        with av.open(source) as container:
             if not container.streams.video:
                 raise PosterError("no video stream")
             stream = container.streams.video[0]
             image = _frame_near(container, stream)
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise PosterError(f"cannot read {Path(video).name}: {exc}") from None
+        raise PosterError(f"cannot read {name}: {exc}") from None
     if image is None:
-        raise PosterError(f"no frame in {Path(video).name}")
+        raise PosterError(f"no frame in {name}")
     height = max(2, round(image.height * width / max(1, image.width)))
     return _fit_jpeg(image.convert("RGB").resize((width, height)))
 
@@ -101,13 +107,14 @@ class PosterCache:
         except OSError:
             return None
 
-    def get(self, task_id: str, video: str | os.PathLike[str] | None) -> bytes | None:
-        """The poster of a task, made from ``video`` when not cached; None when impossible."""
+    def get(self, task_id: str, video: Video | None) -> bytes | None:
+        """The poster of a task, made from ``video`` (a file or the clip's bytes) when not
+        cached; None when impossible."""
         cached = self.cached(task_id)
         if cached is not None:
             return cached
         path = self._path(task_id)
-        if video is None or not Path(video).is_file():
+        if video is None or (not isinstance(video, bytes) and not Path(video).is_file()):
             return None
         try:
             data = poster_jpeg(video)

@@ -2,27 +2,34 @@
 
 Each job the panel shows is watched here. When what the summary says of it changes (its
 status, where its clip is), the displayed summary is updated (batched by `SavedView`); when
-a finished job's clip is on disk, its poster is made in the media lane, handed to the job's
-view (the row's thumbnail) and put in the summary. Progress ticks change nothing here, so a
+a job finishes with its clip on disk, or on the client's own backend (a workshop gateway,
+which the kernel may read), its poster is made in the posters lane, handed to the job's view
+(the row's thumbnail) and put in the summary. Progress ticks change nothing here, so a
 running job costs no summary updates.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ...models import is_http_url
-from ..background import MEDIA, Lane
+from ..background import POSTERS, Lane
 from ..job import FINISHED, Job
 from ..job_view import JobView, options_summary
+from ..media.source import MediaSource, MediaTooLarge, MediaUnavailable
 from .posters import PosterCache, data_uri
 from .saved_view import SavedView
 from .summary import SummaryRow, summary_html, summary_text
 
 if TYPE_CHECKING:
     from ..job import JobState
+
+log = logging.getLogger("runway_widget.widget.offline")
+
+CLIP_LIMIT = 64 * 1024 * 1024  # the most of a clip read to make its poster
 
 
 class SavedSummary:
@@ -32,15 +39,20 @@ class SavedSummary:
         self,
         jobs: Callable[[], list[Job]],
         *,
-        backend: str,
+        backend: Callable[[], str],
         posters: PosterCache,
-        is_local: Callable[[str], bool],
-        lane: Lane = MEDIA,
+        media: MediaSource,
+        link_dies_with_kernel: Callable[[str], bool],
+        lane: Lane = POSTERS,
     ) -> None:
+        """``media`` reads clips of the client's own backend; ``link_dies_with_kernel(url)``
+        is True for a clip link that will not outlive the kernel (a demo backend's), which
+        the summary leaves out."""
         self._jobs = jobs
         self._backend = backend
         self._posters = posters
-        self._is_local = is_local
+        self._media = media
+        self._link_dies = link_dies_with_kernel
         self._lane = lane
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[str, str | None]] = {}
@@ -59,20 +71,35 @@ class SavedSummary:
             if self._seen.get(view.task_id) == shown:
                 return
             self._seen[view.task_id] = shown
-        if state.status == FINISHED and state.local_path:
+        if state.status == FINISHED:
             self._lane.submit(("poster", id(self), view.task_id), self._make_poster, view)
         self.view.changed()
 
     def _make_poster(self, view: JobView) -> None:
-        data = self._posters.get(view.task_id, view.job.local_path)
+        """From the cache, the clip on disk, or the clip's bytes read from the backend."""
+        job = view.job
+        data = self._posters.cached(job.task_id)
+        if data is None and job.local_path:
+            data = self._posters.get(job.task_id, job.local_path)
+        if data is None and is_http_url(job.video_url):
+            clip = self._read_clip(str(job.video_url))
+            data = self._posters.get(job.task_id, clip) if clip is not None else None
         if data is not None:
             view.set_poster(data)
             self.view.changed()
 
+    def _read_clip(self, url: str) -> bytes | None:
+        try:
+            return self._media.read_backend_url(url, CLIP_LIMIT)
+        except (MediaUnavailable, MediaTooLarge) as exc:
+            log.info("no poster from %s: %s", url, exc)
+            return None
+
     def render(self) -> tuple[str, str]:
         """The summary of the panel's jobs now, as HTML and as text."""
         rows = [self._row(job, job.snapshot()) for job in self._jobs()]
-        return summary_html(rows, backend=self._backend), summary_text(rows, backend=self._backend)
+        backend = self._backend()  # it may change: an account can reveal a workshop
+        return summary_html(rows, backend=backend), summary_text(rows, backend=backend)
 
     def _row(self, job: Job, state: JobState) -> SummaryRow:
         task = state.task
@@ -87,7 +114,7 @@ class SavedSummary:
             percentage=state.progress,
             message=task.message if task is not None else None,
             local_path=state.local_path,
-            video_link=url if is_http_url(url) and not self._is_local(str(url)) else None,
+            video_link=url if is_http_url(url) and not self._link_dies(str(url)) else None,
             poster=data_uri(poster) if poster else None,
         )
 

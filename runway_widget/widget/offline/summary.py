@@ -56,6 +56,9 @@ _STATUS_TONES = {"finished": "ok", "failed": "error", "running": "warn"}
 SUMMARY_STYLE = (
     "<style>.jp-OutputArea:has(.rw-summary) .jp-OutputArea-output.lm-Panel:not(:has(*))"
     " { display: none; }\n"
+    # the widget output's empty text (nbconvert, a reader without widgets) takes no line
+    ".jp-OutputArea:has(.rw-summary) .jp-OutputArea-child:has(> [data-mime-type='text/plain']"
+    " > pre:empty) { display: none; }\n"
     + "".join(f'body[data-jp-theme-light="false"] .rw-summary .rw-s-{name} '
               f"{{ color: {dark} !important; }}\n" for name, (_light, dark) in _TONES.items())
     + "</style>"
@@ -161,7 +164,9 @@ def _row_html(row: SummaryRow) -> str:
     where = _where(row)
     if where:
         details.append(f"<div>{where}</div>")
-    return (f'<tr><td style="padding:4px 10px 4px 0;vertical-align:top">{_poster_cell(row)}'
+    # An inline background: JupyterLab's zebra stripes would make one row look selected.
+    return (f'<tr style="background:none"><td style="padding:4px 10px 4px 0;vertical-align:top">'
+            f'{_poster_cell(row)}'
             f'</td><td style="padding:4px 0;vertical-align:top;text-align:left">'
             f'{"".join(details)}</td></tr>')
 
