@@ -97,7 +97,7 @@ def test_every_control_on_the_page(gateway, tmp_path):
     assert browser.said("participant/2/quota", jobs="3", credits="", concurrent="1") == (
         "done: alice: quota now jobs 1/3, credits 5/∞, 1 at once")
     assert browser.said("participant/2/give-back", jobs="1", credits="5") == (
-        "done: alice: 1 job(s) and 5 credit(s) given back; jobs 0/3, credits 0/∞, 1 at once")
+        "done: alice: 1 job and 5 credits given back; jobs 0/3, credits 0/∞, 1 at once")
     assert browser.said("participant/2/quota", jobs="many", credits="", concurrent="") == (
         "error: jobs: a whole number, 0 or more (not &#x27;many&#x27;)")
     assert browser.said("participant/2/revoke").startswith("done: revoked alice")
@@ -109,7 +109,7 @@ def test_every_control_on_the_page(gateway, tmp_path):
     assert browser.said("code/1/close") == (
         "done: closed ROOM-42: nobody joins with it until you reopen it")
     assert browser.said("code/1/reopen") == "done: reopened ROOM-42"
-    assert browser.said("code/1/seats", seats="40") == "done: ROOM-42: 40 seat(s)"
+    assert browser.said("code/1/seats", seats="40") == "done: ROOM-42: 40 seats"
     rotated = browser.said("code/1/rotate")
     new = re.search(r"ROOM-42 is now (\S+):", rotated).group(1)
     assert [code["code"] for code in gateway.roster.codes.listing()] == [new]

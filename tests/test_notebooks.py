@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -56,6 +57,45 @@ def test_notebook_runs_without_a_key(
         if path.is_file() and home not in path.parents and path.suffix != ".mp4"
     ]
     assert left_behind == [], "only downloaded clips (*.mp4, ignored by git) may stay"
+    if name == "06_running_a_workshop.ipynb":  # the rehearsal keeps out of the user's history
+        assert not home.exists() or list(home.rglob("*")) == []
+
+
+@pytest.mark.kernel
+def test_the_quickstart_after_joining_says_and_uses_the_workshop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A participant who ran `runway-widget join` opens 01: the first cell names the
+    workshop, and the panel's header does too."""
+    from runway_widget.client.credentials import join_gateway
+    from runway_widget.gateway import Limits
+    from tests.gateway_support import demo_gateway
+
+    monkeypatch.setenv("RUNWAY_WIDGET_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RUNWAY_WIDGET_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("APIFRAME_API_KEY", raising=False)
+    monkeypatch.delenv("APIFRAME_BASE_URL", raising=False)
+    notebook = nbformat.read(NOTEBOOK_DIR / "01_quickstart.ipynb", as_version=4)
+    cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    notebook.cells = [*cells[:2], nbformat.v4.new_code_cell(
+        "print(panel.header.title.value)\npanel.close()")]
+    with demo_gateway(tmp_path) as gateway:
+        gateway.roster.add_join_code("ROOM-42", seats=2, limits=Limits(jobs=1))
+        join_gateway(gateway.base_url, "ROOM-42", "alice")
+        NotebookClient(notebook, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+    said = notebook.cells[0].outputs[0]["text"]
+    assert said == (f"backend: the workshop gateway {gateway.base_url}, as alice "
+                    "(the instructor's quota)\n")
+    assert "workshop · alice" in notebook.cells[2].outputs[0]["text"]
+
+
+def test_sections_are_numbered_once_in_order() -> None:
+    for name in NOTEBOOKS:
+        notebook = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+        numbers = [int(match) for cell in notebook.cells if cell.cell_type == "markdown"
+                   for match in re.findall(r"^## (\d+)\.", cell.source, re.MULTILINE)]
+        assert numbers == list(range(1, len(numbers) + 1)), (name, numbers)
 
 
 def test_every_notebook_is_listed_and_stored_without_outputs() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli.terminal import inert, inert_json
+from ..errors import plural
 from .web.report import limit_text, over_quota_text, quota_text
 
 __all__ = ["UNLIMITED", "register_room_commands"]
@@ -302,7 +303,7 @@ def _token_revoke(args: argparse.Namespace, roster: Any, found: int) -> int:
     if door is not None:
         code, free = inert(door[0]), door[1]
         _say(
-            f"they joined with {code}, which has {free} free seat(s): their name and this "
+            f"they joined with {code}, which has {plural(free, 'free seat')}: their name and this "
             "machine are refused, but another name from another machine would get in; once "
             f"everyone has joined, `{PROG} join close {code}` shuts that door"
         )
@@ -326,7 +327,7 @@ def _join_add(args: argparse.Namespace) -> int:
         roster.codes.add(args.code, args.seats, _change(args))
     except RosterError as exc:
         return _fail(str(exc))
-    _say(f"join code added: {args.seats} seat(s)")
+    _say(f"join code added: {plural(args.seats, 'seat')}")
     return 0
 
 
@@ -343,7 +344,8 @@ def _join_set(args: argparse.Namespace, roster: Any, found: int) -> int:
     code = roster.codes.get(found)
     _say(f"{inert(code['code'] or code['hint'])}: {_code_text(code)}")
     if change:
-        _say(f"the quota applies to new seats and to {changed} participant(s) who joined with it")
+        _say(f"the quota applies to new seats and to {plural(changed, 'participant')} who "
+             "joined with it")
     return 0
 
 
@@ -402,7 +404,7 @@ def _roster_import(args: argparse.Namespace) -> int:
     text = codes_csv(made, args.url)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
-        _say(f"{len(made)} personal code(s) written to {args.out}")
+        _say(f"{plural(len(made), 'personal code')} written to {args.out}")
     else:
         sys.stdout.write(inert(text, multiline=True))
     _say("each code joins once, as its name: `runway-widget join URL CODE`")
@@ -437,7 +439,7 @@ def _export(args: argparse.Namespace) -> int:
     with open(args.out, "wb") as out:
         done = write_export(clips, out, include_hidden=args.include_hidden)
     missing = f"; {done.missing} listed without their file (not on this machine)"
-    _say(f"{done.clips} clip(s) written to {args.out}" + (missing if done.missing else ""))
+    _say(f"{plural(done.clips, 'clip')} written to {args.out}" + (missing if done.missing else ""))
     return 0
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ...errors import plural
 from ...models import RefusalCode
 from .database import join_codes, participants
 from .tokens import hint, secret_hash
@@ -126,7 +127,7 @@ class JoinCodes:
             if seats is not None:
                 if seats < max(1, row.seats_used):
                     raise RosterError(
-                        f"{row.seats_used} seat(s) are taken already: "
+                        f"{plural(row.seats_used, 'seat')} taken already: "
                         f"choose at least {max(1, row.seats_used)}"
                     )
                 values["seats"] = seats

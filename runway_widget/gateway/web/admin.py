@@ -23,6 +23,7 @@ from typing import Any
 
 from tornado.web import HTTPError
 
+from ...errors import plural
 from ..db.roster import RosterError
 from ..export import write_export
 from .pages import JsonPageHandler, PageContext, PageHandler
@@ -128,7 +129,8 @@ def _give_back(pages: PageContext, participant_id: int, form: Form) -> str:
     if not jobs and not credits:
         raise ValueError("give back at least one job or credit")
     row = _known(pages.roster.controls.give_back(participant_id, jobs, credits))
-    return f"{row['name']}: {jobs} job(s) and {credits} credit(s) given back; {quota_text(row)}"
+    given = f"{plural(jobs, 'job')} and {plural(credits, 'credit')}"
+    return f"{row['name']}: {given} given back; {quota_text(row)}"
 
 
 def _revoke(pages: PageContext, participant_id: int, form: Form) -> str:
@@ -137,9 +139,9 @@ def _revoke(pages: PageContext, participant_id: int, form: Form) -> str:
     if door is None:
         return f"revoked {name}: refused from their next request"
     return (
-        f"revoked {name}: refused from their next request. {door[0]} still has {door[1]} "
-        "free seat(s): their name and their machine are refused, but another name from "
-        "another machine would get in. Close it once everyone has joined."
+        f"revoked {name}: refused from their next request. {door[0]} still has "
+        f"{plural(door[1], 'free seat')}: their name and their machine are refused, but "
+        "another name from another machine would get in. Close it once everyone has joined."
     )
 
 
@@ -181,7 +183,7 @@ def _seats(pages: PageContext, code_id: int, form: Form) -> str:
     if seats < 1:
         raise ValueError("seats: at least one")
     pages.roster.codes.change(code_id, seats=seats, quota={})
-    return f"{code}: {seats} seat(s)"
+    return f"{code}: {plural(seats, 'seat')}"
 
 
 def _hide(pages: PageContext, job_id: int, form: Form) -> str:
