@@ -100,13 +100,19 @@ class TaskState(Protocol):
 
 
 class ApiframeError(Exception):
-    """Base class: ``except ApiframeError`` catches every failure of this package."""
+    """Base class: ``except ApiframeError`` catches every failure of this package.
 
-    def __init__(self, message: str, *, status_code: int | None = None, body: Any = None) -> None:
+    ``refusal``: a workshop gateway's machine-readable reason (``"token_revoked"``, …; the
+    values of `runway_widget.models.RefusalCode`), or None when the server gave none.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: Any = None,
+                 refusal: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.body = body
+        self.refusal = refusal
 
 
 class ValidationError(ApiframeError):

@@ -88,7 +88,7 @@ def test_unknown_missing_and_revoked_tokens_get_401(gateway, tmp_path):
     revoked = call(gateway, "GET", "/account", carol.api_key)
     assert revoked.status_code == 401
     assert revoked.json()["errors"][0]["code"] == "token_revoked"
-    with pytest.raises(AuthenticationError, match="revoked this token"):
+    with pytest.raises(AuthenticationError, match="the instructor revoked your workshop token"):
         carol.account()
 
 

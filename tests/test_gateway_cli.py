@@ -68,7 +68,8 @@ def test_join_codes_and_the_participants_join_command(tmp_path, capsys):
         client = ApiframeClient()  # no key typed: the joined token
         assert client.account()["email"] == "bea"
         assert main(["join", gateway.base_url, "lab-7", "--name", "cy"]) == 1
-        assert "the room is full" in capsys.readouterr().err
+        assert "every seat of 'lab-7' is taken: ask the instructor for more seats" in (
+            capsys.readouterr().err)
         config_path().unlink()
 
 

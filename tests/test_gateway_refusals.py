@@ -158,12 +158,14 @@ def test_the_client_tells_a_revoked_token_from_an_unknown_one(tmp_path):
     with ApiServer() as api:
         client = _client(api, tmp_path)
         api.script("/account", _refusal(401, "token_revoked", "this workshop token was revoked"))
-        with pytest.raises(KeyRefusedError, match="revoked this token") as revoked:
+        with pytest.raises(KeyRefusedError, match="revoked your workshop token") as revoked:
             client.account()
         api.script("/account", _refusal(401, "unauthorized", "Invalid API key"))
         with pytest.raises(KeyRefusedError) as unknown:
             client.account()
     assert "revoked" not in str(unknown.value)
+    assert str(unknown.value).startswith("the workshop gateway does not know this token")
+    assert (revoked.value.refusal, unknown.value.refusal) == ("token_revoked", "unauthorized")
     assert revoked.value.body["errors"][0]["msg"] == "this workshop token was revoked"
 
 

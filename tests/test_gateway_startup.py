@@ -133,12 +133,17 @@ def test_without_the_queue_a_job_the_upstream_never_took_is_told_so_and_costs_no
             with pytest.raises(ServerError) as raised:
                 alice.imagine(prompt="a red kite")
             message = str(raised.value)
-            assert "nothing was submitted and your quota is untouched" in message
+            assert message.endswith("; nothing was submitted and your quota is untouched")
             assert "may or may not" not in message and "history" not in message
+            assert "the server failed" not in message and "HTTP" not in message
             if case == "refused key":
-                assert "the gateway's upstream key was refused: tell the instructor" in message
+                assert message.startswith("the provider refused the workshop's key: tell the "
+                                          "instructor")
+                assert raised.value.refusal == "upstream_key_refused"
             else:
-                assert "the gateway cannot reach its upstream" in message
+                assert message.startswith("the workshop gateway cannot reach its provider right "
+                                          "now: try again in a moment")
+                assert raised.value.refusal == "upstream_unavailable"
             assert alice.account()["jobs_left"] == 2
             [row] = gateway.report()
             assert row["refused"] >= 1 and row["unknown"] == 0

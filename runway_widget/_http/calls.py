@@ -30,8 +30,9 @@ def usable_key(api_key: str | None) -> str:
     """The key to send, or an `AuthenticationError` (before anything is sent)."""
     if not api_key:
         raise AuthenticationError(
-            "no API key: set APIFRAME_API_KEY or pass api_key=… "
-            "(or try the demo backend: ApiframeClient.demo())"
+            "no API key: set APIFRAME_API_KEY or pass api_key=…; in a workshop, join it "
+            "first (`runway-widget join URL CODE`); or try the demo backend: "
+            "ApiframeClient.demo()"
         )
     problem = key_problem(api_key)
     if problem is not None:

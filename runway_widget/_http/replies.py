@@ -51,6 +51,7 @@ __all__ = [
     "download_error",
     "error_messages",
     "parse_retry_after",
+    "refusal_code",
     "status_error",
     "transport_error",
     "unusable_reply",
@@ -59,6 +60,7 @@ __all__ = [
 UNKNOWN_SUBMISSION_HINT = (
     "the task may or may not exist: check `runway-widget history` before resubmitting"
 )
+_CODE = re.compile(r"[a-z_]{1,64}")  # what a refusal code looks like; anything else is dropped
 EXCERPT_CHARS = 160
 MESSAGE_CHARS = 300  # each server message, as quoted in an error
 RETRY_AFTER_CEILING = 24 * 3600.0  # a longer hint is nonsense; treated as absent
@@ -78,7 +80,31 @@ def status_error(
     task_ids: Sequence[str] = (),
     submission: bool = False,
 ) -> ApiframeError:
-    """The error for a reply whose status is not 2xx."""
+    """The error for a reply whose status is not 2xx, with the gateway's refusal code."""
+    error = _status_error(reply, url, redact=redact, key_mask=key_mask, task_ids=task_ids,
+                          submission=submission)
+    if error.refusal is None:
+        error.refusal = refusal_code(error.body)
+    return error
+
+
+def refusal_code(body: Any) -> str | None:
+    """The ``code`` of a workshop gateway's first error, or None."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors else None
+    code = first.get("code") if isinstance(first, dict) else None
+    return code if isinstance(code, str) and _CODE.fullmatch(code) else None
+
+
+def _status_error(
+    reply: Reply,
+    url: str,
+    *,
+    redact: Redactor,
+    key_mask: str,
+    task_ids: Sequence[str],
+    submission: bool,
+) -> ApiframeError:
     status = reply.status
     body = _body(reply, redact)
     messages = error_messages(body)
@@ -110,7 +136,7 @@ def status_error(
             body=body,
         )
     if status >= 500:
-        ambiguous = submission and status != 503 and not _settled_refusal(body)
+        ambiguous = submission and status != 503
         return ServerError(
             f"the server failed on {path} (HTTP {status}): {detail}"
             + (f"; {UNKNOWN_SUBMISSION_HINT}" if ambiguous else ""),
@@ -200,21 +226,33 @@ def _coded_error(
             limit=limit if isinstance(limit, str) else None,
             status_code=status,
             body=body,
+            refusal=RefusalCode.QUOTA_EXCEEDED.value,
         )
     if refusal(body, RefusalCode.TOKEN_REVOKED) is not None:
         return KeyRefusedError(
-            f"the workshop gateway revoked this token (HTTP {status}): ask the instructor "
-            "for a new one, then `runway-widget join` again",
-            status_code=status,
-            body=body,
+            "the instructor revoked your workshop token: ask them to restore it",
+            status_code=status, body=body, refusal=RefusalCode.TOKEN_REVOKED.value,
+        )
+    if refusal(body, RefusalCode.UNAUTHORIZED) is not None:
+        return KeyRefusedError(
+            "the workshop gateway does not know this token: join the workshop again "
+            "(the join line on the board), or ask the instructor",
+            status_code=status, body=body, refusal=RefusalCode.UNAUTHORIZED.value,
         )
     if submission and refusal(body, RefusalCode.SUBMISSION_UNKNOWN) is not None:
         return SubmissionUnknownError(
             f"the workshop gateway got no answer from its upstream (HTTP {status}): "
             f"{UNKNOWN_SUBMISSION_HINT}",
-            status_code=status,
-            body=body,
+            status_code=status, body=body, refusal=RefusalCode.SUBMISSION_UNKNOWN.value,
         )
+    for code, says in _UPSTREAM_FAILURES.items():
+        if refusal(body, code) is not None:
+            untouched = "; nothing was submitted and your quota is untouched" if submission else ""
+            return ServerError(says + untouched, status_code=status, body=body,
+                               refusal=code.value)
+    if refusal(body, RefusalCode.UPSTREAM_REFUSED) is not None:  # its message says what
+        return ServerError(detail, status_code=status, body=body,
+                           refusal=RefusalCode.UPSTREAM_REFUSED.value)
     if refusal(body, RefusalCode.INVALID_REQUEST) is not None:
         return BadRequestError(messages or [detail], status_code=status, body=body)
     if refusal(body, RefusalCode.ALREADY_SENT) is not None:
@@ -224,17 +262,13 @@ def _coded_error(
     return None
 
 
-# a gateway's refusals that say the submission never went upstream (its quota given back)
-_NOTHING_SUBMITTED = (
-    RefusalCode.UPSTREAM_KEY_REFUSED,
-    RefusalCode.UPSTREAM_REFUSED,
-    RefusalCode.UPSTREAM_UNAVAILABLE,
-)
-
-
-def _settled_refusal(body: Any) -> bool:
-    """True when a workshop gateway's code says nothing was submitted: no "may exist" hint."""
-    return any(refusal(body, code) is not None for code in _NOTHING_SUBMITTED)
+# a gateway's refusals when its upstream failed: nothing was submitted (its quota given back)
+_UPSTREAM_FAILURES = {
+    RefusalCode.UPSTREAM_UNAVAILABLE: "the workshop gateway cannot reach its provider right now: "
+    "try again in a moment",
+    RefusalCode.UPSTREAM_KEY_REFUSED: "the provider refused the workshop's key: tell the "
+    "instructor",
+}
 
 
 def refusal(body: Any, code: RefusalCode) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from ..client.apiframe import UNKNOWN_SUBMISSION_HINT, ApiframeClient
 from ..errors import (
     ApiframeError,
     CancelRefusedError,
+    QuotaExceededError,
     TaskFailedError,
     TaskNotFoundError,
     TaskState,
@@ -40,6 +41,7 @@ from ..models import (
     GENERATION_TYPES,
     MODELS,
     GenerationRequest,
+    QuotaLimit,
     Task,
     video_filename,
     waiting_label,
@@ -50,9 +52,14 @@ from .terminal import inert, inert_json
 if TYPE_CHECKING:
     from ..store import JobRecord
 
-__all__ = ["DEMO_NOTICE", "main"]
+__all__ = ["DEMO_NOTICE", "NO_KEY", "main"]
 
 DEMO_NOTICE = "Using the built-in demo backend (no API key needed)"
+NO_KEY = (
+    "no API key, and no workshop joined: in a workshop, run the line on the board first "
+    "(`runway-widget join URL CODE`); with your own key, set APIFRAME_API_KEY; or add --demo "
+    "to use the built-in demo backend"
+)
 RECENT_JOBS = 20
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 _UPLOAD_PLACEHOLDER = "https://upload.invalid/local-image"  # validates a local file's field
@@ -86,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DestinationError as exc:
         _say(f"error: {exc}")
         return EXIT_USAGE
+    except QuotaExceededError as exc:
+        more = exc.limit in (QuotaLimit.JOBS.value, QuotaLimit.CREDITS.value)
+        _say(f"error: {exc}" + ("; ask the instructor for more" if more else ""))
+        return EXIT_FAILURE
     except (ApiframeError, CommandError) as exc:
         _say(f"error: {exc}")
         return getattr(exc, "code", EXIT_FAILURE)
@@ -188,12 +199,30 @@ def _account(args: argparse.Namespace) -> int:
         info = client.account()
     if args.json:
         _out_json(info)
-        return 0
-    for name in ("email", "plan", "credits", "total_images"):
-        _out(f"{name}: {info.get(name, '?')}")
-    if "queued" in info:  # a workshop gateway: jobs waiting in its queue
-        _out(f"queued: {info['queued']}")
+    elif client.is_workshop:
+        _print_seat(client, info)
+    else:
+        for name in ("email", "plan", "credits", "total_images"):
+            _out(f"{name}: {info.get(name, '?')}")
     return 0
+
+
+def _print_seat(client: ApiframeClient, info: dict[str, Any]) -> None:
+    """A workshop participant's account: whose seat, what is left of the quota (None in it
+    means unlimited), and who to ask when nothing is."""
+
+    def left(key: str) -> str:
+        value = info.get(key)
+        return "unlimited" if value is None else str(value)
+
+    _out(f"participant: {client.participant or '?'} (workshop at {client.base_url})")
+    _out(f"jobs left: {left('jobs_left')}")
+    _out(f"credits left: {left('credits')}")
+    _out(f"jobs used: {info.get('total_images', '?')}, running now: {info.get('running', 0)}")
+    if info.get("queued"):
+        _out(f"queued: {info['queued']}")
+    if info.get("jobs_left") == 0 or info.get("credits") == 0:
+        _say("your workshop quota is used up: ask the instructor for more")
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -392,10 +421,7 @@ def _client(args: argparse.Namespace) -> ApiframeClient:
         return ApiframeClient.demo()
     client = ApiframeClient()
     if not client.api_key:
-        raise CommandError(
-            "no API key: set APIFRAME_API_KEY (and APIFRAME_BASE_URL for another backend), "
-            "or add --demo to use the built-in demo backend"
-        )
+        raise CommandError(NO_KEY)
     return client
 
 

@@ -23,10 +23,15 @@ from typing import Any
 
 import platformdirs
 
+from .._http.replies import error_messages, refusal_code
+from ..errors import ApiframeError, shorten
+from ..models import is_http_url
+
 __all__ = [
     "CONFIG_DIR_ENV",
     "GATEWAY_URL_ENV",
     "Credentials",
+    "JoinError",
     "config_path",
     "join_gateway",
     "load_joined",
@@ -40,6 +45,11 @@ HUB_USER_ENV = "JUPYTERHUB_USER"
 JOIN_FILE = "gateway.json"
 JOIN_TIMEOUT = 15.0
 JOIN_REPLY_LIMIT = 64 * 1024
+
+
+class JoinError(ApiframeError):
+    """Joining failed: nothing answered at the address, or the gateway refused (its reason
+    in ``refusal``: ``join_code_unknown``, ``room_full``, ``name_taken``, …)."""
 
 
 @dataclass(frozen=True)
@@ -105,32 +115,43 @@ def join_gateway(url: str, code: str, name: str) -> dict[str, Any]:
     """
     import requests
 
-    base = url.rstrip("/")
+    base = url.strip().rstrip("/")
+    if not is_http_url(base):
+        example = f"http://{base}" if "://" not in base else "http://192.168.1.20:8765"
+        raise JoinError(
+            f"{shorten(url)!r} is not a gateway's address: it starts with http:// or https://, "
+            f"as on the board (e.g. {shorten(example)})"
+        )
     sent: dict[str, str] = {"code": code, "name": name}
     earlier = load_joined()
     if earlier is not None and earlier["url"] == base:  # told only to the gateway that made it
         sent["previous"] = earlier["token"]  # a revoked one keeps this machine out
-    response = requests.post(
-        base + "/join",
-        json=sent,
-        timeout=JOIN_TIMEOUT,
-        allow_redirects=False,
-        stream=True,
-    )
-    with response:
-        raw = response.raw.read(JOIN_REPLY_LIMIT + 1, decode_content=True)
+    try:
+        response = requests.post(
+            base + "/join",
+            json=sent,
+            timeout=JOIN_TIMEOUT,
+            allow_redirects=False,
+            stream=True,
+        )
+        with response:
+            raw = response.raw.read(JOIN_REPLY_LIMIT + 1, decode_content=True)
+    except requests.Timeout:
+        raise JoinError(f"no answer from {base} within {JOIN_TIMEOUT:g} s: check the "
+                        "address with the instructor") from None
+    except (requests.RequestException, OSError):
+        raise JoinError(f"nothing answers at {base}: check the address and the port on the "
+                        "board, and that the gateway is running") from None
     try:
         body = json.loads(raw) if len(raw) <= JOIN_REPLY_LIMIT else None
     except ValueError:
         body = None
     if response.status_code != 200 or not isinstance(body, dict) or "token" not in body:
-        errors = body.get("errors") if isinstance(body, dict) else None
-        reason = (
-            errors[0].get("msg")
-            if isinstance(errors, list) and errors and isinstance(errors[0], dict)
-            else f"HTTP {response.status_code}"
-        )
-        raise PermissionError(f"could not join the workshop at {base}: {reason}")
+        messages = error_messages(body)
+        reason = messages[0] if messages else f"HTTP {response.status_code}, not a gateway?"
+        raise JoinError(f"could not join the workshop at {base}: {reason}",
+                        status_code=response.status_code, body=body,
+                        refusal=refusal_code(body))
     stored = {"url": base, "token": str(body["token"]), "name": str(body.get("name", name))}
     _write_private(config_path(), json.dumps(stored))
     return {"url": base, "name": stored["name"], "path": str(config_path())}

@@ -45,16 +45,40 @@ def _fail(message: str) -> int:
     return 1
 
 
+# What a refusal of ``/join`` means for the participant, by its code; the others are said
+# in the gateway's words (a name that looks like another's names it; a revoked one says so).
+JOIN_REFUSALS = {
+    "join_code_unknown": "{code!r} is not a join code there: check it on the board "
+    "(capitals do not matter)",
+    "join_code_closed": "the join code {code!r} is closed: the instructor can reopen it",
+    "room_full": "every seat of {code!r} is taken: ask the instructor for more seats",
+}
+ANOTHER_NAME = ("name_taken", "name_confusable")
+
+
 def _join(args: argparse.Namespace) -> int:
-    from ..client.credentials import join_gateway
+    from ..client.credentials import JoinError, join_gateway
 
     try:
         joined = join_gateway(args.url, args.code, args.name or getpass.getuser())
-    except (PermissionError, OSError) as exc:
-        return _fail(str(exc))
+    except JoinError as exc:
+        return _fail(_join_refused(exc, args.url, args.code))
+    except OSError as exc:  # the seat is taken, the token could not be written
+        return _fail(f"joined, but the token could not be stored ({exc}): ask the instructor")
     print(
         f"Joined {inert(joined['url'])} as {inert(joined['name'])}; "
         f"token stored in {joined['path']}",
         file=sys.stderr,
     )
     return 0
+
+
+def _join_refused(exc: Exception, url: str, code: str) -> str:
+    """One line: what went wrong, and the fix."""
+    refusal = getattr(exc, "refusal", None) or ""
+    if refusal in JOIN_REFUSALS:
+        where = url.strip().rstrip("/")
+        return f"could not join the workshop at {where}: {JOIN_REFUSALS[refusal].format(code=code)}"
+    if refusal in ANOTHER_NAME:
+        return f"{exc} (--name NAME)"
+    return str(exc)

@@ -87,6 +87,17 @@ QUOTA_MESSAGES = {
         warn=True,
     ),
 }
+# A workshop gateway's refusals whose fix is not the one their error class suggests (a
+# revoked token is no bad key; a provider that failed took nothing), by refusal code.
+REFUSAL_MESSAGES = {
+    "token_revoked": Message("Your workshop token was revoked"),
+    "unauthorized": Message("The workshop gateway does not know your token"),
+    "upstream_unavailable": Message(
+        "The workshop's provider cannot be reached: nothing was sent", warn=True),
+    "upstream_key_refused": Message(
+        "The provider refused the workshop's key: nothing was sent", warn=True),
+    "upstream_refused": Message("The provider refused the request: nothing was sent"),
+}
 DASHBOARD_HINTS = {"SubmissionUnknownError": "The job may or may not exist (and may be "
                    "charged). Ask the organiser to check the job history before resubmitting."}
 # A clause that tells the user to run a command: ": check `runway-widget history` before …"
@@ -99,7 +110,11 @@ def without_commands(text: str) -> str:
 
 
 def message_for(exc: BaseException) -> Message:
-    """The entry of `MESSAGES` for the most specific class of ``exc``."""
+    """The message for a workshop gateway's refusal code, else the entry of `MESSAGES` for
+    the most specific class of ``exc``."""
+    refused = REFUSAL_MESSAGES.get(getattr(exc, "refusal", None) or "")
+    if refused is not None:
+        return refused
     for cls in type(exc).__mro__:
         if cls.__name__ == "QuotaExceededError":
             return QUOTA_MESSAGES.get(getattr(exc, "limit", None) or "", MESSAGES[cls.__name__])

@@ -81,8 +81,10 @@ class SavedSummary:
         data = self._posters.cached(job.task_id)
         if data is None and job.local_path:
             data = self._posters.get(job.task_id, job.local_path)
-        if data is None and is_http_url(job.video_url):
-            clip = self._read_clip(str(job.video_url))
+        url = job.video_url
+        # (a demo's clip, whose link dies with the kernel, is kept on disk: it comes from there)
+        if data is None and is_http_url(url) and not self._link_dies(str(url)):
+            clip = self._read_clip(str(url))
             data = self._posters.get(job.task_id, clip) if clip is not None else None
         if data is not None:
             view.set_poster(data)
