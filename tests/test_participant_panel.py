@@ -7,9 +7,13 @@ history says are running are counted as being checked until the backend has spok
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +32,19 @@ from tests.gateway_support import demo_gateway
 from tests.widget_helpers import tags, wait_for
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@contextlib.contextmanager
+def participant_panel(gateway: Any, folder: Path, name: str, **limits: Any
+                      ) -> Iterator[RunwayPanel]:
+    """A panel on a new participant's own token (their own history), closed afterwards."""
+    token = gateway.add_participant(name, **limits)
+    client = ApiframeClient(token, gateway.base_url, store=JobStore(folder / f"{name}.jsonl"))
+    panel = RunwayPanel(client=client)
+    try:
+        yield panel
+    finally:
+        panel.close()
 
 
 def _badge(panel: RunwayPanel) -> str:
@@ -56,67 +73,52 @@ def test_a_joined_panel_names_the_workshop_and_the_participant(tmp_path, monkeyp
 
 
 def test_a_token_given_by_hand_is_named_once_the_account_answers(tmp_path):
-    with demo_gateway(tmp_path) as gateway:
-        token = gateway.add_participant("eve", jobs=2)
-        client = ApiframeClient(token, gateway.base_url, store=JobStore(tmp_path / "j.jsonl"))
-        assert not client.is_workshop  # nothing says so before the gateway answers
-        panel = RunwayPanel(client=client)
-        try:
-            panel.header.refresh_credits(wait=True)
-            assert _badge(panel) == "workshop · eve"
-            assert panel.header.backend_label == "workshop · eve"
-        finally:
-            panel.close()
+    with demo_gateway(tmp_path) as gateway, participant_panel(gateway, tmp_path, "eve") as panel:
+        fresh = ApiframeClient(panel.client.api_key, gateway.base_url)
+        assert not fresh.is_workshop  # nothing says so before the gateway answers
+        panel.header.refresh_credits(wait=True)
+        assert _badge(panel) == "workshop · eve"
+        assert panel.header.backend_label == "workshop · eve"
 
 
 def test_a_used_up_quota_disables_generate_until_the_instructor_gives_more(tmp_path):
     db = f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
-    with demo_gateway(tmp_path, job_seconds=0.3) as gateway:
-        token = gateway.add_participant("eve", jobs=1)
-        client = ApiframeClient(token, gateway.base_url, store=JobStore(tmp_path / "j.jsonl"))
-        panel = RunwayPanel(client=client)
+    with demo_gateway(tmp_path, job_seconds=0.3) as gateway, \
+            participant_panel(gateway, tmp_path, "eve", jobs=1) as panel:
+        panel.form.prompt.value = "a paper boat on a river"
+        job = panel.submit()
+        panel.tracker.wait(job.task_id, timeout=60)
+        assert panel.submit() is None
+        banner = panel.banner
+        assert "Your workshop quota is used up: nothing was sent" in banner
+        assert "Ask the instructor for more jobs" in banner
+        assert "wait for running jobs" not in banner
+        wait_for(lambda: panel.form.generate.disabled, "Generate to be disabled")
+        assert "ask the instructor for more" in panel.form._status.value
+        # A panel started later, with the quota used up, is disabled once the account says.
+        later = RunwayPanel(client=panel.client)
         try:
-            panel.form.prompt.value = "a paper boat on a river"
-            job = panel.submit()
-            panel.tracker.wait(job.task_id, timeout=60)
-            assert panel.submit() is None
-            banner = panel.banner
-            assert "Your workshop quota is used up: nothing was sent" in banner
-            assert "Ask the instructor for more jobs" in banner
-            assert "wait for running jobs" not in banner
-            wait_for(lambda: panel.form.generate.disabled, "Generate to be disabled")
-            assert "ask the instructor for more" in panel.form._status.value
-            # A panel started later, with the quota used up, is disabled once the account says.
-            later = RunwayPanel(client=client)
-            try:
-                wait_for(lambda: later.form.generate.disabled, "the later panel's Generate")
-            finally:
-                later.close()
-            # The instructor gives the job back; Refresh enables Generate again.
-            assert main(["gateway", "token", "give-back", "eve", "--jobs", "1", "--db", db]) == 0
-            panel.refresh()
-            assert not panel.form.generate.disabled and panel.form._status.value == ""
-            assert panel.submit() is not None
+            wait_for(lambda: later.form.generate.disabled, "the later panel's Generate")
         finally:
-            panel.close()
+            later.close()
+        # The instructor gives the job back; Refresh enables Generate again.
+        assert main(["gateway", "token", "give-back", "eve", "--jobs", "1", "--db", db]) == 0
+        panel.refresh()
+        assert not panel.form.generate.disabled and panel.form._status.value == ""
+        assert panel.submit() is not None
 
 
 def test_too_many_running_at_once_says_wait_and_keeps_generate(tmp_path):
-    with demo_gateway(tmp_path, job_seconds=30) as gateway:
-        token = gateway.add_participant("finn", concurrent=1)
-        client = ApiframeClient(token, gateway.base_url, store=JobStore(tmp_path / "j.jsonl"))
-        panel = RunwayPanel(client=client)
-        try:
-            panel.form.prompt.value = "a kite over the dunes"
-            assert panel.submit() is not None
-            panel.form.prompt.value = "a second kite"
-            assert panel.submit() is None
-            assert "As many of your jobs are running as your workshop quota allows" in panel.banner
-            assert "Wait for one of them to finish" in panel.banner
-            panel.header.refresh_credits(wait=True)
-            assert not panel.form.generate.disabled
-        finally:
-            panel.close()
+    with demo_gateway(tmp_path, job_seconds=30) as gateway, \
+            participant_panel(gateway, tmp_path, "finn", concurrent=1) as panel:
+        panel.form.prompt.value = "a kite over the dunes"
+        assert panel.submit() is not None
+        panel.form.prompt.value = "a second kite"
+        assert panel.submit() is None
+        assert "As many of your jobs are running as your workshop quota allows" in panel.banner
+        assert "Wait for one of them to finish" in panel.banner
+        panel.header.refresh_credits(wait=True)
+        assert not panel.form.generate.disabled
 
 
 def test_earlier_jobs_count_as_checking_until_the_backend_answers(tmp_path):
@@ -170,25 +172,20 @@ def test_a_job_is_checked_by_the_backend_even_when_nothing_changed(tmp_path):
 
 def test_the_saved_summary_of_gateway_jobs_has_their_posters_and_links(tmp_path):
     """The kernel reads its own gateway's clips for the posters, even off loopback."""
-    with demo_gateway(tmp_path, job_seconds=0.3) as gateway:
-        token = gateway.add_participant("alice", jobs=3)
-        client = ApiframeClient(token, gateway.base_url, store=JobStore(tmp_path / "j.jsonl"))
-        panel = RunwayPanel(client=client)
-        try:
-            for prompt in ("a lighthouse in a storm", "a kite over the dunes"):
-                panel.form.prompt.value = prompt
-                assert panel.submit() is not None
-            for job in panel.jobs:
-                panel.tracker.wait(job.task_id, timeout=60)
-            wait_for(lambda: panel._summary.render()[0].count("data:image/jpeg;base64,") == 2,
-                     "both posters in the summary")
-            summary = panel._summary.render()[0]
-            links = re.findall(r'href="([^"]+)"', summary)
-            assert len(links) == 2 and all(link.startswith(gateway.base_url + "/videos/")
-                                           for link in links)
-            assert all(view.poster for view in panel.job_list.views)  # the rows' thumbnails
-        finally:
-            panel.close()
+    with demo_gateway(tmp_path, job_seconds=0.3) as gateway, \
+            participant_panel(gateway, tmp_path, "alice", jobs=3) as panel:
+        for prompt in ("a lighthouse in a storm", "a kite over the dunes"):
+            panel.form.prompt.value = prompt
+            assert panel.submit() is not None
+        for job in panel.jobs:
+            panel.tracker.wait(job.task_id, timeout=60)
+        wait_for(lambda: panel._summary.render()[0].count("data:image/jpeg;base64,") == 2,
+                 "both posters in the summary")
+        summary = panel._summary.render()[0]
+        links = re.findall(r'href="([^"]+)"', summary)
+        assert len(links) == 2 and all(link.startswith(gateway.base_url + "/videos/")
+                                       for link in links)
+        assert all(view.poster for view in panel.job_list.views)  # the rows' thumbnails
 
 
 def test_the_kernel_reads_its_own_backend_and_nothing_else():

@@ -45,6 +45,20 @@ time.sleep(3)  # the summary's batched update, after the posters are made
 """
 
 
+def _executed_without_state(cells: list[str], folder: Path) -> nbformat.NotebookNode:
+    """The cells run in a real kernel, then saved as JupyterLab does by default (no widget
+    state): what GitHub, nbviewer and nbconvert read."""
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(c) for c in cells],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}},
+    )
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    notebook.metadata.pop("widgets", None)
+    return notebook
+
+
 def _env(monkeypatch: pytest.MonkeyPatch, home: Path, seconds: float) -> None:
     monkeypatch.setenv("RUNWAY_WIDGET_HOME", str(home))
     monkeypatch.setenv("RUNWAY_WIDGET_DEMO_SECONDS", str(seconds))
@@ -58,14 +72,7 @@ def test_nbconvert_of_the_saved_notebook_lists_every_job_with_its_poster(
     """Saved without widget state (JupyterLab's default), rendered with no kernel at all."""
     home = tmp_path / "home"
     _env(monkeypatch, home, 1.5)
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(c) for c in (PANEL, SUBMIT, WAIT)],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}},
-    )
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    notebook.metadata.pop("widgets", None)
+    notebook = _executed_without_state([PANEL, SUBMIT, WAIT], tmp_path)
     path = tmp_path / "saved.ipynb"
     nbformat.write(notebook, path)
 
@@ -201,14 +208,7 @@ time.sleep(1.5)  # the summary's batched update
         submit = "\n".join(["for prompt in " + repr(PROMPTS) + ":",
                             "    panel.form.prompt.value = prompt",
                             "    assert panel.submit() is not None"])
-        notebook = nbformat.v4.new_notebook(
-            cells=[nbformat.v4.new_code_cell(c) for c in (panel, submit, wait)],
-            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                     "language": "python"}},
-        )
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}).execute()
-    notebook.metadata.pop("widgets", None)
+        notebook = _executed_without_state([panel, submit, wait], tmp_path)
     page, _ = HTMLExporter().from_notebook_node(notebook)
     summary = page[page.index('class="rw-summary"'):]
     assert "workshop · alice · 3 finished" in summary
