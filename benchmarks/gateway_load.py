@@ -34,16 +34,27 @@ within 1 s, and nothing is lost or overspent. The last line:
 ``fetch_p99_ratio=… submit_p99_ratio=… pushes_within_1s=…/… lost=… overspend=…
 quiet_fetch_p99_ms=… quiet_submit_p99_ms=… load=…``.
 
+``--replicas N`` runs instead N gateway processes on one PostgreSQL (started here, by the
+tests' helper) sharing a clip folder (``serve --clips DIR``), each participant's requests
+going to the replicas in turn (as a Service behind the hub's proxy spreads them), with the
+room as in (b); and, as the reference, one process on PostgreSQL with half the room. Goals
+with N replicas: ``/fetch`` p99 within 50 ms and at most 0.5 upstream requests a task; the
+ratios to the one replica are printed. The last line: ``replicas=… participants=…
+upstream_requests_per_task=… fetch_p99_ms=… lost=… overspend=… load=…``.
+
     pip install -e ".[bench]"
     python benchmarks/gateway_load.py              # 200 participants, 400 jobs (about 3 min)
     python benchmarks/gateway_load.py --quiet-only # (a) and (b)
     python benchmarks/gateway_load.py --quick      # 20 participants, short jobs
+    python benchmarks/gateway_load.py --replicas 2 --participants 400
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -66,7 +77,7 @@ from hostile_peers import room_for_sockets
 from poll_efficiency import spread
 from room_peers import MARKER, NEIGHBOUR_PROMPT, ROOM_SECRET, Neighbour, NeighbourReport, Receivers
 
-from tests.gateway_support import free_port, serve_process, stop_process
+from tests.gateway_support import free_port, postgres_server, serve_process, stop_process
 
 PROMPT = "a lighthouse in a storm"  # one prompt: the demo renders the room's clip once
 JOBS_EACH = 2
@@ -132,7 +143,7 @@ class Run:
 
 async def participant(
     session: aiohttp.ClientSession,
-    base: str,
+    bases: list[str],
     key: str,
     run: Run,
     deadline: float,
@@ -140,15 +151,17 @@ async def participant(
     attempts: int,
     webhook: str | None,
 ) -> None:
-    """Submit ``attempts`` jobs, then poll each accepted one every second until it ends."""
+    """Submit ``attempts`` jobs, then poll each accepted one every second until it ends;
+    each request goes to the next of ``bases`` in turn."""
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     headers = {"Authorization": key}
+    turns = itertools.cycle(bases)
 
     async def post(path: str, body: dict) -> tuple[int, dict, float]:
         """Status, JSON body and milliseconds from the request leaving to the reply read."""
         sent = SimpleNamespace(at=time.monotonic())
         async with session.post(
-            base + path, json=body, headers=headers, trace_request_ctx=sent
+            next(turns) + path, json=body, headers=headers, trace_request_ctx=sent
         ) as reply:
             data = await reply.json(content_type=None)
             return reply.status, data, 1000 * (time.monotonic() - sent.at)
@@ -196,7 +209,7 @@ def _sent_after_queueing() -> aiohttp.TraceConfig:
 
 
 async def drive(
-    base: str,
+    bases: list[str],
     keys: list[str],
     run: Run,
     deadline: float,
@@ -214,7 +227,7 @@ async def drive(
             *(
                 participant(
                     session,
-                    base,
+                    bases[i % len(bases) :] + bases[: i % len(bases)],  # replicas take turns first
                     key,
                     run,
                     deadline,
@@ -262,68 +275,74 @@ def baseline(room: Room) -> Run:
         # the upstream knows no per-participant quota: each submits just its 2 jobs
         keys = [demo.api_key] * room.count
         hooks: list[str | None] = [None] * room.count
-        asyncio.run(drive(demo.base_url, keys, run, room.deadline, room.window, JOBS_EACH, hooks))
+        asyncio.run(drive([demo.base_url], keys, run, room.deadline, room.window, JOBS_EACH, hooks))
         run.upstream_polls = _polls(demo) - warm_up
     return run
 
 
-def through_gateway(room: Room, idle: int | None) -> tuple[Run, NeighbourReport | None]:
-    """The room through a gateway process; beside the neighbour unless ``idle`` is None."""
+def through_gateway(
+    room: Room, idle: int | None, replicas: int = 0
+) -> tuple[Run, NeighbourReport | None]:
+    """The room through one gateway process on SQLite, or through ``replicas`` processes on
+    one PostgreSQL sharing a clip folder; beside the neighbour (at the first process) unless
+    ``idle`` is None."""
     from runway_widget.demo import DemoServer
     from runway_widget.gateway.db.database import open_engine
     from runway_widget.gateway.db.roster import Limits, Roster
 
-    run = Run("quiet" if idle is None else "noisy")
+    run = Run(("quiet" if idle is None else "noisy") + (f" x{replicas}" if replicas else ""))
     neighbour: Neighbour | None = None
     report: NeighbourReport | None = None
-    with (
-        tempfile.TemporaryDirectory() as home,
-        DemoServer(job_seconds=room.job_seconds(), credits=10**9) as demo,
-    ):
+    with contextlib.ExitStack() as stack:
+        home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        demo = stack.enter_context(DemoServer(job_seconds=room.job_seconds(), credits=10**9))
         warm_up = _render_the_clip(demo, PROMPT)
         if idle is not None:
             warm_up = _render_the_clip(demo, NEIGHBOUR_PROMPT)
-        db = f"sqlite:///{Path(home) / 'gateway.sqlite3'}"
+        if replicas:
+            db = stack.enter_context(postgres_server())
+        else:
+            db = f"sqlite:///{home / 'gateway.sqlite3'}"
         roster = Roster(open_engine(db))
         keys = [roster.add(f"p{i:03d}", Limits(jobs=JOBS_EACH)) for i in range(room.count)]
         its_key = roster.add("neighbour", Limits(NEIGHBOUR_JOBS, None, NEIGHBOUR_CONCURRENT))
         roster.engine.dispose()
-        port = free_port()
-        env = {"APIFRAME_API_KEY": demo.api_key, "RUNWAY_WIDGET_HOME": home}
-        log = Path(home) / "gateway.log"
+        ports = [free_port() for _ in range(max(1, replicas))]
+        homes = [home / f"gateway-{port}" for port in ports]  # each process's own, as a pod's
         receivers = Receivers()
-        gateway = serve_process(
-            port,
-            "--db",
-            db,
-            "--upstream",
-            demo.base_url,
-            "--allow-private-webhooks",
-            env=env,
-            log=log,
-        )
-        base = f"http://127.0.0.1:{port}"
+        gateways = []
         try:
+            for port, own in zip(ports, homes, strict=True):
+                own.mkdir()
+                gateways.append(
+                    serve_process(
+                        port,
+                        *("--db", db, "--upstream", demo.base_url, "--clips", str(home / "clips")),
+                        "--allow-private-webhooks",
+                        env={"APIFRAME_API_KEY": demo.api_key, "RUNWAY_WIDGET_HOME": str(own)},
+                        log=own / "gateway.log",
+                    )
+                )
             if idle is not None:
-                neighbour = Neighbour(port, its_key, idle)
+                neighbour = Neighbour(ports[0], its_key, idle)
                 demo.faults.elsewhere_marker = MARKER
                 demo.faults.elsewhere_video_url = neighbour.clip_url
                 neighbour.start()
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
             hooks: list[str | None] = [receivers.url(f"p{i:03d}") for i in range(room.count)]
-            asyncio.run(drive(base, keys, run, room.deadline, room.window, JOBS_EACH + 1, hooks))
+            asyncio.run(drive(bases, keys, run, room.deadline, room.window, JOBS_EACH + 1, hooks))
             if neighbour is not None:
                 report, neighbour = neighbour.stop(), None
             run.upstream_polls = _polls(demo) - warm_up
             run.upstream_other = demo.stats.get("/videos", 0)
-            run.accepted_over_quota = sum(
-                max(0, row["jobs_used"] - row["jobs_limit"])
-                for row in Roster(open_engine(db)).report()
-            )
-            rss, cpu = _rss_mb(gateway.pid), _cpu_seconds(gateway.pid)
+            run.accepted_over_quota = _overspend(db)
+            rss = max(_rss_mb(gateway.pid) for gateway in gateways)
+            cpu = sum(_cpu_seconds(gateway.pid) for gateway in gateways)
         finally:
             if neighbour is not None:
                 neighbour.stop()
-            stop_process(gateway)
+            for gateway in gateways:
+                stop_process(gateway)
             arrivals = receivers.stop()
         finished = {a.task_id: a.at for a in arrivals if a.status == "finished"}
         for task_id in run.task_ids:
@@ -331,13 +350,28 @@ def through_gateway(room: Room, idle: int | None) -> tuple[Run, NeighbourReport 
             arrived = finished.get(task_id)
             lag = arrived - ended if arrived is not None and ended is not None else math.inf
             run.push_lags.append(lag)
-        served = _served_ms(log)
+        served = [ms for own in homes for ms in _served_ms(own / "gateway.log")]
     print(
-        f"  {run.label:<8} gateway process: CPU {cpu:.1f} s, peak RSS {rss:.0f} MB; clip "
-        f"downloads from the upstream: {run.upstream_other}; /fetch time inside the gateway "
-        f"p50 {_pct(served, 0.5):.1f} ms p99 {_pct(served, 0.99):.1f} ms; load {_load()}"
+        f"  {run.label:<8} gateway: {len(ports)} process(es) on "
+        f"{'PostgreSQL' if replicas else 'SQLite'}, CPU {cpu:.1f} s in all "
+        f"({1000 * cpu / max(1, len(run.latencies_ms)):.2f} ms a fetch, every request "
+        f"included), peak RSS {rss:.0f} MB (the largest); clip downloads from the upstream: "
+        f"{run.upstream_other}; /fetch time inside the gateway p50 {_pct(served, 0.5):.1f} ms "
+        f"p99 {_pct(served, 0.99):.1f} ms; load {_load()}"
     )
     return run, report
+
+
+def _overspend(db: str) -> int:
+    """Jobs the ledger accepted beyond participants' quotas."""
+    from runway_widget.gateway.db.database import open_engine
+    from runway_widget.gateway.db.roster import Roster
+
+    engine = open_engine(db)
+    try:
+        return sum(max(0, row["jobs_used"] - row["jobs_limit"]) for row in Roster(engine).report())
+    finally:
+        engine.dispose()
 
 
 def _render_the_clip(demo, prompt: str) -> int:
@@ -395,8 +429,37 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _lost_and_overspent(runs: list[Run]) -> str:
+    """The last line's ``lost=… overspend=…``, over every run of the invocation."""
+    lost = sum(run.lost for run in runs)
+    return f"lost={lost} overspend={sum(run.accepted_over_quota for run in runs)}"
+
+
 def _load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def compare_replicas(room: Room, replicas: int) -> None:
+    """``replicas`` processes with the room, against one process with half of it."""
+    half = dataclasses.replace(room, count=room.count // 2)
+    one, _ = through_gateway(half, None, replicas=1)
+    print(one.line())
+    print(one.pushes_line())
+    many, _ = through_gateway(room, None, replicas=replicas)
+    print(many.line())
+    print(many.pushes_line())
+    print(
+        f"  {replicas} replicas at {room.count} against one at {half.count}: /fetch p99 "
+        f"{many.p(0.99):.1f} vs {one.p(0.99):.1f} ms (ratio {many.p(0.99) / one.p(0.99):.2f}), "
+        f"upstream requests per task {many.per_task:.2f} vs {one.per_task:.2f} (ratio "
+        f"{many.per_task / one.per_task:.2f}); goals with {replicas}: /fetch p99 <= 50 ms, "
+        f"<= 0.5 upstream requests a task; load average {_load()}"
+    )
+    print(
+        f"replicas={replicas} participants={room.count} "
+        f"upstream_requests_per_task={many.per_task:.2f} fetch_p99_ms={many.p(0.99):.1f} "
+        f"{_lost_and_overspent([one, many])} load={os.getloadavg()[0]:.2f}"
+    )
 
 
 def main() -> None:
@@ -406,6 +469,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--idle", type=int, default=2000, help="the neighbour's idle sockets")
     parser.add_argument("--quiet-only", action="store_true", help="no neighbour: (a) and (b)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="instead: N gateway processes on one PostgreSQL against one with half the room",
+    )
     args = parser.parse_args()
     count = args.participants or (20 if args.quick else 200)
     low, high = (4.0, 8.0) if args.quick else (20.0, 40.0)
@@ -415,6 +484,9 @@ def main() -> None:
         f"{count} participants x {JOBS_EACH} jobs, run times {low:g}-{high:g} s, polling /fetch "
         f"every {POLL_SECONDS:g} s; load average {_load()} on {os.cpu_count()} cores"
     )
+    if args.replicas:
+        compare_replicas(room, args.replicas)
+        return
     base_run = baseline(room)
     print(base_run.line())
     quiet, _ = through_gateway(room, None)
@@ -441,8 +513,7 @@ def main() -> None:
         f"fetch_p99_ratio={last.p(0.99) / quiet.p(0.99):.2f} "
         f"submit_p99_ratio={last.submit_p(0.99) / quiet.submit_p(0.99):.2f} "
         f"pushes_within_1s={last.pushes_on_time}/{len(last.push_lags)} "
-        f"lost={sum(run.lost for run in runs)} "
-        f"overspend={sum(run.accepted_over_quota for run in runs)} "
+        f"{_lost_and_overspent(runs)} "
         f"quiet_fetch_p99_ms={quiet.p(0.99):.1f} quiet_submit_p99_ms={quiet.submit_p(0.99):.1f} "
         f"load={os.getloadavg()[0]:.2f}"
     )
