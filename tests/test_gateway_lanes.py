@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -74,12 +75,14 @@ def test_work_runs_soonest_due_first_then_in_order(lane):
     assert order == ["a", "b", "retry"]
 
 
-def test_close_cancels_what_waits_and_does_not_wait_for_a_stuck_call(lane):
+def test_close_cancels_what_waits_and_does_not_wait_for_a_stuck_call(lane, caplog):
     one = lane(workers=1)
     _, release = _blocker(one)
     waiting = one.submit(lambda: None)
     started = time.monotonic()
-    one.close(grace=0.2)
+    with caplog.at_level(logging.INFO, logger="runway_widget"):
+        one.close(grace=0.2)
+    assert "1 call(s) still running" in caplog.text
     assert time.monotonic() - started < 3  # a stuck call is left to its own deadline
     assert waiting.cancelled()
     with pytest.raises(LaneFull):
@@ -112,3 +115,11 @@ def test_an_awaited_call_returns_its_result_or_raises_its_error(lane):
             await one.run(fail)
 
     asyncio.run(main())
+
+
+def test_closing_an_idle_lane_says_nothing_is_left_running(lane, caplog):
+    idle = lane(workers=4)
+    assert idle.submit(lambda: "done").result(5) == "done"
+    with caplog.at_level(logging.INFO, logger="runway_widget"):
+        idle.close()
+    assert "still running" not in caplog.text

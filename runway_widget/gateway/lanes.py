@@ -68,6 +68,7 @@ class Lane:
         self._queue: list[tuple[float, int, _Job]] = []  # (due, order, job)
         self._order = itertools.count()
         self._closed = False
+        self._running = 0  # workers inside a call now
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
             for i in range(workers)
@@ -112,7 +113,8 @@ class Lane:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, until - time.monotonic()))
-        busy = sum(thread.is_alive() for thread in self._threads)
+        with self._ready:
+            busy = self._running
         if busy:
             logger.info("%s: %d call(s) still running are left to their deadlines", self.name, busy)
 
@@ -125,9 +127,14 @@ class Lane:
                     now = time.monotonic()
                     if self._queue and self._queue[0][0] <= now:
                         _, _, job = heapq.heappop(self._queue)
+                        self._running += 1
                         break
                     self._ready.wait(self._queue[0][0] - now if self._queue else None)
-            job.run()
+            try:
+                job.run()
+            finally:
+                with self._ready:
+                    self._running -= 1
 
 
 class OwnerQueues(Generic[K, T]):
