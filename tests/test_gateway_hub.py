@@ -158,7 +158,7 @@ def test_a_group_quota_ends_in_the_quota_error(
     print(outcome)
     assert outcome["first"]
     assert outcome["second"][0] == "QuotaExceededError"
-    assert "quota" in outcome["second"][1] and "1 jobs" in outcome["second"][1]
+    assert "quota" in outcome["second"][1] and "the 1 job of your quota" in outcome["second"][1]
     assert outcome["account"]["email"] == "bob"
     assert outcome["account"]["jobs_left"] == 0
 

@@ -142,7 +142,7 @@ def room(cluster: dict[str, Any]) -> dict[str, Any]:
     task_ids = panel["task_ids"] + [task_id for kind, task_id in client if kind == "accepted"]
 
     replicas = [_ready(hub, index)["process"] for index in range(2)]
-    before = _jobs(cluster["engine"], task_ids)
+    before = _sent_upstream(cluster["engine"], task_ids)
     followed = [sum(row.follower == replica for row in before.values()) for replica in replicas]
     victim = followed.index(max(followed))
     hub.kill_replica(victim)
@@ -172,6 +172,17 @@ def _run(hub: z2jh.ReplicatedChartHub, user: str, kernel: str, code: str) -> Any
 
 def _ready(hub: z2jh.ReplicatedChartHub, index: int) -> dict[str, Any]:
     return requests.get(hub.replica_url(index) + "ready", timeout=10).json()
+
+
+def _sent_upstream(engine: Any, task_ids: list[str]) -> dict[str, Any]:
+    """The jobs once the queue has sent them all: a replica killed while it sends a job
+    leaves that job unknown, by design (it is never sent twice), so the kill waits for this."""
+    deadline = time.monotonic() + 60
+    while True:
+        rows = _jobs(engine, task_ids)
+        if all(row.state == "submitted" for row in rows.values()) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
 
 
 def _jobs(engine: Any, task_ids: list[str]) -> dict[str, Any]:
