@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 from api_server import TEST_API_KEY, ApiServer, Reply, error
-from urllib3.util.retry import RequestHistory
 
-from runway_widget._http.transport import _JitterRetry
+from runway_widget._http.retries import retry_policy
 from runway_widget._secrets import mask_secret
 from runway_widget.client.apiframe import DEFAULT_BASE_URL, ApiframeClient
 from runway_widget.client.budget import RequestBudget
@@ -532,11 +531,10 @@ def test_unlimited_budget_and_bad_rates():
 
 
 def test_backoff_is_full_jitter_exponential():
-    retry = _JitterRetry(total=10, backoff_factor=0.5, backoff_max=3.0)
-    assert retry.get_backoff_time() == 0.0
+    policy = retry_policy("read", max_retries=10, backoff_factor=0.5, backoff_max=3.0)
+    assert policy.backoff(0) == 0.0
     for failures, cap in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (8, 3.0)]:
-        history = tuple(RequestHistory("POST", "/fetch", None, 500, None) for _ in range(failures))
-        waits = [retry.new(history=history).get_backoff_time() for _ in range(300)]
+        waits = [policy.backoff(failures) for _ in range(300)]
         assert all(0.0 <= w <= cap for w in waits)
         assert max(waits) > cap * 0.8 and min(waits) < cap * 0.2  # spread over [0, cap]
 

@@ -3,8 +3,12 @@
 A per-read ``timeout`` alone lets a server that sends one byte a second hold a call for
 ever. So each call runs under a `CallDeadline`: reads check it between chunks, and when it
 passes, the sockets the call opened are shut down, which ends a read blocked anywhere (even
-inside the status line or the headers). One daemon thread (`_Expiries`) watches every
-running call's deadline: a thread per call costs more than a whole loopback call does.
+inside the status line or the headers). One daemon thread (`_Expiries`) watches the
+deadline of every running call that holds a socket: a thread per call costs more than a
+whole loopback call does, and a call in memory has nothing to cut.
+
+A deadline reads its own ``clock`` (``time.monotonic`` unless given), so a call over an
+in-memory transport can be timed on a test's clock.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import itertools
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from urllib3.connection import HTTPConnection
 
@@ -35,12 +40,14 @@ class DeadlinePassed(Exception):
 class CallDeadline:
     """One call's overall deadline; on expiry, the sockets the call uses are shut down."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
-        self.started = time.monotonic()
+        self._clock = clock
+        self.started = clock()
         self.at = self.started + seconds
         self.expired = False
         self._running = False
+        self._watched = False  # handed to the watcher thread (once it held a socket)
         self._lock = threading.Lock()
         self._connections: list[HTTPConnection] = []
         self._sockets: list[socket.socket] = []
@@ -51,11 +58,14 @@ class CallDeadline:
         return self._running
 
     def remaining(self) -> float:
-        return max(0.0, self.at - time.monotonic())
+        return max(0.0, self.at - self._clock())
+
+    def elapsed(self) -> float:
+        return self._clock() - self.started
 
     def check(self) -> None:
         """Raise `DeadlinePassed` once the deadline is behind us."""
-        if self.expired or time.monotonic() >= self.at:
+        if self.expired or self._clock() >= self.at:
             raise DeadlinePassed(self.seconds)
 
     def confirm(self) -> None:
@@ -74,16 +84,17 @@ class CallDeadline:
                 return
             self.seconds = seconds
             self.at = self.started + seconds
-            running = self._running
-        if running:
+            watched = self._running and self._watched
+        if watched:
             _EXPIRIES.watch(self)
 
     def watch(self, connection: HTTPConnection) -> None:
         """Called by a connection before the call sends on it."""
         with self._lock:
-            if self.expired:
+            if self.expired or self._clock() >= self.at:
                 raise DeadlinePassed(self.seconds, before_sending=True)
             self._connections.append(connection)
+        self._hand_to_watcher()
 
     def hold(self, sock: socket.socket | None) -> None:
         """Called with the socket a request went out on: the reply is read from it even
@@ -94,12 +105,18 @@ class CallDeadline:
             self._sockets.append(sock)
             if self.expired:
                 _shut(sock)
+        self._hand_to_watcher()
+
+    def _hand_to_watcher(self) -> None:
+        with self._lock:
+            first, self._watched = not self._watched, True
+        if first:
+            _EXPIRIES.watch(self)
 
     def __enter__(self) -> CallDeadline:
         self._outer = getattr(_current, "deadline", None)
         _current.deadline = self
         self._running = True
-        _EXPIRIES.watch(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -111,7 +128,7 @@ class CallDeadline:
     def expire_if_due(self) -> None:
         """Shut the call's sockets if it is still running and its deadline has passed."""
         with self._lock:
-            if not self._running or self.expired or time.monotonic() < self.at:
+            if not self._running or self.expired or self._clock() < self.at:
                 return
             self.expired = True
             for sock in [*self._sockets, *(getattr(c, "sock", None) for c in self._connections)]:
@@ -142,8 +159,9 @@ class _Expiries:
         self._thread: threading.Thread | None = None
 
     def watch(self, deadline: CallDeadline) -> None:
+        due = time.monotonic() + deadline.remaining()  # on this thread's clock
         with self._wake:
-            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            heapq.heappush(self._heap, (due, next(self._order), deadline))
             if self._thread is None or not self._thread.is_alive():  # first call, or a fork
                 self._thread = threading.Thread(
                     target=self._run, name="runway-widget-deadlines", daemon=True

@@ -33,7 +33,8 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 from urllib3.util.connection import allowed_gai_family
 
-from .transport import Reply, Transport, WatchedAdapter
+from .session import Reply, Session
+from .transport import ConnectError, HTTPTransport, WatchedAdapter
 
 __all__ = [
     "IPAddress",
@@ -63,8 +64,10 @@ _RELAYS = tuple(  # forms that reach an IPv4 address through a relay or a transl
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
 
 
-class OutboundRefused(requests.RequestException):
-    """The rule forbids this URL; ``reason`` completes "the URL …" ("must not point at …")."""
+class OutboundRefused(ConnectError):
+    """The rule forbids this URL; ``reason`` completes "the URL …" ("must not point at …").
+
+    Nothing was sent: to a `Session`, the same as a connection that could not be made."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"the URL {reason}")
@@ -255,8 +258,8 @@ class PinnedAdapter(WatchedAdapter):
         return host_params, pool_kwargs
 
 
-class OutboundTransport(Transport):
-    """A `Transport` whose every call follows an `OutboundPolicy`: no retries, no redirects.
+class OutboundTransport(Session):
+    """A `Session` whose every call follows an `OutboundPolicy`: no retries, no redirects.
 
     The URL given is read strictly first: ``requests`` would otherwise tidy a URL such as
     ``http://127.0.0.1:1\\@example.com/`` into another one before any check saw it.
@@ -265,17 +268,9 @@ class OutboundTransport(Transport):
     def __init__(
         self, policy: OutboundPolicy, *, user_agent: str, timeout: float, verify: bool | str
     ) -> None:
-        super().__init__(
-            user_agent=user_agent,
-            timeout=timeout,
-            max_retries=0,
-            backoff_factor=0.0,
-            backoff_max=0.0,
-            adapter=functools.partial(PinnedAdapter, policy),
-            follow_redirects=False,
-            trust_env=False,
-        )
-        self.session.verify = verify
+        wire = HTTPTransport(adapter=functools.partial(PinnedAdapter, policy), trust_env=False)
+        wire.session.verify = verify
+        super().__init__(wire, user_agent=user_agent, timeout=timeout, follow_redirects=False)
 
     def call(self, method: str, url: str, **kwargs: Any) -> Reply:
         _parse(url)

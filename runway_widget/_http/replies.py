@@ -8,22 +8,11 @@ cut short, so no secret and no flood of echoed input reaches a message.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
-
-import requests
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    MaxRetryError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-)
 
 from .._secrets import Redactor
 from ..errors import (
@@ -43,14 +32,14 @@ from ..errors import (
 )
 from ..models import RefusalCode
 from .deadlines import DeadlinePassed
-from .transport import Reply, ReplyTooLarge
+from .retries import parse_retry_after
+from .session import Reply, ReplyTooLarge, UnwantedStatus
+from .transport import TransportError
 
 __all__ = [
     "UNKNOWN_SUBMISSION_HINT",
-    "describe_failure",
     "download_error",
     "error_messages",
-    "parse_retry_after",
     "refusal_code",
     "status_error",
     "transport_error",
@@ -63,7 +52,6 @@ UNKNOWN_SUBMISSION_HINT = (
 _CODE = re.compile(r"[a-z_]{1,64}")  # what a refusal code looks like; anything else is dropped
 EXCERPT_CHARS = 160
 MESSAGE_CHARS = 300  # each server message, as quoted in an error
-RETRY_AFTER_CEILING = 24 * 3600.0  # a longer hint is nonsense; treated as absent
 # A 400 that is really "no such task" ("Invalid task_id", "Task not found", ...).
 _UNKNOWN_TASK = re.compile(r"\btask", re.IGNORECASE)
 _UNKNOWN_WORDS = re.compile(
@@ -167,14 +155,13 @@ def transport_error(
     url: str,
     *,
     redact: Redactor,
-    timeout: float,
     submission: bool,
 ) -> ApiframeError:
     """The error for a call that got no usable reply: refused, reset, too slow, too large."""
     where = redact(shorten(url, 200))
     if isinstance(exc, ReplyTooLarge) and not submission:
         return UnexpectedReplyError(f"the reply from {where} was refused: {exc}")
-    text = redact(describe_failure(exc, timeout))
+    text = redact(_described(exc))
     if submission and not _certainly_not_sent(exc):
         return SubmissionUnknownError(
             f"no answer to the submission to {where} ({text}): {UNKNOWN_SUBMISSION_HINT}"
@@ -182,35 +169,16 @@ def transport_error(
     return NetworkError(f"could not reach {where}: {text}")
 
 
-def download_error(
-    exc: BaseException, url: str, *, redact: Redactor, timeout: float
-) -> ApiframeError:
+def download_error(exc: BaseException, url: str, *, redact: Redactor) -> ApiframeError:
     """The error for a download that failed: refused, too large, too slow, cut off."""
     where = redact(shorten(url, 200))
-    if isinstance(exc, requests.HTTPError):
-        status = exc.response.status_code if exc.response is not None else None
-        message = f"could not download {where}: HTTP {status}"
-        return UnexpectedReplyError(message, status_code=status)
+    if isinstance(exc, UnwantedStatus):
+        message = f"could not download {where}: HTTP {exc.status}"
+        return UnexpectedReplyError(message, status_code=exc.status)
     if isinstance(exc, ReplyTooLarge):
         return UnexpectedReplyError(f"the video at {where} is too large: {exc} (download_limit)")
-    detail = redact(describe_failure(exc, timeout))
+    detail = redact(_described(exc))
     return NetworkError(f"the download of {where} failed: {detail}")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` (seconds or an HTTP date); None if absent or absurd."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, OverflowError):
-            return None
-    if not seconds <= RETRY_AFTER_CEILING:  # also NaN
-        return None
-    return max(0.0, seconds)
 
 
 def _coded_error(
@@ -327,35 +295,13 @@ def _body(reply: Reply, redact: Redactor) -> Any:
         return text[: EXCERPT_CHARS * 4]
 
 
-def describe_failure(exc: BaseException, timeout: float) -> str:
+def _described(exc: BaseException) -> str:
     """What went wrong on the wire, in a few words (not yet scrubbed of secrets)."""
-    if isinstance(exc, (DeadlinePassed, ReplyTooLarge)):
-        return str(exc)
-    reason = _root_cause(exc)
-    if isinstance(exc, requests.Timeout) or isinstance(reason, ReadTimeoutError):
-        return f"no answer within {timeout:g}s"
-    if isinstance(reason, NewConnectionError):
-        return "could not connect: " + shorten(str(reason).split(": ", 1)[-1], 200)
-    if isinstance(reason, ProtocolError):
-        detail = reason.args[1] if len(reason.args) > 1 else reason
-        return f"the connection was dropped ({shorten(detail, 200)})"
-    return f"{type(reason).__name__}: {shorten(reason, 200)}"
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The urllib3 error under a requests exception (unwrapping MaxRetryError)."""
-    cause = exc.args[0] if exc.args else None
-    if isinstance(cause, MaxRetryError) and cause.reason is not None:
-        cause = cause.reason
-    return cause if isinstance(cause, BaseException) else exc
+    return str(exc) if str(exc) else type(exc).__name__
 
 
 def _certainly_not_sent(exc: BaseException) -> bool:
     """True when the request never reached the server (so resubmitting is safe)."""
     if isinstance(exc, DeadlinePassed):
         return exc.before_sending
-    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
-        return True
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)):
-        return True
-    return isinstance(_root_cause(exc), ConnectTimeoutError)
+    return isinstance(exc, TransportError) and not exc.sent

@@ -1,55 +1,153 @@
-"""HTTP for the client: retries, an overall deadline for every call, a size cap for every reply.
+"""One HTTP exchange, and the seam under every call the package makes.
 
-Retries live in urllib3's `Retry` (see `retry_policy`), mounted on ``requests`` adapters:
-the caller picks the policy for each call (``"read"``, ``"submit"`` or ``"once"``).
-
-Each call runs under a `CallDeadline` (see ``deadlines``): reads check it between chunks,
-and the connections report their sockets to it, so it can cut a call off anywhere. Replies
-are read with ``stream=True`` and never past their cap, so an endless or huge reply costs
-at most the cap in memory. API calls never follow redirects (`Transport.call` hands 3xx back).
+A `Transport` sends one `Request` and hands back the `Response` with its body still to be
+read. It never retries, never follows a redirect and never enforces a deadline: that is the
+work of the `runway_widget._http.session.Session` above it, which therefore runs the same
+over real connections (`HTTPTransport`) and in memory (`MockTransport`, in the spirit of
+httpx's). A failure on the wire is a `TransportError` that says whether the request can
+have reached the server.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from itertools import takewhile
-from typing import IO, Any
+import json as jsonlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 from urllib3.util.retry import Retry
 
-from .deadlines import CallDeadline, DeadlinePassed, current_deadline
+from ..errors import shorten
+from .deadlines import current_deadline
 
 __all__ = [
-    "Reply",
-    "ReplyTooLarge",
+    "ConnectError",
+    "ConnectionDropped",
+    "HTTPTransport",
+    "MockTransport",
+    "ReadTimeout",
+    "Request",
+    "Response",
     "Transport",
+    "TransportError",
     "WatchedAdapter",
-    "retry_policy",
 ]
 
-MAX_REPLY_BYTES = 4 * 1024 * 1024  # an API reply is a few hundred bytes; 4 MB is generous
-READ_RETRY_STATUSES = frozenset([429, *range(500, 600)])
-SUBMIT_RETRY_STATUSES = frozenset([429, 503])
 _CHUNK = 64 * 1024
 
 
-class ReplyTooLarge(Exception):
-    """A reply (or a download) is bigger than it may be."""
+class TransportError(Exception):
+    """No usable answer came over the wire; ``sent`` False: the request never left."""
 
-    def __init__(self, limit: int, size: int | None = None) -> None:
-        said = f" ({size:,} bytes announced)" if size is not None else ""
-        super().__init__(f"the reply is larger than the {limit:,}-byte limit{said}")
-        self.limit = limit
-        self.size = size
+    sent = True
+
+
+class ConnectError(TransportError):
+    """No connection (refused, no such host, TLS failed, no answer to connect): not sent."""
+
+    sent = False
+
+
+class ReadTimeout(TransportError):
+    """Sent, and no byte of an answer within the read timeout."""
+
+
+class ConnectionDropped(TransportError):
+    """Sent, and the connection closed or broke before the answer was whole."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as it goes on the wire; ``timeout`` bounds each read of its answer."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content: bytes = b""
+    timeout: float = 30.0
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+
+class Response:
+    """A status, its headers, and a body read in chunks (`iter_bytes`) until `close`.
+
+    Built by a transport, or by a `MockTransport` handler: ``content`` is the whole body or
+    an iterable of chunks (one that raises a `TransportError` breaks off mid-body);
+    ``json`` encodes a body. A whole body announces its length, as servers do.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | Iterable[bytes] = b"",
+        *,
+        json: Any = None,
+        on_close: Callable[[], object] | None = None,
+    ) -> None:
+        self.status = status
+        self.headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(headers or {})
+        if json is not None:
+            content = jsonlib.dumps(json).encode()
+            self.headers.setdefault("Content-Type", "application/json")
+        if isinstance(content, (bytes, bytearray)):
+            self.headers.setdefault("Content-Length", str(len(content)))
+            content = [bytes(content)] if content else []
+        self._chunks = iter(content)
+        self._on_close = on_close
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
+
+
+class Transport:
+    """Sends one request and returns its response, or raises a `TransportError`."""
+
+    def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections (nothing to release by default)."""
+
+
+class MockTransport(Transport):
+    """A transport in memory: ``handler(request)`` returns the response or raises.
+
+    For tests and offline use; everything above it (retries, deadlines, caps, errors)
+    runs as it does over the network.
+    """
+
+    def __init__(self, handler: Callable[[Request], Response]) -> None:
+        self.handler = handler
+
+    def handle(self, request: Request) -> Response:
+        return self.handler(request)
 
 
 class _WatchedHTTPConnection(HTTPConnection):
@@ -87,217 +185,48 @@ class WatchedAdapter(HTTPAdapter):
         }
 
 
-class _JitterRetry(Retry):
-    """urllib3 `Retry` with full-jitter backoff, never sleeping past the call's deadline.
+class HTTPTransport(Transport):
+    """Real connections: a ``requests`` session, one attempt per request, no redirects.
 
-    Full jitter (a uniform draw up to the exponential cap) spreads the retries of many
-    clients that failed together. A Retry-After longer than ``backoff_max`` (or than what
-    is left of the deadline) is not slept through: the reply is handed back at once, so the
-    call fails with `RateLimitError.retry_after` and the caller decides.
-    """
-
-    def get_backoff_time(self) -> float:
-        errors = len(list(takewhile(lambda h: h.redirect_location is None, reversed(self.history))))
-        if errors == 0:
-            return 0.0
-        return random.uniform(0.0, min(self.backoff_max, self.backoff_factor * 2 ** (errors - 1)))
-
-    def get_retry_after(self, response: Any) -> float | None:
-        try:
-            return super().get_retry_after(response)
-        except (InvalidHeader, ValueError, OverflowError):
-            return None
-
-    def increment(
-        self,
-        method: str | None = None,
-        url: str | None = None,
-        response: Any = None,
-        error: Exception | None = None,
-        _pool: Any = None,
-        _stacktrace: Any = None,
-    ) -> _JitterRetry:
-        if response is not None and self.respect_retry_after_header:
-            wait = self.get_retry_after(response)
-            deadline = current_deadline()
-            limit = min(self.backoff_max, deadline.remaining() if deadline else self.backoff_max)
-            if wait is not None and wait > limit:
-                raise MaxRetryError(_pool, url or "", ResponseError(f"Retry-After {wait:g}s"))
-        return super().increment(method, url, response, error, _pool, _stacktrace)
-
-    def sleep(self, response: Any = None) -> None:
-        if response is not None and self.respect_retry_after_header:
-            wait = self.get_retry_after(response)
-            if wait is not None:
-                time.sleep(max(0.0, wait))
-                return
-        deadline = current_deadline()
-        backoff = self.get_backoff_time()
-        time.sleep(min(backoff, deadline.remaining()) if deadline is not None else backoff)
-
-
-def retry_policy(
-    kind: str, *, max_retries: int, backoff_factor: float, backoff_max: float
-) -> Retry:
-    """urllib3 retries for ``kind``: ``read``, ``submit`` or ``once``.
-
-    Reads retry 429, 5xx, refused connections, timeouts and dropped connections. A
-    submission costs credits and has no idempotency key, so it is retried only when the
-    server certainly did not take it (429, 503, a connection that never opened). ``once``
-    is for a caller that schedules its own retries (the tracker).
-    """
-    if kind == "once":
-        return Retry(total=0, redirect=0, raise_on_status=False, raise_on_redirect=False)
-    common: dict[str, Any] = {
-        "total": max_retries,
-        "redirect": 0,
-        "raise_on_redirect": False,
-        "backoff_factor": backoff_factor,
-        "backoff_max": backoff_max,
-        "raise_on_status": False,
-    }
-    if kind == "read":
-        return _JitterRetry(
-            allowed_methods=frozenset(["GET", "HEAD", "POST"]),
-            status_forcelist=READ_RETRY_STATUSES,
-            **common,
-        )
-    return _JitterRetry(
-        connect=max_retries,
-        read=0,
-        other=0,
-        status=max_retries,
-        allowed_methods=frozenset(["POST"]),
-        status_forcelist=SUBMIT_RETRY_STATUSES,
-        **common,
-    )
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One whole HTTP answer, read within its deadline and cap."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-
-class Transport:
-    """A ``requests`` session with one adapter per retry policy, and bounded calls.
-
-    ``adapter`` makes each policy's adapter (a `WatchedAdapter` unless the caller connects
-    its own way, see ``outbound``); ``follow_redirects`` is for `download`; ``trust_env``
-    takes proxies and certificates from the environment, as ``requests`` does.
+    Each connection reports its socket to the running call's `CallDeadline`, which can then
+    cut a read blocked anywhere. ``adapter`` makes the adapter (a `WatchedAdapter` unless the
+    caller connects its own way, see ``outbound``); ``trust_env`` takes proxies and
+    certificates from the environment, as ``requests`` does.
     """
 
     def __init__(
-        self,
-        *,
-        user_agent: str,
-        timeout: float,
-        max_retries: int,
-        backoff_factor: float,
-        backoff_max: float,
-        adapter: Callable[..., HTTPAdapter] | None = None,
-        follow_redirects: bool = True,
-        trust_env: bool = True,
+        self, *, adapter: Callable[..., HTTPAdapter] = WatchedAdapter, trust_env: bool = True
     ) -> None:
-        self.timeout = timeout
-        self.follow_redirects = follow_redirects
         self.session = requests.Session()
         self.session.trust_env = trust_env
-        self.session.headers["User-Agent"] = user_agent
-        make_adapter = adapter or WatchedAdapter
-        self._adapters = {
-            kind: make_adapter(
-                max_retries=retry_policy(
-                    kind,
-                    max_retries=max_retries,
-                    backoff_factor=backoff_factor,
-                    backoff_max=backoff_max,
+        once = Retry(total=0, redirect=0, raise_on_redirect=False, raise_on_status=False)
+        self._adapter = adapter(max_retries=once)
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, self._adapter)
+        self._environment: dict[str, dict[str, Any]] = {}
+
+    def handle(self, request: Request) -> Response:
+        try:
+            prepared = self.session.prepare_request(
+                requests.Request(
+                    request.method,
+                    request.url,
+                    headers=dict(request.headers),
+                    data=request.content or None,
                 )
             )
-            for kind in ("read", "submit", "once")
-        }
-        for prefix in ("http://", "https://"):
-            self.session.mount(prefix, self._adapters["read"])
-        self._environment: dict[str, dict[str, Any]] = {}
+            settings = self._environment_settings(prepared.url or request.url)
+            reply = self._adapter.send(prepared, timeout=request.timeout, **settings)
+        except TransportError:  # an adapter's own refusal (see ``outbound``)
+            raise
+        except requests.RequestException as exc:
+            raise wire_error(exc, request.timeout) from None
+        return Response(reply.status_code, reply.headers, _body(reply, request.timeout),
+                        on_close=reply.close)
 
     def close(self) -> None:
         self.session.close()
-        for adapter in self._adapters.values():
-            adapter.close()
-
-    def call(
-        self,
-        method: str,
-        url: str,
-        *,
-        policy: str,
-        deadline: float,
-        limit: int = MAX_REPLY_BYTES,
-        **request: Any,
-    ) -> Reply:
-        """One API call, redirects not followed.
-
-        Raises ``requests`` errors, `DeadlinePassed` or `ReplyTooLarge`.
-        """
-        prepared = self.session.prepare_request(requests.Request(method, url, **request))
-        settings = self._environment_settings(prepared.url or url)
-        with CallDeadline(deadline) as bound:
-            try:
-                response = self._adapters[policy].send(
-                    prepared, timeout=self._read_timeout(bound), **settings
-                )
-                with response:
-                    body = _read_capped(response, limit, bound)
-                bound.confirm()
-            except requests.RequestException:
-                bound.check()  # a socket shut down by the deadline shows up as a dropped one
-                raise
-            return Reply(response.status_code, response.headers, body)
-
-    def download(
-        self,
-        url: str,
-        out: IO[bytes],
-        *,
-        limit: int,
-        base_seconds: float,
-        min_rate: float,
-    ) -> int:
-        """Stream ``url`` into ``out``; returns the bytes written.
-
-        Redirects are followed only if the transport was made to. The reply must start
-        within ``base_seconds``; the whole transfer then gets ``base_seconds`` plus its size
-        at ``min_rate`` bytes a second (the announced size, else the size limit) and must
-        keep that average rate. A status other than 200 (a redirect not followed, too)
-        raises ``requests.HTTPError``.
-        """
-        with CallDeadline(base_seconds) as bound:
-            try:
-                with self.session.get(
-                    url,
-                    stream=True,
-                    timeout=self._read_timeout(bound),
-                    allow_redirects=self.follow_redirects,
-                ) as response:
-                    if response.status_code != 200:
-                        raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
-                    announced = _announced_length(response)
-                    if announced is not None and announced > limit:
-                        raise ReplyTooLarge(limit, announced)
-                    bound.extend(base_seconds + (announced or limit) / min_rate)
-                    written = _copy(response, out, bound, limit, base_seconds, min_rate)
-                bound.confirm()
-                return written
-            except requests.RequestException:
-                bound.check()
-                raise
+        self._adapter.close()
 
     def _environment_settings(self, url: str) -> dict[str, Any]:
         """Proxies and certificates from the environment, read once per origin: reading
@@ -307,59 +236,40 @@ class Transport:
         settings = self._environment.get(origin)
         if settings is None:
             settings = self.session.merge_environment_settings(url, {}, True, None, None)
+            settings["stream"] = True  # the body is read in chunks, under the call's cap
             self._environment[origin] = settings
         return settings
 
-    def _read_timeout(self, bound: CallDeadline) -> float:
-        return max(0.001, min(self.timeout, bound.remaining()))
+
+def _body(reply: requests.Response, timeout: float) -> Iterator[bytes]:
+    try:
+        yield from reply.iter_content(_CHUNK)
+    except requests.RequestException as exc:
+        raise wire_error(exc, timeout) from None
 
 
-def _announced_length(response: requests.Response) -> int | None:
-    """The Content-Length of an unencoded body (a compressed one is longer once decoded)."""
-    value = response.headers.get("Content-Length", "")
-    if "Content-Encoding" in response.headers or not value.isdigit() or len(value) > 18:
-        return None
-    return int(value)
+def wire_error(exc: requests.RequestException, timeout: float) -> TransportError:
+    """What went wrong on the wire, in a few words (not yet scrubbed of secrets)."""
+    reason = _root_cause(exc)
+    if isinstance(exc, requests.ConnectTimeout) or type(reason) is ConnectTimeoutError:
+        return ConnectError(f"could not connect within {timeout:g}s")
+    if isinstance(reason, NewConnectionError):
+        return ConnectError("could not connect: " + shorten(str(reason).split(": ", 1)[-1], 200))
+    unsent = (requests.exceptions.SSLError, requests.exceptions.InvalidURL,
+              requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
+    if isinstance(exc, unsent):
+        return ConnectError(f"{type(reason).__name__}: {shorten(reason, 200)}")
+    if isinstance(exc, requests.Timeout) or isinstance(reason, ReadTimeoutError):
+        return ReadTimeout(f"no answer within {timeout:g}s")
+    if isinstance(reason, ProtocolError):
+        detail = reason.args[1] if len(reason.args) > 1 else reason
+        return ConnectionDropped(f"the connection was dropped ({shorten(detail, 200)})")
+    return TransportError(f"{type(reason).__name__}: {shorten(reason, 200)}")
 
 
-def _chunks(response: requests.Response, bound: CallDeadline) -> Iterator[bytes]:
-    for chunk in response.iter_content(_CHUNK):
-        bound.check()
-        yield chunk
-
-
-def _copy(
-    response: requests.Response,
-    out: IO[bytes],
-    bound: CallDeadline,
-    limit: int,
-    base_seconds: float,
-    min_rate: float,
-) -> int:
-    announced = _announced_length(response)
-    written = 0
-    for chunk in _chunks(response, bound):
-        written += len(chunk)
-        if written > limit:
-            raise ReplyTooLarge(limit)
-        allowed = base_seconds + written / min_rate
-        if time.monotonic() - bound.started > allowed:
-            raise DeadlinePassed(allowed)
-        out.write(chunk)
-    if announced is not None and written != announced:
-        raise requests.ConnectionError(f"cut short at {written:,} of {announced:,} bytes")
-    return written
-
-
-def _read_capped(response: requests.Response, limit: int, bound: CallDeadline) -> bytes:
-    announced = _announced_length(response)
-    if announced is not None and announced > limit:
-        raise ReplyTooLarge(limit, announced)
-    parts: list[bytes] = []
-    size = 0
-    for chunk in _chunks(response, bound):
-        size += len(chunk)
-        if size > limit:
-            raise ReplyTooLarge(limit)
-        parts.append(chunk)
-    return b"".join(parts)
+def _root_cause(exc: BaseException) -> BaseException:
+    """The urllib3 error under a requests exception (unwrapping MaxRetryError)."""
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, MaxRetryError) and cause.reason is not None:
+        cause = cause.reason
+    return cause if isinstance(cause, BaseException) else exc

@@ -1,7 +1,8 @@
 """The APIFRAME Runway client: submit, fetch, wait, upload and download.
 
-Retries, deadlines and size caps live in `runway_widget._http.transport`; turning replies into
-errors lives in `runway_widget._http.replies`. What is left here is the API itself:
+Every call goes one way: `ApiCalls` (key, budget, errors, parsing) over a `Session`
+(retries, deadlines, size caps) over a `Transport` (the wire, or memory: ``transport=``).
+What is left here is the API itself:
 
 - reads (``/fetch``, ``/fetch-many``, ``/account``) retry 429, 5xx and network errors;
   ``/runway-imagine`` costs credits, so it is retried only when the server certainly did
@@ -22,20 +23,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
 
 from .._http.addresses import is_loopback_url, is_own_loopback_url
-from .._http.calls import call_api, usable_key
-from .._http.replies import (
-    UNKNOWN_SUBMISSION_HINT,
-)
-from .._http.transport import Transport
-from .._secrets import Redactor, mask_secret, normalize_secret
+from .._http.replies import UNKNOWN_SUBMISSION_HINT
+from .._http.session import Session
+from .._http.transport import HTTPTransport, Transport
+from .._secrets import mask_secret
 from .._version import __version__
 from ..models import (
     FETCH_MANY_LIMIT,
@@ -44,6 +44,7 @@ from ..models import (
     Task,
 )
 from .budget import RequestBudget
+from .calls import ApiCalls
 from .credentials import resolve as resolve_credentials
 from .downloads import download_video
 from .fetching import BatchFetcher
@@ -67,9 +68,7 @@ DEFAULT_POLL_INTERVAL = 3.0
 DOWNLOAD_LIMIT = 1024**3  # 1 GiB: a 10 s clip is tens of MB
 DOWNLOAD_MIN_RATE = 64 * 1024  # bytes a second a download must average
 
-logger = logging.getLogger("runway_widget.client.apiframe")
-
-T = TypeVar("T")
+logger = logging.getLogger("runway_widget.client")
 
 
 class ApiframeClient:
@@ -79,6 +78,10 @@ class ApiframeClient:
     the first call. ``timeout`` bounds each socket read, ``deadline`` (default 4 ×
     ``timeout``) a whole call, retries included. ``demo=True`` marks the embedded demo
     backend (nothing is paid); `demo` sets it.
+
+    ``transport`` carries the bytes (default: real connections); a `MockTransport` answers
+    in memory, with retries, deadlines, caps and errors working as they do on the network.
+    ``clock`` and ``sleep`` are the time the client's deadlines, budget and waits run on.
     """
 
     def __init__(
@@ -96,34 +99,46 @@ class ApiframeClient:
         download_limit: int = DOWNLOAD_LIMIT,
         download_min_rate: float = DOWNLOAD_MIN_RATE,
         demo: bool = False,
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         credentials = resolve_credentials(api_key, base_url)
-        self.api_key = credentials.api_key
+        base = (credentials.base_url or DEFAULT_BASE_URL).strip().rstrip("/")
         self._workshop = credentials.source in ("join", "jupyterhub")
         self._participant = credentials.participant
-        self._base_url = (credentials.base_url or DEFAULT_BASE_URL).strip().rstrip("/")
         self.timeout = timeout
-        self.deadline = deadline if deadline is not None else 4 * timeout
         self.download_limit = download_limit
         self.download_min_rate = download_min_rate
         self.poll_interval = _env_seconds("RUNWAY_WIDGET_POLL_INTERVAL", DEFAULT_POLL_INTERVAL)
-        self.read_budget = RequestBudget(requests_per_second, burst=2)
         self._store = store
         self._demo = demo
-        self._transport = Transport(
+        self._clock = clock
+        self._sleep = sleep
+        self._http = Session(
+            transport,
             user_agent=f"runway_widget/{__version__}",
             timeout=timeout,
             max_retries=max_retries,
             backoff_factor=backoff_factor,
             backoff_max=backoff_max,
+            clock=clock,
+            sleep=sleep,
         )
-        self._batches = BatchFetcher(self._call)
+        self._api = ApiCalls(
+            self._http,
+            base,
+            credentials.api_key,
+            deadline=deadline if deadline is not None else 4 * timeout,
+            budget=RequestBudget(requests_per_second, burst=2, clock=clock),
+        )
+        self._batches = BatchFetcher(self._api)
 
     # -- construction and identity -------------------------------------------------------------
 
     @classmethod
     def demo(cls, **kwargs: Any) -> ApiframeClient:
-        """A client on this process's shared demo backend (needs ``runway_widget[demo]``).
+        """A client on this process's shared demo backend (started on first use).
 
         The one place the client reaches for the demo package, on demand only.
         """
@@ -135,17 +150,39 @@ class ApiframeClient:
     @property
     def api_key(self) -> str | None:
         """The key, stripped of surrounding whitespace (a key read from a file ends in "\\n")."""
-        return self._api_key
+        return self._api.key
 
     @api_key.setter
     def api_key(self, value: str | None) -> None:
-        self._api_key = normalize_secret(value)
-        self._redact = Redactor([value, self._api_key])
+        self._api.key = value
 
     @property
     def base_url(self) -> str:
         """Fixed for the client's life."""
-        return self._base_url
+        return self._api.base_url
+
+    @property
+    def deadline(self) -> float:
+        """Seconds a whole call may take, retries included."""
+        return self._api.deadline
+
+    @deadline.setter
+    def deadline(self, seconds: float) -> None:
+        self._api.deadline = seconds
+
+    @property
+    def read_budget(self) -> RequestBudget:
+        """The request budget every read draws from (the tracker's polls too)."""
+        return self._api.budget
+
+    @read_budget.setter
+    def read_budget(self, budget: RequestBudget) -> None:
+        self._api.budget = budget
+
+    @property
+    def transport(self) -> Transport:
+        """What carries the client's bytes (and its media reads, and its downloads)."""
+        return self._http.transport
 
     @property
     def is_demo(self) -> bool:
@@ -168,9 +205,11 @@ class ApiframeClient:
         return self._participant
 
     @property
-    def session(self) -> requests.Session:
-        """The ``requests`` session under every call (headers, proxies, certificates)."""
-        return self._transport.session
+    def session(self) -> requests.Session | None:
+        """The ``requests`` session under every call (headers, proxies, certificates);
+        None when the client runs on another transport."""
+        transport = self._http.transport
+        return transport.session if isinstance(transport, HTTPTransport) else None
 
     @property
     def store(self) -> JobStore:
@@ -198,7 +237,7 @@ class ApiframeClient:
         )
 
     def close(self) -> None:
-        self._transport.close()
+        self._http.close()
 
     def __enter__(self) -> ApiframeClient:
         return self
@@ -220,7 +259,7 @@ class ApiframeClient:
         elif fields:
             request = dataclasses.replace(request, **fields)
         request.validate()
-        task_id = self._call(
+        task_id = self._api.call(
             "POST",
             "/runway-imagine",
             parse=_parse_task_id,
@@ -260,7 +299,7 @@ class ApiframeClient:
         returns the task, now failed as cancelled. `CancelRefusedError` once it has left the
         queue (it goes on). Only a gateway queues jobs; other backends know no such call.
         """
-        task = self._call(
+        task = self._api.call(
             "DELETE",
             f"/task/{quote(task_id, safe='')}",
             parse=Task.from_json,
@@ -272,7 +311,7 @@ class ApiframeClient:
 
     def account(self) -> dict[str, Any]:
         """``{"email", "credits", "total_images", "plan"}`` of the key's account."""
-        info = self._call("GET", "/account", parse=_parse_object, take_token=True)
+        info = self._api.call("GET", "/account", parse=_parse_object, take_token=True)
         if info.get("plan") == "demo" and is_loopback_url(self.base_url):
             self._demo = True  # a demo backend in this process or machine, built by hand
         if info.get("plan") == "workshop":
@@ -284,7 +323,7 @@ class ApiframeClient:
     def upload_image(self, image: str | os.PathLike[str] | bytes) -> str:
         """Upload a first/last frame (a path or the bytes, at most 2 MB); returns its URL."""
         name, data, content_type = prepare_upload(image)
-        return self._call(
+        return self._api.call(
             "POST",
             "/upload",
             parse=_parse_image_url,
@@ -316,6 +355,8 @@ class ApiframeClient:
             interval=self.poll_interval if poll_interval is None else poll_interval,
             call_deadline=self.deadline,
             on_change=on_change,
+            clock=self._clock,
+            sleep=self._sleep,
         )
 
     def download(self, task_or_url: Task | str, path: str | os.PathLike[str]) -> Path:
@@ -326,45 +367,12 @@ class ApiframeClient:
         At most ``download_limit`` bytes, at ``download_min_rate`` bytes a second or better.
         """
         destination = download_video(
-            self._transport, task_or_url, path, limit=self.download_limit, timeout=self.timeout,
-            min_rate=self.download_min_rate, redact=self._redact)
+            self._http, task_or_url, path, limit=self.download_limit, timeout=self.timeout,
+            min_rate=self.download_min_rate, redact=self._api.redact)
         if isinstance(task_or_url, Task):
             self.store.record_download(task_or_url.task_id, destination)
         logger.info("saved the video to %s", destination)
         return destination
-
-    # -- transport -----------------------------------------------------------------------------
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        parse: Callable[[Any], T],
-        take_token: bool = False,
-        policy: str = "read",
-        task_ids: list[str] | None = None,
-        secrets: Iterable[str | None] = (),
-        deadline: float | None = None,
-        **body: Any,
-    ) -> T:
-        """One API call: key check, budget, request, error mapping, then ``parse`` the JSON."""
-        key = usable_key(self.api_key)
-        if take_token:
-            self.read_budget.acquire()
-        return call_api(
-            self._transport,
-            method,
-            self.base_url + path,
-            key=key,
-            parse=parse,
-            redact=Redactor([self.api_key, *secrets]) if secrets else self._redact,
-            timeout=self.timeout,
-            deadline=self.deadline if deadline is None else deadline,
-            policy=policy,
-            task_ids=task_ids or (),
-            **body,
-        )
 
 
 # -- helpers -------------------------------------------------------------------------------------

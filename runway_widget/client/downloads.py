@@ -10,11 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-import requests
-
 from .._http.deadlines import DeadlinePassed
 from .._http.replies import download_error
-from .._http.transport import ReplyTooLarge, Transport
+from .._http.session import ReplyTooLarge, Session, UnwantedStatus
+from .._http.transport import TransportError
 from .._secrets import Redactor
 from ..errors import ApiframeError, shorten
 from ..models import Task, is_http_url, video_filename
@@ -23,7 +22,7 @@ __all__ = ["download_video", "save_atomically"]
 
 
 def download_video(
-    transport: Transport,
+    session: Session,
     task_or_url: Task | str,
     path: str | os.PathLike[str],
     *,
@@ -42,12 +41,12 @@ def download_video(
     if destination.is_dir():
         destination = destination / video_filename(None, task_id)
     fill = functools.partial(
-        transport.download, url, limit=limit, base_seconds=timeout, min_rate=min_rate
+        session.download, url, limit=limit, base_seconds=timeout, min_rate=min_rate
     )
     try:
         save_atomically(destination, fill)
-    except (requests.RequestException, DeadlinePassed, ReplyTooLarge) as exc:
-        raise download_error(exc, url, redact=redact, timeout=timeout) from None
+    except (TransportError, DeadlinePassed, ReplyTooLarge, UnwantedStatus) as exc:
+        raise download_error(exc, url, redact=redact) from None
     return destination
 
 

@@ -12,22 +12,21 @@ from typing import Any
 
 from ..errors import TaskNotFoundError
 from ..models import FETCH_MANY_LIMIT, Task
+from .calls import ApiCalls
 
 __all__ = ["BatchFetcher"]
 
-ApiCall = Callable[..., Any]  # the client's one API call: key, budget, request, errors, parse
-
 
 class BatchFetcher:
-    """The task reads of one client, made through its ``call``.
+    """The task reads of one client, made through its `ApiCalls`.
 
     ``retry=True`` reads take a token from the client's budget and retry; ``retry=False``
     ones make exactly one attempt (a scheduler that paces itself has taken the token).
     Both requests raise `TaskNotFoundError` when the server does not know an id.
     """
 
-    def __init__(self, call: ApiCall) -> None:
-        self._call = call
+    def __init__(self, api: ApiCalls) -> None:
+        self._api = api
 
     def one(self, task_id: str, *, retry: bool = True, deadline: float | None = None) -> Task:
         """``/fetch``: the task's current state (``deadline`` seconds at most when given)."""
@@ -79,7 +78,7 @@ class BatchFetcher:
 
     def _read(self, path: str, payload: dict[str, Any], parse: Callable[[Any], Any],
               ids: list[str], retry: bool, *, deadline: float | None = None) -> Any:
-        return self._call(
+        return self._api.call(
             "POST",
             path,
             parse=parse,

@@ -22,12 +22,12 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import IO
 
-import requests
 from tornado.web import HTTPError, StaticFileHandler
 
 from .._http.deadlines import DeadlinePassed
 from .._http.outbound import OutboundPolicy, OutboundRefused, outbound_transport
-from .._http.transport import ReplyTooLarge
+from .._http.session import ReplyTooLarge, UnwantedStatus
+from .._http.transport import TransportError
 from .._version import __version__
 from ..client.downloads import save_atomically
 from .lanes import Lane, LaneClosed, LaneFull, OwnerQueues
@@ -152,7 +152,7 @@ class ClipStore:
             stored = path
         except OutboundRefused as exc:
             logger.warning("clip of task %s not copied: %s", task_id, exc)
-        except (OSError, DeadlinePassed, ReplyTooLarge) as exc:
+        except (OSError, TransportError, UnwantedStatus, DeadlinePassed, ReplyTooLarge) as exc:
             logger.warning("clip of task %s: attempt %d failed: %s", task_id, attempt, _why(exc))
             if attempt < ATTEMPTS:  # still the owner's turn: their other clips wait
                 self._turn(owner, (task_id, url, key, attempt + 1))
@@ -202,8 +202,8 @@ def _folder_size(folder: Path) -> tuple[int, int]:
 
 def _why(exc: BaseException) -> str:
     """A failure in a few words, never the URL (a provider's may carry a signature)."""
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, UnwantedStatus):
+        return f"HTTP {exc.status}"
     return type(exc).__name__
 
 

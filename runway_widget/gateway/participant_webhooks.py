@@ -25,7 +25,8 @@ from typing import Any
 
 from .._http.deadlines import DeadlinePassed
 from .._http.outbound import OutboundPolicy, OutboundRefused, outbound_transport
-from .._http.transport import ReplyTooLarge
+from .._http.session import ReplyTooLarge
+from .._http.transport import TransportError
 from .._version import __version__
 from .db.database import JobState
 from .db.ledger import JobRow
@@ -139,7 +140,7 @@ class ParticipantWebhooks:
             logger.warning(
                 "participant webhook for task %s not sent: webhook_url %s", task_id, exc.reason
             )
-        except (OSError, DeadlinePassed, ReplyTooLarge) as exc:
+        except (TransportError, DeadlinePassed, ReplyTooLarge) as exc:
             logger.info("participant webhook for task %s failed: %s", task_id, type(exc).__name__)
         except Exception:
             logger.exception("participant webhook for task %s failed", task_id)

@@ -19,11 +19,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import requests
-
 from .._http.deadlines import DeadlinePassed
 from .._http.outbound import OutboundPolicy, OutboundRefused, outbound_transport
-from .._http.transport import ReplyTooLarge
+from .._http.session import ReplyTooLarge, UnwantedStatus
+from .._http.transport import TransportError
 from .._version import __version__
 from ..client.apiframe import ApiframeClient
 from ..errors import AuthenticationError, ServerError, shorten
@@ -158,9 +157,9 @@ def demo_inputs_fetch(policy: OutboundPolicy) -> Callable[[str, IO[bytes], int],
             )
         except OutboundRefused as exc:
             raise InputError(f"{shorten(url, 120)}: {exc}") from None
-        except requests.HTTPError as exc:
+        except UnwantedStatus as exc:
             raise InputError(f"{shorten(url, 120)} answered {exc}") from None
-        except (requests.RequestException, DeadlinePassed, ReplyTooLarge) as exc:
+        except (TransportError, DeadlinePassed, ReplyTooLarge) as exc:
             raise InputError(f"could not load {shorten(url, 120)} ({exc})") from None
         finally:
             transport.close()

@@ -100,7 +100,8 @@ class RunwayPanel(widgets.VBox):
         # Demo clips live in the demo server's temporary folder, gone with the kernel.
         self._keeper = ClipSaver(self.client, self.client.store.folder / "clips")
         self._media = MediaSource(self.client.is_own_backend,
-                                  is_backend=lambda url: is_same_origin(self.client.base_url, url))
+                                  is_backend=lambda url: is_same_origin(self.client.base_url, url),
+                                  transport=self.client.transport)
         self._players = Players(self._media)
         self._handles: dict[str, TrackHandle] = {}
         self._closed = False

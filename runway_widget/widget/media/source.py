@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeGuard
 
-import requests
-
-from ..._http.transport import DeadlinePassed, ReplyTooLarge, Transport
+from ..._http.deadlines import DeadlinePassed
+from ..._http.session import ReplyTooLarge, Session
+from ..._http.transport import Transport, TransportError
 from ...models import is_http_url
 
 VIDEO_LIMIT = 8 * 1024 * 1024
@@ -46,20 +46,22 @@ class MediaUnavailable(Exception):
 class MediaSource:
     """Decides local vs remote and reads local bytes with a size cap and a deadline.
 
-    Reads go through their own bounded transport (no Authorization header, so a local URL
+    Reads go through their own bounded session (no Authorization header, so a local URL
     typed by the user never receives the API key; redirects are not followed; the whole read
-    must end within ``deadline`` seconds, however slowly the server trickles).
+    must end within ``deadline`` seconds, however slowly the server trickles), over the
+    client's ``transport`` when given (the backend it reads from is the client's own).
     """
 
     def __init__(
         self, is_own_backend: Callable[[str], bool] | None = None, timeout: float = 15.0,
         deadline: float = 60.0, *, is_backend: Callable[[str], bool] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self._is_own_backend = is_own_backend
         self._is_backend = is_backend
         self._deadline = deadline
-        self._transport = Transport(user_agent="runway-widget-media", timeout=timeout,
-                                    max_retries=0, backoff_factor=0.0, backoff_max=0.0)
+        self._owns_transport = transport is None
+        self._session = Session(transport, user_agent="runway-widget-media", timeout=timeout)
 
     def is_local(self, url: str | None) -> TypeGuard[str]:
         """True for an http(s) URL on the client's own loopback backend (and nothing else)."""
@@ -81,13 +83,13 @@ class MediaSource:
 
     def _read(self, url: str, limit: int) -> bytes:
         try:
-            reply = self._transport.call("GET", url, policy="once", deadline=self._deadline,
-                                         limit=limit)
+            reply = self._session.call("GET", url, policy="once", deadline=self._deadline,
+                                       limit=limit)
         except ReplyTooLarge as exc:
             raise MediaTooLarge(exc.size, limit) from None
         except DeadlinePassed:
             raise MediaUnavailable(f"no complete answer within {self._deadline:g} s") from None
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise MediaUnavailable(type(exc).__name__) from None
         if reply.status != 200:
             raise MediaUnavailable(f"HTTP {reply.status}")
@@ -108,4 +110,5 @@ class MediaSource:
         return path.read_bytes()
 
     def close(self) -> None:
-        self._transport.close()
+        if self._owns_transport:
+            self._session.close()
