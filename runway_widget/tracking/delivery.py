@@ -20,7 +20,7 @@ from .schedule import STATUS_ORDER
 
 __all__ = ["PROGRESS_PERIOD", "Delivery"]
 
-logger = logging.getLogger("runway_widget.tracking.tracker")
+logger = logging.getLogger("runway_widget.tracking")
 
 PROGRESS_PERIOD = 0.5  # seconds between interpolated progress callbacks
 
@@ -41,7 +41,7 @@ class Delivery:
 
     def latest(self, task_id: str) -> Task | None:
         """The latest state delivered for ``task_id``, or None."""
-        with self._board.lock:
+        with self._board.locked():
             return self._seen.get(task_id)
 
     def deliver(
@@ -55,11 +55,11 @@ class Delivery:
     ) -> None:
         """The one path for every update, polled or pushed: dedup, never backwards."""
         board = self._board
-        with board.deliver_lock:
+        with board.delivering():
             if stop is not None and stop.is_set():
                 return
-            with board.lock:
-                entry = board.entries.get(task.task_id)
+            with board.locked():
+                entry = board.get(task.task_id)
                 if entry is None or not entry.active:
                     return
                 previous = entry.latest
@@ -90,28 +90,35 @@ class Delivery:
             if task.is_done:
                 board.settle(entry, task)
 
-    def replay(self, entry: Entry, sub: Subscription, task: Task) -> None:
-        """Give a new subscriber the state others have already seen (deliver lock held)."""
-        if sub.on_update is not None:
-            _call(sub.on_update, task, task.task_id)
-        if sub.on_progress is not None and entry.shown >= 0:
-            _call(sub.on_progress, entry.shown, task.task_id)
+    def subscribe(self, task_id: str, sub: Subscription) -> Entry:
+        """Add ``sub`` to the task's entry and give it the state others have already seen."""
+        board = self._board
+        with board.delivering():
+            with board.locked():
+                entry = board.entry(task_id)
+                entry.subs.append(sub)
+                current = entry.latest
+            if current is not None:
+                if sub.on_update is not None:
+                    _call(sub.on_update, current, task_id)
+                if sub.on_progress is not None and entry.shown >= 0:
+                    _call(sub.on_progress, entry.shown, task_id)
+        return entry
 
-    def animate(self, stop: threading.Event) -> None:
+    def animate(self, now: float, stop: threading.Event) -> None:
         """Move running bars between polls along each task's fitted rate, never past 99."""
         board = self._board
-        now = board.clock()
         if now < self._next_progress:
             return
         self._next_progress = now + PROGRESS_PERIOD
-        with board.deliver_lock:
+        with board.delivering():
             if stop.is_set():
                 return
-            with board.lock:
+            with board.locked():
                 running = [
                     (e, list(e.subs))
                     for e in board.active()
-                    if e.latest is not None and any(s.on_progress for s in e.subs)
+                    if e.latest is not None and e.animated
                 ]
                 estimates = [(e, subs, e.plan.estimate(now)) for e, subs in running]
             for entry, subs, estimate in estimates:

@@ -16,15 +16,16 @@ import math
 import random
 import threading
 import weakref
+from collections.abc import Callable
 
 from ..errors import ApiframeError, RateLimitError
 from ..models import FETCH_MANY_LIMIT, Task
 from .board import Entry, TaskBoard, TaskSource
-from .delivery import PROGRESS_PERIOD, Delivery
+from .delivery import Delivery
 
 __all__ = ["JOIN_TIMEOUT", "RETRY_AFTER_LIMIT", "THREAD_NAME", "UNKNOWN_LIMIT", "Poller"]
 
-logger = logging.getLogger("runway_widget.tracking.tracker")
+logger = logging.getLogger("runway_widget.tracking")
 
 THREAD_NAME = "runway-widget-poller"
 UNKNOWN_LIMIT = 4  # single checks that find nothing before a task is given up as unknown
@@ -32,13 +33,25 @@ JOIN_TIMEOUT = 5.0  # stop() waits this long for a request in flight
 RETRY_AFTER_LIMIT = 10  # a server's Retry-After pauses polling at most this many max_intervals
 
 
-class Poller:
-    """Keeps a board's active tasks current from one named daemon thread."""
+Wait = Callable[[threading.Event, float], object]  # Event.wait, or a test clock's
 
-    def __init__(self, board: TaskBoard, client: TaskSource, delivery: Delivery) -> None:
+
+class Poller:
+    """Keeps a board's active tasks current from one named daemon thread.
+
+    The thread repeats `poll_once` and sleeps until the time it returns, on ``wait``
+    (``threading.Event.wait`` unless given: a test's clock can stand in for it, as in
+    tqdm's monitor), so the same steps can be driven on a clock that only moves when told.
+    """
+
+    def __init__(
+        self, board: TaskBoard, client: TaskSource, delivery: Delivery, *,
+        wait: Wait = threading.Event.wait,
+    ) -> None:
         self._board = board
         self._client = client
         self._delivery = delivery
+        self._wait = wait
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None  # the poller, while it has work
         self._last_thread: threading.Thread | None = None  # may still be ending after idling
@@ -47,11 +60,11 @@ class Poller:
         self._errors = 0
         _POLLERS.add(self)
 
-    # -- lifecycle (the board's lock held where it says so) ----------------------------------
+    # -- lifecycle (under the board's lock where it says so) ---------------------------------
 
     @property
     def running(self) -> bool:
-        """True while a thread polls (read with the lock held)."""
+        """True while a thread polls (read under the board's lock)."""
         return self._thread is not None
 
     @property
@@ -88,46 +101,51 @@ class Poller:
             if thread.is_alive():
                 logger.debug("poller still finishing a request; it exits right after")
 
-    # -- the thread -------------------------------------------------------------------------
+    # -- one step ---------------------------------------------------------------------------
+
+    def poll_once(self, now: float, *, stop: threading.Event | None = None) -> float | None:
+        """Do what is due at ``now``: move the bars, poll the tasks that are due (one batch).
+
+        Returns when the next step is due (``now`` itself: more is due already), or None
+        when nothing is left to follow. Never blocks, but for the one request it makes.
+        """
+        stop = stop if stop is not None else self._stop
+        active = self._board.active()
+        if not active:
+            return None
+        next_due = min(e.plan.due for e in active)
+        animate = any(e.animated for e in active)
+        if animate:
+            self._delivery.animate(now, stop)
+        start_at = max(next_due, self._hold_until)
+        if start_at <= now:
+            delay = self._client.read_budget.reserve()
+            if delay <= 0:
+                self._poll(now, stop)
+                return now
+            start_at = now + delay
+        return min(start_at, self._delivery.next_progress) if animate else start_at
 
     def _run(self, stop: threading.Event) -> None:
-        board, delivery = self._board, self._delivery
+        board = self._board
         me = threading.current_thread()
         while not stop.is_set():
             self._wake.clear()
-            with board.lock:
+            with board.locked():
                 if self._thread is not me:
                     return
-                active = board.active()
-                if not active:
+                if not board.active():
                     self._thread = None
                     return
-                next_due = min(e.plan.due for e in active)
-                animate = any(s.on_progress for e in active for s in e.subs)
             try:
-                if animate:
-                    delivery.animate(stop)
-                start_at = max(next_due, self._hold_until)
-                now = board.clock()
-                if start_at <= now:
-                    self._poll_once(stop)
-                    continue
-                wake_at = min(start_at, delivery.next_progress) if animate else start_at
-                self._wake.wait(max(0.0, wake_at - now))
+                due = self.poll_once(board.clock(), stop=stop)
             except Exception:
                 logger.exception("unexpected error in the poller; it slows down and goes on")
-                self._back_off(None)
-
-    def _take_token(self, stop: threading.Event) -> bool:
-        budget = self._client.read_budget
-        while not stop.is_set():
-            delay = budget.reserve()
-            if delay <= 0:
-                return True
-            self._delivery.animate(stop)
-            if stop.wait(min(delay, PROGRESS_PERIOD)):
-                return False
-        return False
+                self._back_off(board.clock(), None)
+                continue
+            pause = 0.0 if due is None else due - board.clock()
+            if pause > 0:
+                self._wait(self._wake, pause)
 
     def _select(self, now: float) -> list[Entry]:
         """The tasks for one request: due ones first, then others that are due soon."""
@@ -148,21 +166,20 @@ class Poller:
             e.on_time = False
         return due + extra[: FETCH_MANY_LIMIT - len(due)]
 
-    def _poll_once(self, stop: threading.Event) -> None:
-        if not self._take_token(stop):
-            return
-        with self._board.lock:
-            batch = self._select(self._board.clock())
+    def _poll(self, now: float, stop: threading.Event) -> None:
+        """One request for the tasks due at ``now`` (a token already taken)."""
+        with self._board.locked():
+            batch = self._select(now)
         if not batch:
             return
         ids = [e.task_id for e in batch]
         try:
             replies = self._client.fetch_batch(ids, retry=False)
         except RateLimitError as exc:
-            self._back_off(exc, exc.retry_after)
+            self._back_off(now, exc, exc.retry_after)
             return
         except ApiframeError as exc:
-            self._back_off(exc)
+            self._back_off(now, exc)
             return
         if stop.is_set():
             return
@@ -189,17 +206,12 @@ class Poller:
             entry.plan.due = now + min(timing.max_interval, gap)
             return
         logger.warning("task %s is unknown to the server; giving up on it", entry.task_id)
-        failed = Task(
-            task_id=entry.task_id,
-            status="failed",
-            message=(
-                f"the server does not know task {entry.task_id} (not found {entry.unknown} "
-                "times in a row): check the id, or the backend it was submitted to"
-            ),
-        )
+        failed = Task.unknown(entry.task_id, f" (not found {entry.unknown} times in a row)")
         self._delivery.deliver(failed, now, stop=stop, journal=False)
 
-    def _back_off(self, exc: Exception | None, retry_after: float | None = None) -> None:
+    def _back_off(
+        self, now: float, exc: Exception | None, retry_after: float | None = None
+    ) -> None:
         """Pause every poll: for ``Retry-After``, else a jittered, growing delay."""
         timing = self._board.timing
         self._errors += 1
@@ -210,7 +222,7 @@ class Poller:
             growth = 2.0 ** min(self._errors, 32)  # capped: a long outage must not overflow
             cap = min(timing.max_interval, timing.min_interval * growth)
             delay = cap / 2 + random.uniform(0, cap / 2)
-        self._hold_until = self._board.clock() + delay
+        self._hold_until = now + delay
         logger.warning("polling paused %.1f s after %s", delay, exc or "an unexpected error")
 
 

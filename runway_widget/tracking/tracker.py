@@ -23,6 +23,7 @@ blocks that loop, like any synchronous call) and never needs to drive a coroutin
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from .board import (
 )
 from .delivery import Delivery
 from .polling import THREAD_NAME as THREAD_NAME
-from .polling import Poller
+from .polling import Poller, Wait
 from .schedule import Timing
 
 __all__ = ["TaskSource", "TaskTracker", "TrackHandle", "UpdateFeed"]
@@ -90,7 +91,8 @@ class TaskTracker:
     """Polls many tasks from one background thread and calls back on every change.
 
     ``min_interval`` and ``max_interval`` bound the time between two scheduled polls of
-    one task; ``webhooks`` (a `WebhookReceiver`) adds pushed updates.
+    one task; ``webhooks`` (a `WebhookReceiver`) adds pushed updates. ``clock`` and
+    ``wait`` (how the poller sleeps on its event) are the time the tracker runs on.
     """
 
     def __init__(
@@ -101,13 +103,14 @@ class TaskTracker:
         min_interval: float = 0.5,
         max_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        wait: Wait = threading.Event.wait,
     ) -> None:
         if not 0 < min_interval <= max_interval:
             raise ValueError("need 0 < min_interval <= max_interval")
         self.client = client
         self._board = TaskBoard(Timing.scaled(min_interval, max_interval), clock)
         self._delivery = Delivery(self._board, client)
-        self._poller = Poller(self._board, client, self._delivery)
+        self._poller = Poller(self._board, client, self._delivery, wait=wait)
         # the board's lock guards these three too
         self._early: OrderedDict[str, Task] = OrderedDict()
         self._receivers: list[UpdateFeed] = []
@@ -116,7 +119,7 @@ class TaskTracker:
             self.listen(webhooks)
 
     def __repr__(self) -> str:
-        with self._board.lock:
+        with self._board.locked():
             active = len(self._board.active())
             running = self._poller.running
         return f"<TaskTracker {active} active task(s), poller {'running' if running else 'idle'}>"
@@ -139,15 +142,8 @@ class TaskTracker:
         about every 0.5 s while it runs. A task already known is replayed to the new callbacks.
         """
         subscription = Subscription(on_update, on_progress)
-        board = self._board
-        with board.deliver_lock:
-            with board.lock:
-                entry = board.entry(task_id)
-                entry.subs.append(subscription)
-                current = entry.latest
-                self._ensure_thread()
-            if current is not None:
-                self._delivery.replay(entry, subscription, current)
+        self._delivery.subscribe(task_id, subscription)
+        self._ensure_thread()
         self._apply_early_push(task_id)
         self._poller.wake()
         return TrackHandle(self, task_id, subscription)
@@ -160,16 +156,11 @@ class TaskTracker:
         """
         if self._poller.on_thread:
             raise RuntimeError("wait() called from a tracker callback would block the poller")
-        with self._board.lock:
-            entry = self._board.entry(task_id)
-            entry.waiters += 1
-            self._ensure_thread()
-        self._apply_early_push(task_id)
-        self._poller.wake()
+        entry = self._waiting_on(task_id)
         try:
             entry.settled.wait(timeout)
         finally:
-            with self._board.lock:
+            with self._board.locked():
                 entry.waiters -= 1
         return self._outcome(entry, timeout)
 
@@ -177,22 +168,18 @@ class TaskTracker:
         """`wait` for async code: the same outcome, without blocking the event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        with self._board.lock:
-            entry = self._board.entry(task_id)
-            entry.waiters += 1
+        entry = self._waiting_on(task_id)
+        with self._board.locked():
             if entry.settled.is_set():
                 future.set_result(None)
             else:
                 entry.futures.append((loop, future))
-            self._ensure_thread()
-        self._apply_early_push(task_id)
-        self._poller.wake()
         try:
             await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             pass
         finally:
-            with self._board.lock:
+            with self._board.locked():
                 entry.waiters -= 1
                 if (loop, future) in entry.futures:
                     entry.futures.remove((loop, future))
@@ -204,16 +191,13 @@ class TaskTracker:
 
     def refresh(self) -> None:
         """Poll every tracked task now (a refresh button, or where thread updates don't show)."""
-        with self._board.lock:
-            now = self._board.clock()
-            for entry in self._board.active():
-                entry.plan.due = now
-            self._ensure_thread()
+        self._board.due_now()
+        self._ensure_thread()
         self._poller.wake()
 
     def listen(self, receiver: UpdateFeed) -> None:
         """Take pushed updates from a webhook receiver (``receiver.subscribe(callback)``)."""
-        with self._board.lock:
+        with self._board.locked():
             if any(r is receiver for r in self._receivers):
                 return
             self._receivers.append(receiver)
@@ -225,11 +209,9 @@ class TaskTracker:
         Finished tasks stay known to `latest`; ``track`` starts a fresh thread.
         """
         board = self._board
-        with board.lock:
+        with board.locked():
             thread, stop = self._poller.detach()
-            dropped = board.active()
-            for entry in dropped:
-                del board.entries[entry.task_id]
+            dropped = board.drop_active()
             unsubscribers, self._unsubscribers = self._unsubscribers, []
         stop.set()
         self._poller.wake()
@@ -242,18 +224,23 @@ class TaskTracker:
     # -- bookkeeping ------------------------------------------------------------------------
 
     def _ensure_thread(self) -> None:
-        """Start the poller if there is work and none runs (called with the lock held)."""
-        if self._poller.start() and not self._unsubscribers:  # stopped earlier: listen again
-            self._unsubscribers = [r.subscribe(self._on_push) for r in self._receivers]
+        """Start the poller if there is work and none runs."""
+        with self._board.locked():
+            if self._poller.start() and not self._unsubscribers:  # stopped: listen again
+                self._unsubscribers = [r.subscribe(self._on_push) for r in self._receivers]
+
+    def _waiting_on(self, task_id: str) -> Entry:
+        """The entry of ``task_id``, counted as waited for (and polled, if it was not)."""
+        with self._board.locked():
+            entry = self._board.entry(task_id)
+            entry.waiters += 1
+        self._ensure_thread()
+        self._apply_early_push(task_id)
+        self._poller.wake()
+        return entry
 
     def _cancel(self, task_id: str, subscription: Subscription) -> None:
-        with self._board.lock:
-            entry = self._board.entries.get(task_id)
-            if entry is None or subscription not in entry.subs:
-                return
-            entry.subs.remove(subscription)
-            if entry.active and not entry.subs and not entry.waiters:
-                del self._board.entries[task_id]
+        self._board.unsubscribe(task_id, subscription)
 
     def _outcome(self, entry: Entry, timeout: float | None) -> Task:
         """The one ending shared by wait and wait_async."""
@@ -267,8 +254,8 @@ class TaskTracker:
     # -- pushed updates ---------------------------------------------------------------------
 
     def _on_push(self, task: Task) -> None:
-        with self._board.lock:
-            known = task.task_id in self._board.entries
+        with self._board.locked():
+            known = self._board.knows(task.task_id)
             if not known:
                 self._early[task.task_id] = task
                 self._early.move_to_end(task.task_id)
@@ -278,7 +265,7 @@ class TaskTracker:
             self._delivery.deliver(task, self._board.clock())
 
     def _apply_early_push(self, task_id: str) -> None:
-        with self._board.lock:
+        with self._board.locked():
             task = self._early.pop(task_id, None)
         if task is not None:
             self._delivery.deliver(task, self._board.clock())
