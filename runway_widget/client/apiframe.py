@@ -130,7 +130,7 @@ class ApiframeClient:
             base,
             credentials.api_key,
             deadline=deadline if deadline is not None else 4 * timeout,
-            budget=RequestBudget(requests_per_second, burst=2, clock=clock),
+            budget=RequestBudget(requests_per_second, burst=2, clock=clock, sleep=sleep),
         )
         self._batches = BatchFetcher(self._api)
 

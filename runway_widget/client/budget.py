@@ -25,6 +25,7 @@ class RequestBudget:
         burst: int = 2,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         if not rate > 0:
             raise ValueError("rate must be a positive number of requests per second")
@@ -33,6 +34,7 @@ class RequestBudget:
         self.rate = float(rate)
         self.burst = int(burst)
         self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._tokens = float(self.burst)
         self._stamp = clock()
@@ -84,6 +86,6 @@ class RequestBudget:
             if wait <= 0.0:
                 return True
             if cancel is None:
-                time.sleep(wait)
+                self._sleep(wait)
             elif cancel.wait(wait):
                 return False

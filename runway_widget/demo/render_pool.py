@@ -10,6 +10,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ _STOPPED = "the demo server stopped before the clip was rendered"
 
 @dataclass
 class Render:
-    """One clip being rendered; ``done_at`` (time.time()) is set once it succeeded or failed."""
+    """One clip being rendered; ``done_at`` (the pool's clock) is set once it ended."""
 
     spec: RenderSpec
     path: Path
@@ -38,9 +39,9 @@ class Render:
         """Block until the render is done; True if it is."""
         return self._done.wait(timeout)
 
-    def _finish(self, error: str | None) -> None:
+    def _finish(self, error: str | None, at: float) -> None:
         self.error = error
-        self.done_at = time.time()
+        self.done_at = at
         self._done.set()
 
 
@@ -51,8 +52,12 @@ class RenderPool:
     interpreter exits, which would make a kernel wait for every queued clip.
     """
 
-    def __init__(self, out_dir: Path, inputs: Inputs, workers: int = 2) -> None:
+    def __init__(
+        self, out_dir: Path, inputs: Inputs, workers: int = 2, *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._out_dir = Path(out_dir)
+        self._clock = clock
         self._inputs = inputs
         self._queue: queue.Queue[Render | None] = queue.Queue()
         self._cancel = threading.Event()
@@ -77,7 +82,7 @@ class RenderPool:
             self._renders[key] = job
             self.started += 1
         if self._cancel.is_set():
-            job._finish(_STOPPED)
+            job._finish(_STOPPED, self._clock())
         else:
             self._queue.put(job)
         return job
@@ -85,19 +90,19 @@ class RenderPool:
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
             if self._cancel.is_set():
-                job._finish(_STOPPED)
+                job._finish(_STOPPED, self._clock())
                 continue
             try:
                 render(job.spec, job.path, self._inputs, cancel=self._cancel)
             except RenderCancelled:
-                job._finish(_STOPPED)
+                job._finish(_STOPPED, self._clock())
             except InputError as exc:
-                job._finish(str(exc))
+                job._finish(str(exc), self._clock())
             except Exception as exc:
                 logger.exception("demo render failed")
-                job._finish(f"rendering failed ({type(exc).__name__})")
+                job._finish(f"rendering failed ({type(exc).__name__})", self._clock())
             else:
-                job._finish(None)
+                job._finish(None, self._clock())
 
     def shutdown(self) -> None:
         """Stop queued and running renders and join the worker threads."""

@@ -373,6 +373,8 @@ class DemoServer:
     provider answers one past its plan, 429 with ``Retry-After`` (the seconds until a
     running job ends) and ``{"errors": [{"msg": "too many running jobs"}]}``.
     ``max_connections``: live connections it serves at once (a benchmark's whole room).
+    Each task's state is a function of ``clock`` (``time.time`` unless given), so a test's
+    clock can run a job to its end at once (its clip is still really rendered).
     """
 
     api_key = DEMO_API_KEY
@@ -388,6 +390,7 @@ class DemoServer:
         fetch: Fetch | None = None,
         concurrency: int | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if concurrency is not None and concurrency < 1:
             raise ValueError("concurrency must be at least 1 (or None: no limit)")
@@ -399,6 +402,7 @@ class DemoServer:
         self.credits = credits
         self.concurrency = concurrency
         self.max_connections = max_connections
+        self.clock = clock
         self.faults = DemoFaults()
         self._render_workers = render_workers
         self._fetch_input = fetch
@@ -443,8 +447,9 @@ class DemoServer:
             root / "videos",
             InputLoader(self._local_file, root / "inputs", self._fetch_input),
             self._render_workers,
+            clock=self.clock,
         )
-        self._webhooks = WebhookSender(self._snapshot)
+        self._webhooks = WebhookSender(self._snapshot, self.clock)
         self._httpd = httpd.start()
         self.port = self._httpd.port
         logger.info("demo server listening on %s", self.base_url)
@@ -490,10 +495,11 @@ class DemoServer:
         return f"{self.base_url}/videos/{task_id}.mp4"
 
     def finished_at(self, task_id: str) -> float | None:
-        """time.time() at which the task became finished or failed; None while it runs."""
+        """The time (on the server's clock) the task became finished or failed; None while it
+        runs."""
         task = self._tasks.get(task_id)
         ends = task.ends_at() if task is not None else None
-        return ends if ends is not None and ends <= time.time() else None
+        return ends if ends is not None and ends <= self.clock() else None
 
     @property
     def stats(self) -> dict[str, int]:
@@ -582,7 +588,7 @@ class DemoServer:
         task = DemoTask(
             task_id=str(uuid.uuid4()),
             payload=payload,
-            submitted_at=time.time(),
+            submitted_at=self.clock(),
             job_seconds=max(0.0, float(seconds)),
             webhook_url=request.webhook_url,
             webhook_secret=request.webhook_secret,
@@ -636,7 +642,7 @@ class DemoServer:
         task = self._tasks.get(task_id)
         if task is None:
             raise _ApiError(404, "Task not found")
-        return self._snapshot(task, time.time())
+        return self._snapshot(task, self.clock())
 
     def _fetch_many(self, body: dict[str, Any]) -> dict[str, Any]:
         ids = body.get("task_ids")
@@ -644,7 +650,7 @@ class DemoServer:
             raise _ApiError(400, "task_ids must be a list of task ids")
         if not 2 <= len(ids) <= FETCH_MANY_LIMIT:
             raise _ApiError(400, f"task_ids must hold between 2 and {FETCH_MANY_LIMIT} ids")
-        now = time.time()
+        now = self.clock()
         found = (self._tasks.get(i) for i in ids)
         return {"tasks": [self._snapshot(t, now) for t in found if t is not None]}
 
@@ -691,7 +697,7 @@ class DemoServer:
         match = _VIDEO_PATH.match(path)
         if match:
             task = self._tasks.get(match.group(1))
-            if task is not None and task.render is not None and task.is_finished(time.time()):
+            if task is not None and task.render is not None and task.is_finished(self.clock()):
                 return task.render.path if task.render.path.is_file() else None
         return None
 

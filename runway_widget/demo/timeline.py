@@ -33,7 +33,8 @@ class DemoTask:
     webhook_secret: str | None = field(default=None, repr=False)
 
     def ends_at(self) -> float | None:
-        """time.time() at which the task is (or will be) finished or failed; None: not known yet."""
+        """When (on the server's clock) the task is or will be finished or failed; None: not
+        known yet."""
         if self.fail_after is not None:
             return self.submitted_at + self.fail_after * self.job_seconds
         if self.render is None or self.render.done_at is None:

@@ -44,8 +44,9 @@ def _milestone(data: dict[str, Any]) -> tuple[str, int]:
 class WebhookSender:
     """Runs one delivery thread per task that has a webhook; `stop` ends and joins them all."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, clock: Callable[[], float] = time.time) -> None:
         self._snapshot = snapshot
+        self._clock = clock
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
@@ -54,7 +55,7 @@ class WebhookSender:
 
     def watch(self, task: DemoTask) -> None:
         """Start following ``task`` (which has a webhook_url) until its final result is sent."""
-        first = self._snapshot(task, time.time())  # taken now, so the first call is "staged"
+        first = self._snapshot(task, self._clock())  # taken now, so the first call is "staged"
         thread = threading.Thread(
             target=self._follow,
             args=(task, first),
@@ -87,17 +88,17 @@ class WebhookSender:
                 if data.get("status") in ("finished", "failed"):
                     return
                 self._sleep_until_change(task)
-                data = self._snapshot(task, time.time())
+                data = self._snapshot(task, self._clock())
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
     def _sleep_until_change(self, task: DemoTask) -> None:
         """Sleep to the next milestone, or until the render is done; never over MAX_SLEEP."""
-        due = task.next_change(time.time())
+        due = task.next_change(self._clock())
         if due is not None:
             # A hair past the mark, so the percentage computed then has surely moved on.
-            self._stop.wait(min(MAX_SLEEP, max(0.0, due - time.time()) + 0.002))
+            self._stop.wait(min(MAX_SLEEP, max(0.0, due - self._clock()) + 0.002))
         elif task.render is not None and task.render.done_at is None:
             task.render.wait(MAX_SLEEP)
         else:
