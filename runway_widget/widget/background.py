@@ -4,8 +4,9 @@ A hanging ``/account`` (the credits in the header) must not hold up the videos o
 nor the credits of a panel on another backend: account calls run in one lane per backend,
 media work (reading a clip's bytes, saving it) in its own lane, posters in another. Lanes are
 small pools shared by every panel (a re-run cell pins no threads of its own). Each lane is
-bounded: the same piece of work (a key) is never queued twice, a full queue refuses more, and
-work that waited past its deadline is dropped instead of run late. The calls themselves carry
+bounded: the same piece of work (a key) is never queued twice (once it has started, it may be
+queued again: what it read may already be stale), a full queue refuses more, and work that
+waited past its deadline is dropped instead of run late. The calls themselves carry
 deadlines (the client's, and the media reader's).
 """
 
@@ -75,6 +76,7 @@ class Lane:
 
     def _run(self, key: Hashable, queued_at: float, fn: Callable[..., object],
              args: tuple[Any, ...]) -> None:
+        self._done(key)  # started: asking again now queues it again (it may come too late)
         try:
             if self._clock() - queued_at > self._max_wait:
                 log.info("%s lane: %r waited too long, dropped", self.name, key)
@@ -82,8 +84,6 @@ class Lane:
             fn(*args)
         except Exception:
             log.exception("%s lane: background work failed", self.name)
-        finally:
-            self._done(key)
 
     def _done(self, key: Hashable) -> None:
         with self._lock:

@@ -35,7 +35,9 @@ class Players:
     def open(self, view: JobView, *, on_finish: bool = False) -> None:
         """Open ``view``'s player and load its clip (any thread); may close others.
 
-        ``on_finish``: opened because the job just finished, not by the user.
+        ``on_finish``: opened because the job just finished, not by the user. Opens from
+        several threads (jobs finishing together) change the views under the lock, so a
+        player closed by one never shows as open from another.
         """
         with self._lock:
             evicted = []
@@ -49,10 +51,10 @@ class Players:
             self._open[view.task_id] = view
             while len(self._open) > self._max_open:
                 evicted.append(self._open.popitem(last=False)[1])
-        for old in evicted:
-            old.close_player()
-        if not view.opened:
-            view.show_note("loading the video…")
+            for old in evicted:
+                old.close_player()
+            if not view.opened:
+                view.show_note("loading the video…")
         self._lane.submit(("play", id(self), view.task_id), self._load, view)
 
     def close(self, view: JobView) -> None:
@@ -60,7 +62,7 @@ class Players:
         with self._lock:
             self._open.pop(view.task_id, None)
             self._opened_by_finish.discard(view.task_id)
-        view.close_player()
+            view.close_player()
 
     def is_open(self, view: JobView) -> bool:
         with self._lock:
