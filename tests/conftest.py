@@ -1,11 +1,16 @@
-"""Shared fixtures: an isolated history folder, no real credentials, and a demo backend."""
+"""Shared fixtures: an isolated history folder, no real credentials, a demo backend, and the
+fake service on a fake clock."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from api_server import ApiServer
+from fake_api import TEST_API_KEY, FakeApi
+from fake_clock import FakeClock
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -54,3 +59,74 @@ def demo_client(demo_server, tmp_path):
     )
     yield client
     client.close()
+
+
+# -- the fake service, the fake clock ------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Time that moves only when the test moves it (see fake_clock)."""
+    return FakeClock()
+
+
+@pytest.fixture
+def api(clock: FakeClock) -> FakeApi:
+    """The fake service in memory, on the fake clock."""
+    return FakeApi(clock=clock)
+
+
+@pytest.fixture
+def api_server() -> Iterator[ApiServer]:
+    """The same fake service on a loopback port, for what needs a real socket."""
+    with ApiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def client_for(tmp_path, clock: FakeClock):
+    """Build clients of a fake service, closed after the test: in memory on the fake clock
+    (for a `FakeApi`), over HTTP on the real one (for an `ApiServer`)."""
+    from runway_widget.client.apiframe import ApiframeClient
+    from runway_widget.store import JobStore
+
+    made: list[ApiframeClient] = []
+
+    def make(service: FakeApi, **options: Any) -> ApiframeClient:
+        options.setdefault("api_key", TEST_API_KEY)
+        options.setdefault("base_url", service.base_url)
+        options.setdefault("store", JobStore(tmp_path / "jobs.jsonl"))
+        if not isinstance(service, ApiServer):
+            options.setdefault("transport", service.transport())
+            options.setdefault("clock", clock)
+            options.setdefault("sleep", clock.sleep)
+        client = ApiframeClient(**options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real, playable MP4 (rendered once), for fakes that serve a finished job's video."""
+    from runway_widget.demo.renderer import RenderSpec, render
+
+    spec = RenderSpec.from_payload({"prompt": "a test clip", "generation_type": "text2video"})
+    return render(spec, tmp_path_factory.mktemp("clip") / "clip.mp4", None).read_bytes()
+
+
+@pytest.fixture
+def demo_like(api: FakeApi, clip: bytes) -> FakeApi:
+    """The fake service running every submission as a 20 s job (on the fake clock) that
+    ends with a real clip, as the demo backend does."""
+    api.run_jobs(20.0, clip)
+    return api
+
+
+@pytest.fixture
+def panel_client(client_for, demo_like: FakeApi):
+    """A demo client of the demo-like fake, in memory on the fake clock."""
+    return client_for(demo_like, requests_per_second=50, demo=True)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from local_server import LocalServer, QuietHandler
 
 Behaviour = Callable[["_Handler"], None]
 
@@ -70,9 +70,9 @@ def trickle(data: bytes, every: float = 0.2, *, forever: bool = False) -> Behavi
             for byte in data:
                 handler.wfile.write(bytes([byte]))
                 handler.wfile.flush()
-                if handler.server.closing.wait(every):
+                if handler.owner.closing.wait(every):
                     return
-            while forever and not handler.server.closing.wait(every):
+            while forever and not handler.owner.closing.wait(every):
                 handler.wfile.write(b" ")
                 handler.wfile.flush()
         except OSError:
@@ -90,7 +90,7 @@ def flood(head: bytes = b'{"tasks": [', chunk: bytes = b'{"task_id": "x"},' * 40
         )
         try:
             handler.wfile.write(header.encode() + head)
-            while not handler.server.closing.is_set():
+            while not handler.owner.closing.is_set():
                 handler.wfile.write(chunk)
         except OSError:
             return
@@ -98,23 +98,13 @@ def flood(head: bytes = b'{"tasks": [', chunk: bytes = b'{"task_id": "x"},' * 40
     return behave
 
 
-class HostileServer:
+class HostileServer(LocalServer):
     """Routes map a path to a behaviour; unknown paths answer 404 JSON."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.routes: dict[str, Behaviour] = {}
         self.seen: list[Request] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.block_on_close = False
-        self._httpd.owner = self  # type: ignore[attr-defined]
-        self._httpd.closing = threading.Event()  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     def route(self, path: str, behaviour: Behaviour) -> None:
         self.routes[path] = behaviour
@@ -122,28 +112,8 @@ class HostileServer:
     def count(self, path: str | None = None) -> int:
         return len([r for r in self.seen if path is None or r.path == path])
 
-    def __enter__(self) -> HostileServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._httpd.closing.set()  # type: ignore[attr-defined]
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Any
-
-    def log_message(self, *args: Any) -> None:
-        """Quiet."""
-
+class _Handler(QuietHandler):
     def do_GET(self) -> None:
         self._handle()
 
@@ -151,10 +121,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self.read_request_body()
         path = self.path.split("?", 1)[0]
-        owner: HostileServer = self.server.owner
+        owner: HostileServer = self.owner
         owner.seen.append(
             Request(self.command, path, {k.lower(): v for k, v in self.headers.items()}, body)
         )
@@ -168,6 +137,9 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_WR)
+
+
+HostileServer.handler = _Handler
 
 
 def elapsed(call: Callable[[], Any]) -> tuple[float, BaseException | Any]:

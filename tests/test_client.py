@@ -1,18 +1,19 @@
-"""ApiframeClient over real HTTP on 127.0.0.1, against the scriptable `ApiServer`."""
+"""ApiframeClient against the fake service: in memory on a fake clock, and over real HTTP
+where the wire itself is the point (refused, late, dropped and cut-off connections)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_server import TEST_API_KEY, ApiServer, Reply, error
+from fake_api import TEST_API_KEY, FakeApi, Reply, error
 
 from runway_widget._http.retries import retry_policy
 from runway_widget._secrets import mask_secret
@@ -39,35 +40,22 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 @pytest.fixture
-def api() -> Iterator[ApiServer]:
-    with ApiServer() as server:
-        yield server
-
-
-@pytest.fixture
 def store(tmp_path: Path) -> JobStore:
     return JobStore(tmp_path / "jobs.jsonl")
 
 
 @pytest.fixture
-def make_client(api: ApiServer, store: JobStore):
-    made: list[ApiframeClient] = []
+def make_client(client_for, api: FakeApi, store: JobStore):
+    """Clients of the in-memory fake (any option may be overridden, the service too)."""
 
-    def make(**options) -> ApiframeClient:
-        options.setdefault("api_key", TEST_API_KEY)
-        options.setdefault("base_url", api.base_url)
+    def make(service: FakeApi | None = None, **options) -> ApiframeClient:
         options.setdefault("store", store)
         options.setdefault("timeout", 5.0)
         options.setdefault("requests_per_second", float("inf"))
-        options.setdefault("backoff_factor", 0.001)
         options.setdefault("backoff_max", 2.0)
-        client = ApiframeClient(**options)
-        made.append(client)
-        return client
+        return client_for(service or api, **options)
 
-    yield make
-    for client in made:
-        client.close()
+    return make
 
 
 @pytest.fixture
@@ -91,18 +79,20 @@ def test_defaults_and_environment(monkeypatch, api):
     with ApiframeClient() as plain:
         assert plain.base_url == DEFAULT_BASE_URL == "https://api.apiframe.pro"
         assert plain.api_key is None
+        assert plain.session is not None  # real connections unless told otherwise
     monkeypatch.setenv("APIFRAME_API_KEY", TEST_API_KEY)
     monkeypatch.setenv("APIFRAME_BASE_URL", api.base_url + "/")
     monkeypatch.setenv("RUNWAY_WIDGET_POLL_INTERVAL", "0.25")
-    with ApiframeClient() as from_env:
+    with ApiframeClient(transport=api.transport()) as from_env:
         assert from_env.base_url == api.base_url
         assert from_env.poll_interval == 0.25
         assert from_env.account()["credits"] == 420
     assert api.requests()[0].headers["authorization"] == TEST_API_KEY
+    assert api.requests()[0].headers["user-agent"].startswith("runway_widget/")
 
 
 def test_missing_key_fails_on_first_request_without_sending(api, store):
-    with ApiframeClient(base_url=api.base_url, store=store) as client:
+    with ApiframeClient(base_url=api.base_url, store=store, transport=api.transport()) as client:
         with pytest.raises(AuthenticationError) as caught:
             client.fetch("t")
         assert "set APIFRAME_API_KEY or pass api_key=" in str(caught.value)
@@ -116,17 +106,19 @@ def test_is_demo_only_for_a_client_made_by_demo(make_client):
     assert not make_client().is_demo
 
 
-def test_a_demo_plan_marks_the_client_demo_only_on_a_loopback_backend(
-    demo_server, store, api
-):
-    with ApiframeClient(api_key=demo_server.api_key, base_url=demo_server.base_url,
-                        store=store) as client:
-        assert not client.is_demo
-        assert client.account()["plan"] == "demo"
-        assert client.is_demo and ", demo" in repr(client)
-    with ApiframeClient(api_key=TEST_API_KEY, base_url=api.base_url, store=store) as client:
-        client.account()
-        assert not client.is_demo  # a loopback backend whose plan is not "demo"
+def test_a_demo_plan_marks_the_client_demo_only_on_a_loopback_backend(make_client, api, clock):
+    client = make_client()
+    client.account()
+    assert not client.is_demo  # a loopback backend whose plan is not "demo"
+    api.account_info["plan"] = "demo"
+    assert not client.is_demo
+    assert client.account()["plan"] == "demo"
+    assert client.is_demo and ", demo" in repr(client)
+    remote = FakeApi(clock=clock, base_url="https://api.example.com")
+    remote.account_info["plan"] = "demo"
+    far = make_client(remote)
+    assert far.account()["plan"] == "demo"
+    assert not far.is_demo  # not on this machine: a plan name proves nothing
 
 
 def test_layers_only_look_down():
@@ -209,7 +201,7 @@ def test_imagine_retries_429_and_503_honouring_retry_after(client, api, store):
     task_id = client.imagine(prompt="patience")
     seen = api.requests("/runway-imagine")
     assert len(seen) == 3
-    assert seen[2].at - seen[1].at >= 0.95  # Retry-After: 1 was obeyed
+    assert seen[2].at - seen[1].at == pytest.approx(1.0)  # Retry-After: 1 was obeyed
     assert store.get(task_id) is not None
 
 
@@ -222,28 +214,34 @@ def test_imagine_is_not_retried_on_500(client, api):
     assert api.count("/runway-imagine") == 1
 
 
-def test_imagine_read_timeout_is_sent_exactly_once_and_unknown(make_client, api, store):
-    client = make_client(timeout=0.3)
-    api.script("/runway-imagine", Reply(json={"task_id": "late"}, delay=1.0))
+@pytest.mark.parametrize("wire", ["memory", "socket"])
+def test_imagine_read_timeout_is_sent_exactly_once_and_unknown(make_client, api, api_server,
+                                                               store, wire):
+    service = api_server if wire == "socket" else api
+    client = make_client(service, timeout=0.3)
+    service.script("/runway-imagine", Reply(json={"task_id": "late"}, delay=1.0))
     with pytest.raises(SubmissionUnknownError) as caught:
         client.imagine(prompt="a paid job")
     assert HINT in str(caught.value)
     assert "the task may or may not exist" in str(caught.value)
-    assert api.count("/runway-imagine") == 1
+    assert "no answer within 0.3s" in str(caught.value)
+    assert service.count("/runway-imagine") == 1
     assert store.load().jobs == []
 
 
-def test_imagine_dropped_connection_is_sent_once_and_unknown(client, api):
-    api.script("/runway-imagine", Reply(drop=True))
+@pytest.mark.parametrize("wire", ["memory", "socket"])
+def test_imagine_dropped_connection_is_sent_once_and_unknown(make_client, api, api_server, wire):
+    service = api_server if wire == "socket" else api
+    service.script("/runway-imagine", Reply(drop=True))
     with pytest.raises(SubmissionUnknownError) as caught:
-        client.imagine(prompt="p")
+        make_client(service).imagine(prompt="p")
     assert "dropped" in str(caught.value)
-    assert api.count("/runway-imagine") == 1
+    assert service.count("/runway-imagine") == 1
 
 
-def test_imagine_refused_connection_is_a_network_error_not_unknown(make_client):
-    client = make_client(base_url=closed_port_url(), max_retries=1)
-    with pytest.raises(NetworkError) as caught:
+def test_imagine_refused_connection_is_a_network_error_not_unknown(store):
+    with ApiframeClient(TEST_API_KEY, closed_port_url(), store=store, max_retries=1,
+                        backoff_factor=0.001) as client, pytest.raises(NetworkError) as caught:
         client.imagine(prompt="p")
     assert not isinstance(caught.value, SubmissionUnknownError)
     assert "could not connect" in str(caught.value)
@@ -311,7 +309,16 @@ def test_reads_honour_retry_after(client, api):
     api.script("/fetch", error(429, "slow down", **{"Retry-After": "1"}))
     assert client.fetch("t1").status == "staged"
     first, second = api.requests("/fetch")
-    assert second.at - first.at >= 0.95
+    assert second.at - first.at == pytest.approx(1.0)
+
+
+def test_backoff_never_sleeps_past_the_call_deadline(make_client, api, clock):
+    client = make_client(deadline=3.0, backoff_factor=10.0, backoff_max=10.0, max_retries=10)
+    api.script("/account", *[error(500, "down")] * 20)
+    started = clock()
+    with pytest.raises(NetworkError, match="deadline"):
+        client.account()
+    assert clock() - started == pytest.approx(3.0)
 
 
 def test_rate_limit_after_retries_carries_retry_after(make_client, api):
@@ -334,18 +341,18 @@ def test_retry_after_beyond_backoff_max_fails_at_once(make_client, api):
 
 
 def test_reads_retry_timeouts_and_dropped_connections(make_client, api):
-    client = make_client(timeout=0.3)
+    client = make_client(timeout=0.3, deadline=30)
     api.add_task("t1", {"status": "starting"})
     api.script("/fetch", Reply(json={}, delay=1.0), Reply(drop=True))
     assert client.fetch("t1").status == "starting"
     assert api.count("/fetch") == 3
 
 
-def test_reads_that_never_connect_are_network_errors(make_client):
-    client = make_client(base_url=closed_port_url(), max_retries=1)
-    with pytest.raises(NetworkError) as caught:
+def test_reads_that_never_connect_are_network_errors(store):
+    with ApiframeClient(TEST_API_KEY, closed_port_url(), store=store, max_retries=1,
+                        backoff_factor=0.001) as client, pytest.raises(NetworkError) as caught:
         client.fetch("t1")
-    assert "could not reach" in str(caught.value)
+    assert "could not reach" in str(caught.value) and "could not connect" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -510,13 +517,15 @@ def test_budget_bucket_with_a_clock():
     assert [budget.reserve() for _ in range(3)][:2] == [0.0, 0.0]  # never more than burst
 
 
-def test_budget_acquire_blocks_until_a_token_or_cancel():
-    budget = RequestBudget(rate=50.0, burst=1)
+def test_budget_acquire_blocks_until_a_token_or_cancel(clock):
+    budget = RequestBudget(rate=2.0, burst=1, clock=clock, sleep=clock.sleep)
+    started = clock()
     assert all(budget.acquire() for _ in range(3))
+    assert clock() - started == pytest.approx(1.0)  # two waits of half a second
     slow = RequestBudget(rate=0.001, burst=1)
     assert slow.acquire()
     cancel = threading.Event()
-    threading.Timer(0.1, cancel.set).start()
+    threading.Timer(0.05, cancel.set).start()
     assert slow.acquire(cancel) is False
     assert slow.acquire(cancel) is False
 
@@ -528,6 +537,15 @@ def test_unlimited_budget_and_bad_rates():
         RequestBudget(0)
     with pytest.raises(ValueError):
         RequestBudget(1, burst=0)
+
+
+def test_submissions_retry_only_what_never_left():
+    submit = retry_policy("submit", max_retries=3, backoff_factor=1, backoff_max=5)
+    assert submit.statuses == {429, 503}
+    read = retry_policy("read", max_retries=3, backoff_factor=1, backoff_max=5)
+    assert {429, 500, 502, 503, 504} <= read.statuses
+    once = retry_policy("once", max_retries=3, backoff_factor=1, backoff_max=5)
+    assert once.retries == 0
 
 
 def test_backoff_is_full_jitter_exponential():
@@ -579,10 +597,11 @@ def test_upload_limit_is_checked_locally(client, api, tmp_path):
 # -- wait -----------------------------------------------------------------------------------
 
 
-def test_wait_reports_each_change_and_returns_the_finished_task(make_client, api, monkeypatch):
-    monkeypatch.setenv("RUNWAY_WIDGET_POLL_INTERVAL", "0.01")
+def test_wait_reports_each_change_and_returns_the_finished_task(make_client, api, monkeypatch,
+                                                               clock):
+    monkeypatch.setenv("RUNWAY_WIDGET_POLL_INTERVAL", "2")
     client = make_client()
-    assert client.poll_interval == 0.01
+    assert client.poll_interval == 2
     api.add_task(
         "t1",
         {"status": "staged"},
@@ -598,25 +617,40 @@ def test_wait_reports_each_change_and_returns_the_finished_task(make_client, api
     )
     assert task.is_finished and task.video_url == "https://cdn.example.com/t1.mp4"
     assert seen == [("staged", None), ("processing", 40), ("processing", 80), ("finished", 100)]
-    assert api.count("/fetch") == 6
+    arrivals = [s.at for s in api.requests("/fetch")]
+    assert len(arrivals) == 6
+    assert [b - a for a, b in itertools.pairwise(arrivals)] == [2.0] * 5
 
 
 def test_wait_raises_task_failed_with_the_task(client, api):
     api.add_task("t1", {"status": "processing"}, {"status": "failed", "error": "moderation"})
     with pytest.raises(TaskFailedError) as caught:
-        client.wait("t1", poll_interval=0.01)
+        client.wait("t1", poll_interval=1)
     assert caught.value.task.message == "moderation"
     assert "moderation" in str(caught.value)
 
 
-def test_wait_times_out_with_the_last_task(client, api):
+def test_wait_times_out_with_the_last_task(client, api, clock):
     api.add_task("t1", {"status": "processing", "percentage": "12"})
+    started = clock()
     with pytest.raises(TaskTimeoutError) as caught:
-        client.wait("t1", timeout=0.2, poll_interval=0.02)
+        client.wait("t1", timeout=20, poll_interval=3)
+    assert clock() - started == pytest.approx(20)
     assert caught.value.task.percentage == 12
     assert caught.value.task_id == "t1"
     assert "runway-widget fetch t1" in str(caught.value)
-    assert api.count("/fetch") >= 2
+    assert api.count("/fetch") == 8  # at 0, 3, 6, ... 18 s, and the last at 20 s
+
+
+def test_a_poll_that_hangs_ends_with_the_wait(make_client, api, clock):
+    client = make_client(timeout=60, max_retries=0)
+    api.add_task("t1", {"status": "processing", "percentage": "12"})
+    running = {"task_id": "t1", "status": "processing"}
+    api.script("/fetch", Reply(json=running), Reply(json=running, delay=50))
+    started = clock()
+    with pytest.raises(TaskTimeoutError):
+        client.wait("t1", timeout=10, poll_interval=3)
+    assert clock() - started <= 10.5
 
 
 # -- download -------------------------------------------------------------------------------
@@ -647,18 +681,21 @@ def test_download_by_url_into_a_folder(client, api, tmp_path):
     assert path.read_bytes() == b"\x00\x00\x00\x18ftypmp42"
 
 
-def test_download_cut_mid_body_leaves_no_partial_file(make_client, api, tmp_path):
-    client = make_client(max_retries=0)
-    api.files["/videos/t1.mp4"] = video_bytes()
-    api.script("/videos/t1.mp4", Reply(body=video_bytes(), cut_after=100_000))
+@pytest.mark.parametrize("wire", ["memory", "socket"])
+def test_download_cut_mid_body_leaves_no_partial_file(make_client, api, api_server, tmp_path,
+                                                      wire):
+    service = api_server if wire == "socket" else api
+    client = make_client(service, max_retries=0)
+    service.files["/videos/t1.mp4"] = video_bytes()
+    service.script("/videos/t1.mp4", Reply(body=video_bytes(), cut_after=100_000))
     destination = tmp_path / "clip.mp4"
     with pytest.raises(NetworkError):
-        client.download(f"{api.base_url}/videos/t1.mp4", destination)
+        client.download(f"{service.base_url}/videos/t1.mp4", destination)
     assert list(tmp_path.iterdir()) == []
     destination.write_bytes(b"previous video")
-    api.script("/videos/t1.mp4", Reply(body=video_bytes(), cut_after=10))
+    service.script("/videos/t1.mp4", Reply(body=video_bytes(), cut_after=10))
     with pytest.raises(NetworkError):
-        client.download(f"{api.base_url}/videos/t1.mp4", destination)
+        client.download(f"{service.base_url}/videos/t1.mp4", destination)
     assert destination.read_bytes() == b"previous video"
     assert list(tmp_path.iterdir()) == [destination]
 
@@ -686,9 +723,11 @@ def test_mask_secret(secret, masked):
     assert mask_secret(secret) == masked
 
 
-def test_the_key_never_appears_in_repr_errors_logs_or_tracebacks(make_client, api, caplog):
+def test_the_key_never_appears_in_repr_errors_logs_or_tracebacks(make_client, api, caplog,
+                                                                  store):
     caplog.set_level(logging.DEBUG)
     client = make_client(timeout=0.3, max_retries=1)
+    refused = ApiframeClient(TEST_API_KEY, closed_port_url(), store=store, max_retries=0)
     assert TEST_API_KEY not in repr(client)
     assert "…7f3a" in repr(client)
 
@@ -705,7 +744,7 @@ def test_the_key_never_appears_in_repr_errors_logs_or_tracebacks(make_client, ap
         lambda: client.account(),
         lambda: client.fetch_batch(["a", "b"]),
         lambda: client.imagine(prompt="p"),
-        lambda: make_client(base_url=closed_port_url(), max_retries=0).fetch("t"),
+        lambda: refused.fetch("t"),
         lambda: make_client(api_key=TEST_API_KEY[::-1]).account(),
     ]
     for call in calls:
@@ -719,6 +758,7 @@ def test_the_key_never_appears_in_repr_errors_logs_or_tracebacks(make_client, ap
         assert TEST_API_KEY not in text
         assert TEST_API_KEY not in str(failure.body)
     assert caplog.records and TEST_API_KEY not in caplog.text
+    refused.close()
 
 
 # -- the demo backend -------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""The demo backend over real HTTP on 127.0.0.1, driven with `requests`."""
+"""The demo backend over real HTTP on 127.0.0.1, driven with `requests`.
+
+Its jobs run on the fake clock (a 20 s job ends as soon as the test moves time and the
+clip is rendered); webhook pushes, which run on their own threads, use the real one."""
 
 from __future__ import annotations
 
@@ -31,8 +34,15 @@ T2V = {"prompt": "a lighthouse in a storm", "generation_type": "text2video"}
 
 
 @pytest.fixture
-def server() -> Iterator[DemoServer]:
-    with DemoServer(job_seconds=1.5) as demo:
+def server(clock) -> Iterator[DemoServer]:
+    with DemoServer(job_seconds=20, clock=clock) as demo:
+        yield demo
+
+
+@pytest.fixture
+def live_server() -> Iterator[DemoServer]:
+    """Jobs on the real clock, for what runs on threads of the server's own (webhooks)."""
+    with DemoServer(job_seconds=1.0) as demo:
         yield demo
 
 
@@ -64,20 +74,31 @@ class Api:
         return response.json()
 
     def wait(self, task_id: str, timeout: float = 30.0) -> list[dict]:
-        """Every state seen, polling fast, until the task is done."""
+        """Every state seen, polling each second of the server's clock (a fake one is moved
+        on, up to 99 %), until the task is done (its clip rendered: that takes real time)."""
         seen: list[dict] = []
         deadline = time.monotonic() + timeout
+        move = getattr(self.demo.clock, "advance", None)
         while time.monotonic() < deadline:
             seen.append(self.fetch(task_id))
             if seen[-1]["status"] in ("finished", "failed"):
                 return seen
-            time.sleep(0.03)
+            if move is not None and seen[-1].get("percentage") != "99":
+                move(1.0)
+            time.sleep(0.01 if move is not None else 0.03)
         raise AssertionError(f"task {task_id} not done after {timeout}s: {seen[-1]}")
 
 
 @pytest.fixture
 def api(server) -> Iterator[Api]:
     client = Api(server)
+    yield client
+    client.session.close()
+
+
+@pytest.fixture
+def live_api(live_server) -> Iterator[Api]:
+    client = Api(live_server)
     yield client
     client.session.close()
 
@@ -112,7 +133,7 @@ def test_task_moves_through_the_stages_to_a_playable_video(server, api):
         "video_url": f"{server.base_url}/videos/{task_id}.mp4",
     }
     finished_at = server.finished_at(task_id)
-    assert finished_at is not None and finished_at <= time.time()
+    assert finished_at is not None and finished_at <= server.clock()
     video = api.get(f"/videos/{task_id}.mp4")
     assert video.status_code == 200
     assert video.headers["Content-Type"] == "video/mp4"
@@ -129,17 +150,17 @@ def test_finished_at_is_unknown_while_running(server, api):
     assert api.get(f"/videos/{task_id}.mp4").status_code == 404
 
 
-def test_job_seconds_may_depend_on_the_request():
-    spread = lambda payload: 0.3 if "quick" in payload["prompt"] else 3.0  # noqa: E731
-    with DemoServer(job_seconds=spread) as demo:
+def test_job_seconds_may_depend_on_the_request(clock):
+    spread = lambda payload: 3 if "quick" in payload["prompt"] else 30  # noqa: E731
+    with DemoServer(job_seconds=spread, clock=clock) as demo:
         api = Api(demo)
-        submitted = time.time()
+        submitted = clock()
         slow = api.imagine(prompt="a slow one")
         quick = api.imagine(prompt="a quick one")
         api.wait(quick)
         api.wait(slow)
         assert demo.finished_at(quick) < demo.finished_at(slow)
-        assert demo.finished_at(slow) >= submitted + 3.0
+        assert demo.finished_at(slow) >= submitted + 30
 
 
 def test_job_seconds_default_comes_from_the_environment(monkeypatch):
@@ -266,8 +287,8 @@ def test_fetch_many_takes_two_to_twenty_ids_and_omits_unknown_ones(api):
     assert api.post("/fetch-many", {"task_ids": ids * 10}).status_code == 200
 
 
-def test_credits_go_down_per_job_and_run_out():
-    with DemoServer(job_seconds=1.0, credits=12) as demo:
+def test_credits_go_down_per_job_and_run_out(clock):
+    with DemoServer(job_seconds=1.0, credits=12, clock=clock) as demo:
         api = Api(demo)
         before = api.get("/account").json()
         assert before == {
@@ -369,8 +390,8 @@ def test_image2video_and_video2video_work_from_the_samples(server, api):
     assert np.abs(first - source).mean() < 6
 
 
-def test_inputs_from_another_server_are_downloaded(server, api):
-    with DemoServer(job_seconds=1.0) as elsewhere:
+def test_inputs_from_another_server_are_downloaded(server, api, clock):
+    with DemoServer(job_seconds=1.0, clock=clock) as elsewhere:
         task_id = api.imagine(
             generation_type="image2video",
             image_url=elsewhere.sample_url("landscape.jpg"),
@@ -465,8 +486,8 @@ def receiver() -> Iterator[Receiver]:
     hook.close()
 
 
-def test_webhooks_post_every_change_in_order_with_the_secret(server, api, receiver):
-    task_id = api.imagine(webhook_url=receiver.url, webhook_secret="s3cret")
+def test_webhooks_post_every_change_in_order_with_the_secret(live_server, live_api, receiver):
+    task_id = live_api.imagine(webhook_url=receiver.url, webhook_secret="s3cret")
     assert receiver.done.wait(30)
     bodies = [body for _, body in receiver.calls]
     assert all(h.get("x-webhook-secret") == "s3cret" for h, _ in receiver.calls)
@@ -478,27 +499,27 @@ def test_webhooks_post_every_change_in_order_with_the_secret(server, api, receiv
     steps = [int(b["percentage"]) // 10 for b in bodies if b["status"] == "processing"]
     assert steps == sorted(set(steps)), "one call per 10% step, in order"
     assert len(steps) >= 5
-    assert bodies[-1]["video_url"] == f"{server.base_url}/videos/{task_id}.mp4"
-    assert bodies[-1] == api.fetch(task_id)
-    assert server.webhook_stats["failed"] == 0
+    assert bodies[-1]["video_url"] == f"{live_server.base_url}/videos/{task_id}.mp4"
+    assert bodies[-1] == live_api.fetch(task_id)
+    assert live_server.webhook_stats["failed"] == 0
 
 
-def test_webhook_failures_are_retried_and_never_break_the_task(server, api):
+def test_webhook_failures_are_retried_and_never_break_the_task(live_server, live_api):
     flaky = Receiver(fail_first=2)
     try:
-        task_id = api.imagine(webhook_url=flaky.url, webhook_secret="s")
+        task_id = live_api.imagine(webhook_url=flaky.url, webhook_secret="s")
         assert flaky.done.wait(30)
         assert flaky.calls[0][1]["status"] == "staged", "the first update, retried"
         assert flaky.attempts >= len(flaky.calls) + 2
     finally:
         flaky.close()
-    unreachable = api.imagine(prompt="nobody listens", webhook_url="http://127.0.0.1:9/hook")
-    assert api.wait(unreachable)[-1]["status"] == "finished"
-    assert api.wait(task_id)[-1]["status"] == "finished"
+    unreachable = live_api.imagine(prompt="nobody listens", webhook_url="http://127.0.0.1:9/hook")
+    assert live_api.wait(unreachable)[-1]["status"] == "finished"
+    assert live_api.wait(task_id)[-1]["status"] == "finished"
 
 
-def test_failed_task_webhook_carries_the_message(server, api, receiver):
-    api.imagine(prompt="forbidden fruit", webhook_url=receiver.url)
+def test_failed_task_webhook_carries_the_message(live_server, live_api, receiver):
+    live_api.imagine(prompt="forbidden fruit", webhook_url=receiver.url)
     assert receiver.done.wait(30)
     headers, final = receiver.calls[-1]
     assert final["status"] == "failed" and "moderation" in final["message"]
@@ -587,7 +608,7 @@ def demo_threads() -> set[threading.Thread]:
 
 def test_stop_leaves_no_threads_behind(receiver):
     before = set(threading.enumerate())
-    demo = DemoServer(job_seconds=3.0).start()
+    demo = DemoServer(job_seconds=30.0).start()
     api = Api(demo)
     api.imagine(webhook_url=receiver.url)  # webhook thread, render in flight
     api.imagine(prompt="other", duration=10)
@@ -711,9 +732,9 @@ def test_absurd_range_headers_get_416_or_the_whole_file(server, api, header):
     assert api.get(path, headers={"Range": "bytes=0-9"}).status_code == 206
 
 
-def test_hundreds_of_idle_connections_do_not_stop_a_job(server, api):
+def test_hundreds_of_idle_connections_do_not_stop_a_job(live_server, live_api):
     before = threading.active_count()
-    with idle_connections(server.port, 400):
+    with idle_connections(live_server.port, 400):
         assert peak_thread_growth(before) <= 2 * 64  # one thread per connection: 400
-        task_id = api.imagine()
-        assert api.fetch(task_id)["task_id"] == task_id
+        task_id = live_api.imagine()
+        assert live_api.fetch(task_id)["task_id"] == task_id

@@ -318,7 +318,7 @@ def invalid_task_id_server(bad: HostileServer, known: set[str]) -> None:
 
 
 def handler_body(handler) -> bytes:
-    return handler.server.owner.seen[-1].body
+    return handler.owner.seen[-1].body
 
 
 def test_a_400_invalid_task_id_is_task_not_found(make_client, bad):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from widget_helpers import assert_safe_markup, finish, panel_factory, wait_for
+from waiting import wait_for
+from widget_helpers import assert_safe_markup, finish, panel_factory
 
 from runway_widget.models import GenerationRequest, Task
 from runway_widget.widget.earlier_jobs import ENDED_MESSAGE
@@ -16,8 +17,8 @@ OLD_DEMO = "http://127.0.0.1:9"  # a demo server of an earlier kernel: nothing l
 
 
 @pytest.fixture
-def make_panel(demo_client, tmp_path):
-    yield from panel_factory(demo_client, tmp_path)
+def make_panel(panel_client, tmp_path, clock):
+    yield from panel_factory(panel_client, tmp_path, clock)
 
 
 def _journal_old_demo_jobs(store, clip: Path) -> None:
@@ -34,12 +35,12 @@ def _journal_old_demo_jobs(store, clip: Path) -> None:
 
 
 @pytest.fixture
-def kept_clip(make_panel, tmp_path) -> Path:
+def kept_clip(make_panel, tmp_path, clock) -> Path:
     """A real MP4 kept by a first panel (as in an earlier kernel)."""
     panel = make_panel()
     panel.form.prompt.value = "a first clip"
     job = panel.submit()
-    finish(panel, job)
+    finish(panel, job, clock)
     wait_for(lambda: job.local_path, "the demo clip to be kept")
     clip = tmp_path / "earlier.mp4"
     clip.write_bytes(Path(job.local_path).read_bytes())
@@ -47,9 +48,9 @@ def kept_clip(make_panel, tmp_path) -> Path:
 
 
 def test_a_demo_panel_shows_earlier_demo_jobs_of_any_port_and_ends_orphans(
-    make_panel, demo_client, kept_clip
+    make_panel, panel_client, kept_clip
 ) -> None:
-    _journal_old_demo_jobs(demo_client.store, kept_clip)
+    _journal_old_demo_jobs(panel_client.store, kept_clip)
     panel = make_panel()
     jobs = {job.task_id: job for job in panel.jobs}
     assert {"old-finished", "old-running"} <= set(jobs) and "real-job" not in jobs
@@ -68,9 +69,9 @@ def test_a_demo_panel_shows_earlier_demo_jobs_of_any_port_and_ends_orphans(
 
 
 def test_session_history_shows_only_what_this_panel_submits(
-    make_panel, demo_client, kept_clip
+    make_panel, panel_client, kept_clip
 ) -> None:
-    _journal_old_demo_jobs(demo_client.store, kept_clip)
+    _journal_old_demo_jobs(panel_client.store, kept_clip)
     panel = make_panel(history="session")
     assert panel.jobs == []
     panel.form.prompt.value = "mine alone"
@@ -90,17 +91,14 @@ def test_voila_means_session_history_and_dashboard(make_panel, monkeypatch) -> N
         make_panel(history="everyone")
 
 
-def test_the_summary_lists_every_job_with_its_poster_and_is_safe(make_panel, demo_server
-                                                                  ) -> None:
+def test_the_summary_lists_every_job_with_its_poster_and_is_safe(make_panel, clock) -> None:
     panel = make_panel()
     panel.form.prompt.value = 'a kite <img src=x onerror="alert(1)">'
     kite = panel.submit()
-    demo_server.faults.fail_rate = 1.0
-    panel.form.prompt.value = "a clip that fails"
+    panel.form.prompt.value = "a forbidden clip that fails"
     failing = panel.submit()
-    demo_server.faults.fail_rate = 0.0
-    finish(panel, kite)
-    finish(panel, failing)
+    finish(panel, kite, clock)
+    finish(panel, failing, clock)
     wait_for(lambda: panel.view(kite).poster, "the poster")
     markup, text = panel._summary.render()
     assert_safe_markup(markup.replace('src="data:image/jpeg;base64,', 'src="https://x/'))
@@ -109,7 +107,7 @@ def test_the_summary_lists_every_job_with_its_poster_and_is_safe(make_panel, dem
     assert "1 finished, 1 failed" in text and kite.local_path in text
 
 
-def test_progress_ticks_do_not_update_the_summary(make_panel, monkeypatch) -> None:
+def test_progress_ticks_do_not_update_the_summary(make_panel, monkeypatch, clock) -> None:
     panel = make_panel()
     calls = []
     monkeypatch.setattr(panel._summary.view, "changed", lambda: calls.append(1))
@@ -119,5 +117,5 @@ def test_progress_ticks_do_not_update_the_summary(make_panel, monkeypatch) -> No
     for pct in (10, 20, 30, 40):
         job.advance(pct)
     assert len(calls) == before
-    finish(panel, job)
+    finish(panel, job, clock)
     assert len(calls) > before

@@ -7,7 +7,8 @@ import time
 
 import pytest
 from hostile_server import HostileServer, response_bytes, trickle
-from widget_helpers import finish, panel_factory, playing_bytes, wait_for
+from waiting import wait_for
+from widget_helpers import finish, panel_factory, playing_bytes
 
 from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.store import JobStore
@@ -16,29 +17,22 @@ from runway_widget.widget.media.source import MediaSource, MediaTooLarge, MediaU
 
 
 @pytest.fixture
-def make_panel(demo_client, tmp_path):
-    yield from panel_factory(demo_client, tmp_path)
+def make_panel(panel_client, tmp_path, clock):
+    yield from panel_factory(panel_client, tmp_path, clock)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_a_lane_runs_each_key_once_refuses_when_full_and_drops_stale_work():
-    clock = FakeClock()
+def test_a_lane_queues_each_key_once_refuses_when_full_and_drops_stale_work(clock):
     lane = Lane("test", workers=1, queue_limit=2, max_wait=10.0, clock=clock)
-    release = threading.Event()
+    release, started = threading.Event(), threading.Event()
     ran: list[str] = []
     try:
-        assert lane.submit("a", lambda: (release.wait(10), ran.append("a")))
-        assert not lane.submit("a", ran.append, "a again")  # already queued: not twice
+        assert lane.submit("a", lambda: (started.set(), release.wait(10), ran.append("a")))
+        started.wait(10)
+        assert lane.submit("a", ran.append, "a again")  # started: may be asked for again
+        assert not lane.submit("a", ran.append, "a thrice")  # already queued: not twice
         assert lane.submit("b", ran.append, "b")
         assert not lane.submit("c", ran.append, "c")  # full
-        clock.now = 11.0  # "b" has now waited longer than max_wait
+        clock.advance(11)  # the queued work has now waited longer than max_wait
         release.set()
         wait_for(lambda: lane.pending() == 0, "the lane to drain")
         assert ran == ["a"]
@@ -71,12 +65,12 @@ def test_a_media_read_stops_at_its_size_limit():
 
 
 def test_panels_whose_account_hangs_starve_neither_videos_nor_other_backends(
-    make_panel, tmp_path
+    make_panel, tmp_path, clock
 ):
     with HostileServer() as bad:
-        bad.route("/account", lambda handler: handler.server.closing.wait(60))
+        bad.route("/account", lambda handler: handler.owner.closing.wait(60))
         hanging = [
-            make_panel(client=ApiframeClient(api_key="k", base_url=bad.base_url,
+            make_panel(client=ApiframeClient(api_key="k", base_url=bad.base_url, max_retries=0,
                                              store=JobStore(tmp_path / f"hang{i}.jsonl")))
             for i in range(3)
         ]
@@ -84,7 +78,7 @@ def test_panels_whose_account_hangs_starve_neither_videos_nor_other_backends(
         panel = make_panel()
         panel.form.prompt.value = "a clip while other panels wait on their accounts"
         job = panel.submit()
-        finish(panel, job)  # the clip's bytes arrived
+        finish(panel, job, clock)  # the clip's bytes arrived
         assert playing_bytes(panel.view(job))
         credits = panel.header.credits
         wait_for(lambda: "credits" in credits.value and "…" not in credits.value,
@@ -92,28 +86,27 @@ def test_panels_whose_account_hangs_starve_neither_videos_nor_other_backends(
         assert all("…" in p.header.credits.value for p in hanging)  # still waiting
 
 
-def test_a_history_that_cannot_be_written_is_a_banner(make_panel, demo_server, tmp_path):
+def test_a_history_that_cannot_be_written_is_a_banner(make_panel, demo_like, client_for,
+                                                      tmp_path, clock):
     blocker = tmp_path / "a-file"
     blocker.write_text("where the history's folder should be")
-    client = ApiframeClient(api_key=demo_server.api_key, base_url=demo_server.base_url,
-                            store=JobStore(blocker / "jobs.jsonl"))
-    panel = make_panel(client=client)
+    client = client_for(demo_like, store=JobStore(blocker / "jobs.jsonl"), demo=True)
+    panel = make_panel(client)
     panel.form.prompt.value = "a job the history cannot keep"
     job = panel.submit()
     assert job is not None
     assert "history is not being kept" in panel.banner
     assert "rw-banner-warn" in panel.banner and "RUNWAY_WIDGET_HOME" in panel.banner
     panel.hide_banner()
-    finish(panel, job)  # the job itself runs and plays
+    finish(panel, job, clock)  # the job itself runs and plays
     assert "history is not being kept" in panel.banner  # the status could not be kept either
-    client.close()
 
 
-def test_on_a_dashboard_save_brings_the_clip_to_the_browser(make_panel, tmp_path):
+def test_on_a_dashboard_save_brings_the_clip_to_the_browser(make_panel, tmp_path, clock):
     panel = make_panel(dashboard=True)
     panel.form.prompt.value = "a clip for a visitor"
     job = panel.submit()
-    finish(panel, job)
+    finish(panel, job, clock)
     view = panel.view(job)
     assert view.dashboard
     view.act("close")

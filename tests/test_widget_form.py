@@ -8,12 +8,10 @@ import ipywidgets as widgets
 import pytest
 from widget_helpers import (
     assert_safe_markup,
-    imagine_count,
     panel_factory,
     png_bytes,
     shown_html,
     tags,
-    wait_for,
 )
 
 from runway_widget.errors import ValidationError
@@ -30,8 +28,8 @@ TYPE_ROWS = {"aspect_ratio", "image_url", "end_image_url", "video_url"}
 
 
 @pytest.fixture
-def make_panel(demo_client, tmp_path):
-    yield from panel_factory(demo_client, tmp_path)
+def make_panel(panel_client, tmp_path, clock):
+    yield from panel_factory(panel_client, tmp_path, clock)
 
 
 @pytest.fixture
@@ -143,10 +141,10 @@ def test_use_video_switches_to_video2video(form):
     assert is_shown(form._rows["video_url"])
 
 
-# ----- with the demo backend -----------------------------------------------------------------
+# ----- with the demo-like fake service ---------------------------------------------------------
 
 
-def test_invalid_input_is_shown_in_place_and_nothing_is_sent(make_panel, demo_server):
+def test_invalid_input_is_shown_in_place_and_nothing_is_sent(make_panel, demo_like):
     panel = make_panel()
     panel.form.generation_type.value = "image2video"
     panel.form.generate.click()
@@ -162,21 +160,24 @@ def test_invalid_input_is_shown_in_place_and_nothing_is_sent(make_panel, demo_se
     assert panel.form.problems == ["video_url must be an http(s) URL"]
     assert "must be an http(s) URL" in panel.form._errors["video_url"].value
     assert panel.jobs == []
-    assert imagine_count(demo_server) == 0
+    assert demo_like.count("/runway-imagine") == 0
     assert_safe_markup(shown_html(panel))
 
 
-def test_local_image_url_preview_comes_through_the_widget(make_panel, demo_server):
+def test_local_image_url_preview_comes_through_the_widget(make_panel, demo_like):
+    from runway_widget.demo.samples import sample_path
+
+    demo_like.files["/samples/lighthouse.png"] = sample_path("lighthouse.png").read_bytes()
     panel = make_panel()
     form = panel.form
     form.generation_type.value = "image2video"
-    form.image_url.value = demo_server.sample_url("lighthouse.png")
+    form.image_url.value = demo_like.base_url + "/samples/lighthouse.png"
     preview = form._image_preview
     assert len(preview.children) == 1 and isinstance(preview.children[0], widgets.Image)
     assert bytes(preview.children[0].value).startswith(b"\x89PNG")
 
 
-def test_upload_fills_the_image_url_and_clears_the_upload_widget(make_panel, demo_server):
+def test_upload_fills_the_image_url_and_clears_the_upload_widget(make_panel, demo_like, clock):
     panel = make_panel()
     form = panel.form
     form.generation_type.value = "image2video"
@@ -192,10 +193,10 @@ def test_upload_fills_the_image_url_and_clears_the_upload_widget(make_panel, dem
     )
     assert form.image_upload.value == ()
     url = form.image_url.value
-    assert url.startswith(demo_server.base_url), form._errors["image_url"].value
+    assert url.startswith(demo_like.base_url), form._errors["image_url"].value
     assert bytes(form._image_preview.children[0].value) == data
     form.prompt.value = "the uploaded frame comes alive"
     job = panel.submit()
     assert job is not None
     assert job.payload["image_url"] == url
-    wait_for(lambda: job.state == "finished", "the image2video job to finish")
+    clock.run_until(lambda: job.state == "finished")

@@ -6,11 +6,12 @@ import json
 import logging
 
 import pytest
+from fake_api import Reply
 from ipywidgets.embed import embed_data
-from widget_helpers import is_mp4, wait_for
+from waiting import wait_for
+from widget_helpers import is_mp4
 
-from runway_widget.client.apiframe import ApiframeClient
-from runway_widget.store import JobStore
+from runway_widget.tracking.tracker import TaskTracker
 from runway_widget.tracking.webhooks import WebhookReceiver
 from runway_widget.widget import RunwayPanel
 
@@ -23,21 +24,34 @@ def saved_state(panel: RunwayPanel) -> str:
 
 
 @pytest.fixture
-def key_client(demo_server, tmp_path):
-    """A real client whose API key (the demo's) is the secret to look for."""
-    from runway_widget.demo import DEMO_API_KEY
-
-    client = ApiframeClient(api_key=DEMO_API_KEY, base_url=demo_server.base_url,
-                            store=JobStore(tmp_path / "jobs.jsonl"), requests_per_second=50)
-    yield client
-    client.close()
+def key_client(panel_client):
+    """A client whose API key is the secret to look for (the fake service's)."""
+    return panel_client
 
 
-def test_typed_webhook_secret_and_key_stay_out_of_the_state(key_client, tmp_path, caplog):
+@pytest.fixture
+def make_panel(key_client, clock, tmp_path):
+    """Panels following their jobs on the fake clock."""
+    made = []
+
+    def make(**options) -> RunwayPanel:
+        options.setdefault("tracker", TaskTracker(key_client, clock=clock, wait=clock.wait))
+        panel = RunwayPanel(client=key_client, download_dir=tmp_path / "videos", **options)
+        made.append(panel)
+        return panel
+
+    yield make
+    for panel in made:
+        panel.close()
+        panel.tracker.stop()
+
+
+def test_typed_webhook_secret_and_key_stay_out_of_the_state(key_client, make_panel, demo_like,
+                                                            clock, caplog):
     caplog.set_level(logging.DEBUG, logger="runway_widget")
     key = key_client.api_key
     with WebhookReceiver(secret=WEBHOOK_SECRET) as receiver:
-        panel = RunwayPanel(client=key_client, download_dir=tmp_path / "videos")
+        panel = make_panel()
         try:
             form = panel.form
             form.prompt.value = "a secret garden"
@@ -48,9 +62,10 @@ def test_typed_webhook_secret_and_key_stay_out_of_the_state(key_client, tmp_path
             assert job is not None
             view = panel.view(job)
             view.act("code")
-            wait_for(lambda: job.state == "finished", "the job to finish")
+            assert demo_like.push(job.task_id) == 200  # the service pushes with the secret
+            clock.run_until(lambda: job.state == "finished")
             wait_for(lambda: is_mp4(view.video), "the video")
-            wait_for(lambda: receiver.stats["accepted"] > 0, "a webhook with the typed secret")
+            assert receiver.stats["accepted"] > 0
             assert receiver.stats["rejected"] == 0
             state = saved_state(panel)
             texts = [state, repr(panel), repr(job), view.code, caplog.text,
@@ -63,19 +78,15 @@ def test_typed_webhook_secret_and_key_stay_out_of_the_state(key_client, tmp_path
             panel.close()
 
 
-def test_a_failed_submit_leaves_no_part_of_the_secret_in_the_state(key_client, demo_server,
-                                                                   tmp_path):
-    panel = RunwayPanel(client=key_client, download_dir=tmp_path / "videos")
+def test_a_failed_submit_leaves_no_part_of_the_secret_in_the_state(make_panel, demo_like):
+    panel = make_panel()
     try:
         form = panel.form
         form.prompt.value = "a secret that never leaves"
         form.webhook_url.value = "https://hooks.example.com/in"
         form.webhook_secret.value = WEBHOOK_SECRET
-        demo_server.faults.drop_rate = 1.0
-        try:
-            assert panel.submit() is None  # sent, no answer: the banner says so
-        finally:
-            demo_server.faults.drop_rate = 0.0
+        demo_like.script("/runway-imagine", Reply(drop=True))
+        assert panel.submit() is None  # sent, no answer: the banner says so
         assert "no answer came back" in panel.banner
         state = saved_state(panel)
         for tail in (WEBHOOK_SECRET[-4:], WEBHOOK_SECRET[-3:], WEBHOOK_SECRET[:5]):
@@ -85,10 +96,10 @@ def test_a_failed_submit_leaves_no_part_of_the_secret_in_the_state(key_client, d
         panel.close()
 
 
-def test_receive_updates_here_uses_the_receiver_secret_without_a_trait(key_client, tmp_path):
+def test_receive_updates_here_uses_the_receiver_secret_without_a_trait(key_client, make_panel,
+                                                                         demo_like, clock):
     with WebhookReceiver() as receiver:
-        panel = RunwayPanel(client=key_client, download_dir=tmp_path / "videos",
-                            webhooks=receiver)
+        panel = make_panel(webhooks=receiver)
         try:
             form = panel.form
             assert form._receive_here.layout.display != "none"
@@ -96,8 +107,9 @@ def test_receive_updates_here_uses_the_receiver_secret_without_a_trait(key_clien
             assert form.webhook_url.value == receiver.url
             form.prompt.value = "updates pushed to this kernel"
             card = panel.submit()
-            wait_for(lambda: receiver.stats["accepted"] > 0, "a webhook with the receiver secret")
-            wait_for(lambda: card.state == "finished", "the job to finish")
+            assert demo_like.push(card.task_id) == 200  # with the receiver's own secret
+            assert receiver.stats["accepted"] > 0
+            clock.run_until(lambda: card.state == "finished")
             assert receiver.stats["rejected"] == 0
             state = saved_state(panel)
             assert receiver.secret not in state

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from widget_helpers import finish, panel_factory, playing_bytes, wait_for
+from waiting import wait_for
+from widget_helpers import finish, panel_factory, playing_bytes
 
 from runway_widget.tracking.tracker import THREAD_NAME, TaskTracker
 from runway_widget.tracking.webhooks import WebhookReceiver
@@ -20,8 +21,8 @@ from runway_widget.widget.job_view import JobView
 
 
 @pytest.fixture
-def make_panel(demo_client, tmp_path):
-    yield from panel_factory(demo_client, tmp_path)
+def make_panel(panel_client, tmp_path, clock):
+    yield from panel_factory(panel_client, tmp_path, clock)
 
 
 def _in_thread(fn):
@@ -39,12 +40,12 @@ def _in_thread(fn):
     return errors
 
 
-def test_poller_and_media_lane_update_only_through_the_one_path(make_panel):
+def test_poller_and_media_lane_update_only_through_the_one_path(make_panel, clock):
     with ui_updates.checked() as violations:
         panel = make_panel()
         panel.form.prompt.value = "a checked lighthouse"
         job = panel.submit()
-        finish(panel, job)
+        finish(panel, job, clock)
         panel.view(job).act("close")
         panel.view(job).act("open")
         wait_for(lambda: playing_bytes(panel.view(job)), "the player to open again")
@@ -55,16 +56,19 @@ def test_poller_and_media_lane_update_only_through_the_one_path(make_panel):
     assert any(name.startswith("runway-widget-account") for name in threads), threads
 
 
-def test_webhook_pushes_update_only_through_the_one_path(make_panel, demo_client):
+def test_webhook_pushes_update_only_through_the_one_path(make_panel, panel_client, demo_like,
+                                                        clock):
     with WebhookReceiver() as receiver, ui_updates.checked() as violations:
-        # A poller this slow never polls during the test: every update is pushed.
-        tracker = TaskTracker(demo_client, webhooks=receiver, min_interval=60,
-                              max_interval=120)
+        # A poller on a clock that stands still never polls: every update is pushed.
+        tracker = TaskTracker(panel_client, webhooks=receiver, clock=clock, wait=clock.wait)
         try:
             panel = make_panel(tracker=tracker, webhooks=receiver)
             panel.form._receive_here.click()
             panel.form.prompt.value = "updates pushed to this kernel"
             job = panel.submit()
+            assert demo_like.push(job.task_id) == 200  # running
+            demo_like.add_task(job.task_id, demo_like.finished(job.task_id, demo_like.video))
+            assert demo_like.push(job.task_id) == 200  # finished
             finish(panel, job)
             threads = ui_updates.updating_threads()
         finally:

@@ -1,28 +1,14 @@
-"""Helpers for the panel tests: waiting, walking the widget tree, and test fixtures."""
+"""Helpers for the panel tests: walking the widget tree, and test fixtures."""
 
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from typing import Any
 
 import ipywidgets as widgets
-
-TIMEOUT = 60.0
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+from waiting import wait_for
 
 
 def walk(widget: widgets.Widget) -> Iterator[widgets.Widget]:
@@ -67,6 +53,7 @@ def assert_safe_markup(markup: str) -> None:
 
 
 def imagine_count(server: Any) -> int:
+    """Submissions a demo backend received."""
     return int(server.stats.get("/runway-imagine", 0))
 
 
@@ -82,22 +69,33 @@ def is_mp4(data: bytes) -> bool:
     return len(data) > 8 and data[4:8] == b"ftyp"
 
 
-def panel_factory(demo_client: Any, tmp_path: Any) -> Iterator[Callable[..., Any]]:
-    """For a ``make_panel`` fixture: builds panels on the demo client (downloads into
-    tmp_path) and closes them all afterwards."""
+def panel_factory(
+    default_client: Any, tmp_path: Any, clock: Any = None
+) -> Iterator[Callable[..., Any]]:
+    """For a ``make_panel`` fixture: builds panels on ``client`` (downloads into tmp_path),
+    following jobs on ``clock`` when given (a `FakeClock`), and closes them all afterwards."""
+    from runway_widget.tracking.tracker import TaskTracker
     from runway_widget.widget import RunwayPanel
 
     panels = []
+    trackers = []
 
     def make(client: Any = None, **kwargs: Any) -> RunwayPanel:
+        client = client or default_client
         kwargs.setdefault("download_dir", tmp_path / "videos")
-        panel = RunwayPanel(client=client or demo_client, **kwargs)
+        if clock is not None and "tracker" not in kwargs:
+            tracker = TaskTracker(client, clock=clock, wait=clock.wait)
+            trackers.append(tracker)
+            kwargs["tracker"] = tracker
+        panel = RunwayPanel(client=client, **kwargs)
         panels.append(panel)
         return panel
 
     yield make
     for panel in panels:
         panel.close()
+    for tracker in trackers:
+        tracker.stop()
 
 
 def playing_bytes(view: Any) -> bool:
@@ -105,10 +103,14 @@ def playing_bytes(view: Any) -> bool:
     return bool(view.opened) and is_mp4(view.video)
 
 
-def finish(panel: Any, job: Any, *, plays: bool = True) -> None:
-    """Wait for ``job`` to end; a finished one must then play from bytes in its open player
-    (unless ``plays`` is False: a later job's finish may have closed it)."""
-    wait_for(lambda: job.state != "running", f"task {job.task_id} to end")
+def finish(panel: Any, job: Any, clock: Any = None, *, plays: bool = True) -> None:
+    """Let ``job`` end (on ``clock``, a `FakeClock`, when given); a finished one must then
+    play from bytes in its open player (unless ``plays`` is False: a later job's finish may
+    have closed it)."""
+    if clock is not None:
+        clock.run_until(lambda: job.state != "running")
+    else:
+        wait_for(lambda: job.state != "running", f"task {job.task_id} to end")
     if job.state == "finished" and plays:
         view = panel.view(job)
         wait_for(lambda: playing_bytes(view), "the player to get the video bytes")
