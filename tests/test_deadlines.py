@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from runway_widget._http.deadlines import CallDeadline, DeadlinePassed
+from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,12 +53,29 @@ def test_a_read_blocked_past_the_deadline_is_cut_and_the_call_is_not_trusted(con
 def test_a_finished_call_is_never_cut_later(connected):
     """The pool reuses a finished call's connection: a late expiry would cut the next call."""
     ours, theirs = connected()
-    with CallDeadline(0.2) as deadline:
+    clock = FakeClock()
+    with CallDeadline(0.2, clock=clock) as deadline:
         deadline.hold(ours)
-    time.sleep(0.5)
+    clock.advance(0.5)
+    deadline.expire_if_due()  # what the watcher does once the call's time is up
     theirs.sendall(b"next call")
     assert ours.recv(9) == b"next call"
     assert not deadline.expired
+
+
+def test_a_running_call_past_its_time_on_its_clock_is_cut(connected):
+    ours, _ = connected()
+    clock = FakeClock()
+    with CallDeadline(0.2, clock=clock) as deadline:
+        deadline.hold(ours)
+        deadline.expire_if_due()
+        assert not deadline.expired  # not yet due on its clock
+        clock.advance(0.2)
+        deadline.expire_if_due()
+        assert ours.recv(10) == b""
+        with pytest.raises(DeadlinePassed):
+            deadline.check()
+    assert deadline.expired
 
 
 def test_extending_moves_the_cut_later(connected):
