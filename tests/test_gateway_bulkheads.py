@@ -13,7 +13,6 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 import requests
@@ -37,6 +36,7 @@ from tests.gateway_support import (
     upstream_id,
 )
 from tests.hostile_server import HostileServer, json_reply, response_bytes, send, trickle
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,13 +56,6 @@ def _clip_store(tmp_path, policy: OutboundPolicy, **options) -> tuple[ClipStore,
         **options,
     )
     return clips, stored
-
-
-def _until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
 
 
 def _failing_then(ok: bytes, failures: int):
@@ -113,7 +106,7 @@ def test_a_failed_copy_waits_for_its_retry_without_holding_the_worker(tmp_path, 
     server.route("/broken.mp4", _failing_then(b"", failures=10**6))
     clips, stored = _clip_store(tmp_path, REHEARSAL, workers=1, pause=60.0)
     clips.fetch_later("broken", f"{server.base_url}/broken.mp4", "b" * 20, owner=1)
-    assert _until(lambda: server.count("/broken.mp4") == 1)
+    wait_for(lambda: server.count("/broken.mp4") == 1)
     clips.fetch_later("fine", f"{server.base_url}/clip.mp4", "f" * 20, owner=2)
     task_id, path = stored.get(timeout=10)  # the one worker is not sleeping for "broken"
     assert task_id == "fine" and path.read_bytes() == CLIP
@@ -133,7 +126,7 @@ def test_one_owners_stuck_clips_hold_one_worker_and_delay_only_their_own(tmp_pat
     try:
         for n in range(3):
             clips.fetch_later(f"a{n}", f"{server.base_url}/stuck.mp4", f"a{n}" * 10, owner=1)
-        assert _until(lambda: server.count("/stuck.mp4") == 1)
+        wait_for(lambda: server.count("/stuck.mp4") == 1)
         clips.fetch_later("b", f"{server.base_url}/clip.mp4", "b" * 20, owner=2)
         assert stored.get(timeout=10)[0] == "b"  # while a0 is stuck, on the other worker
         assert server.count("/stuck.mp4") == 1  # a1 and a2 wait for their owner's turn
@@ -205,7 +198,7 @@ def test_a_receiver_that_never_answers_delays_only_its_owners_pushes(server):
         assert fine.wait(10)  # while the hostile receiver still holds its push
         assert [b["task_id"] for b in held.bodies] == ["a1"]
         held.release.set()
-        assert _until(lambda: len(held.bodies) == 3)
+        wait_for(lambda: len(held.bodies) == 3)
     finally:
         held.release.set()
         hooks.close()
@@ -224,7 +217,7 @@ def test_queued_progress_pushes_coalesce_so_the_newest_state_wins(server):
             hooks.deliver(_row(1, "t1", percentage=percentage))
         hooks.deliver(_row(1, "t1", "failed"))
         held.release.set()
-        assert _until(lambda: len(held.bodies) == 2)
+        wait_for(lambda: len(held.bodies) == 2)
     finally:
         hooks.close()
     assert [(b["status"], b["percentage"]) for b in held.bodies] == [
@@ -244,7 +237,7 @@ def test_a_participants_waiting_pushes_are_bounded(server, caplog):
             if n == 0:
                 assert held.arrived.acquire(timeout=10)
         held.release.set()
-        assert _until(lambda: len(held.bodies) == 1 + OWNER_TASKS)
+        wait_for(lambda: len(held.bodies) == 1 + OWNER_TASKS)
     finally:
         hooks.close()
     assert caplog.text.count("dropped") == 5
@@ -279,7 +272,7 @@ def test_trickling_clips_delay_neither_another_submit_nor_a_stop(tmp_path):
                     upstream_id(db, reply.json()["task_id"]),
                     {**finished, "video_url": f"{slow.base_url}/clip.mp4"},
                 )
-            assert _until(lambda: slow.count("/clip.mp4") >= 4, 30)  # the clip lane is all trickles
+            wait_for(lambda: slow.count("/clip.mp4") >= 4, "the clip lane all trickles", 30)
             reply = requests.post(
                 f"{base}/runway-imagine",
                 json=body,
@@ -313,10 +306,10 @@ def test_without_the_queue_a_full_submission_lane_answers_503_at_once_with_nothi
 
             first = threading.Thread(target=submit, args=(0,))
             first.start()
-            assert _until(lambda: api.count("/runway-imagine") == 1)  # the worker is taken
+            wait_for(lambda: api.count("/runway-imagine") == 1)  # the worker is taken
             second = threading.Thread(target=submit, args=(1,))
             second.start()
-            assert _until(lambda: upstream.waiting == 1)
+            wait_for(lambda: upstream.waiting == 1)
             submit(2)
             refused = replies[2]
             assert refused.status_code == 503 and refused.headers.get("Retry-After")
@@ -343,7 +336,7 @@ def test_with_the_queue_a_slow_upstream_holds_up_no_submission_and_loses_none(tm
                 reply = call(gateway, "POST", "/runway-imagine", person.api_key, json=body)
                 took.append(time.monotonic() - started)
                 assert reply.status_code == 200
-            assert _until(lambda: api.count("/runway-imagine") == 4, 30)  # none lost
+            wait_for(lambda: api.count("/runway-imagine") == 4, timeout=30)  # none lost
             report = gateway.report()
     assert max(took) < 1.0  # answered from the reservation, not after the slow upstream
     assert [row["unknown"] + row["refused"] for row in report] == [0, 0, 0, 0]

@@ -17,6 +17,7 @@ from runway_widget.gateway.db.database import open_engine
 from runway_widget.gateway.db.roster import CredentialRevoked, Limits, Roster
 from runway_widget.gateway.hub_auth import HubParticipants
 from runway_widget.gateway.room_config import RoomConfig
+from tests.fake_clock import FakeClock
 
 SCOPE = "access:services!service=runway-gateway"
 ROOM = RoomConfig.from_mapping(
@@ -47,13 +48,6 @@ class StandInHub:
         return self.models.get(token)
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
 
 @pytest.fixture
 def roster(tmp_path):
@@ -63,7 +57,7 @@ def roster(tmp_path):
 
 
 def _participants(roster, models, clock=None):
-    return HubParticipants(StandInHub(models), roster, ROOM, clock=clock or Clock())
+    return HubParticipants(StandInHub(models), roster, ROOM, clock=clock or FakeClock())
 
 
 def _authenticate(participants, header):
@@ -116,7 +110,7 @@ def test_group_quotas_reach_the_roster_and_admins_come_from_hub_or_config(roster
 
 
 def test_a_new_group_changes_the_quota_and_a_revocation_acts_at_once(roster):
-    clock = Clock()
+    clock = FakeClock()
     models = {"a": _model("alice")}
     participants = _participants(roster, models, clock)
     first = _authenticate(participants, "a")
@@ -128,7 +122,7 @@ def test_a_new_group_changes_the_quota_and_a_revocation_acts_at_once(roster):
     assert roster.revoke("alice")
     with pytest.raises(CredentialRevoked):  # within the minute: still refused
         _authenticate(participants, "a")
-    clock.now += 120
+    clock.advance(120)
     with pytest.raises(CredentialRevoked):  # and after it
         _authenticate(participants, "a")
 

@@ -21,6 +21,7 @@ from runway_widget.gateway.app import GatewayServer
 from runway_widget.gateway.upstream import Upstream
 from tests.api_server import TEST_API_KEY, ApiServer
 from tests.gateway_support import call, gateway_on, participant, upstream_client, upstream_id
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -156,22 +157,16 @@ def test_the_panel_says_the_place_in_line_and_cancels_a_waiting_job(line, tmp_pa
         views = [panel.view(panel.attach(task_id)) for task_id in line.waiting]
         for view, place in zip(views, ("1st", "2nd"), strict=True):
             said = f"queued · {place} in line"
-            _until(lambda v=view, s=said: v.label.startswith(s), view)
+            wait_for(lambda v=view, s=said: v.label.startswith(s), f"the label {said!r}")
             assert "cancel" in view.actions
         views[0].act("cancel")
-        _until(lambda: views[0].status == "failed", views[0])
+        wait_for(lambda: views[0].status == "failed", "the first job to fail")
         assert "cancelled" in views[0].message and "cancel" not in views[0].actions
-        _until(lambda: views[1].label.startswith("queued · 1st in line"), views[1])  # moved up
+        moved_up = "queued · 1st in line"
+        wait_for(lambda: views[1].label.startswith(moved_up), "the second job to move up")
     finally:
         panel.close()
     assert line.ben.account()["jobs_left"] == 2
-
-
-def _until(condition, view) -> None:
-    deadline = time.monotonic() + 20
-    while not condition():
-        assert time.monotonic() < deadline, view.label
-        time.sleep(0.05)
 
 
 def test_the_queues_flags_are_checked_before_anything_starts(capsys):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from tests.gateway_support import (
     upstream_client,
     upstream_id,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -204,16 +204,6 @@ def test_an_update_the_database_refuses_holds_back_no_other(tmp_path, request, k
 # -- through a running gateway -----------------------------------------------------------------
 
 
-def _wait(condition, seconds: float = 20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("the condition did not come true in time")
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_hostile_upstream_freezes_no_participant(tmp_path, request, kind, caplog):
     caplog.set_level(logging.INFO, logger="runway_widget.gateway")
@@ -250,7 +240,7 @@ def test_a_hostile_upstream_freezes_no_participant(tmp_path, request, kind, capl
                 {"status": "failed", "message": "poison"},
             )
 
-            ended = _wait(
+            ended = wait_for(
                 lambda: all(
                     t.is_done
                     for t in (ada.fetch(calm), bo.fetch(poisoned), *map(eve.fetch, hostile))

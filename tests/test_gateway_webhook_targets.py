@@ -13,6 +13,7 @@ from runway_widget.gateway.participant_webhooks import ParticipantWebhooks
 from runway_widget.tracking.webhooks import WebhookReceiver
 from tests.gateway_support import call, demo_gateway, participant
 from tests.hostile_server import HostileServer, json_reply, send, trickle
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,19 +57,13 @@ def _failed(task_id: str) -> JobRow:
     return JobRow(1, task_id, "failed", "failed", None, "moderated", None, None, None)
 
 
-def _wait_for(caplog, line: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and line not in caplog.text:
-        time.sleep(0.05)
-
-
 def test_each_send_is_checked_again_so_a_name_resolving_inward_later_gets_nothing(caplog):
     caplog.set_level(logging.INFO)
     with WebhookReceiver(secret="s") as receiver:
         hooks = ParticipantWebhooks(lambda: "http://gateway", OutboundPolicy())
         hooks.register("t-rebound", receiver.url, "s")  # as if it had looked public at submit
         hooks.deliver(_failed("t-rebound"))
-        _wait_for(caplog, "t-rebound not sent")
+        wait_for(lambda: "t-rebound not sent" in caplog.text, "the log line")
         hooks.close()
         stats = receiver.stats
         assert stats["accepted"] + stats["duplicates"] + stats["rejected"] == 0
@@ -86,7 +81,7 @@ def test_a_send_follows_no_redirect_and_is_bounded(caplog):
         started = time.monotonic()
         hooks.deliver(_failed("t-redirect"))
         hooks.deliver(_failed("t-slow"))
-        _wait_for(caplog, "t-slow failed")
+        wait_for(lambda: "t-slow failed" in caplog.text, "the log line")
         hooks.close()
         assert time.monotonic() - started < 25  # the 5 s deadline cut the trickle
         assert bad.count("/hook") == 1 and bad.count("/elsewhere") == 0

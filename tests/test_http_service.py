@@ -19,14 +19,7 @@ from runway_widget._server.service import (
     content_length,
     presented_key,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fake_clock import FakeClock
 
 
 def table(limit: int = 3, clock: FakeClock | None = None) -> ConnectionTable[str]:
@@ -48,7 +41,7 @@ def test_when_full_the_oldest_waiting_connection_makes_room_first():
     connections = table(3, clock)
     for key in "abc":
         connections.admit(key)
-        clock.now += 1
+        clock.advance(1)
     connections.enter("a", Phase.HANDLING)
     connections.enter("b", Phase.READING)
     assert connections.admit("d") == ["c"]  # waiting beats reading, however new
@@ -64,9 +57,9 @@ def test_a_real_clients_keep_alive_outlives_connections_that_never_sent_a_reques
     connections.admit("client")
     for phase in (Phase.READING, Phase.HANDLING, Phase.WAITING):  # one request, then idle
         connections.enter("client", phase)
-    clock.now += 1
+    clock.advance(1)
     connections.admit("scan-1")
-    clock.now += 1
+    clock.advance(1)
     connections.admit("scan-2")
     assert connections.admit("scan-3") == ["scan-1"]  # newer than the client, cut first
     assert connections.admit("scan-4") == ["scan-2"]
@@ -104,19 +97,19 @@ def test_deadlines_for_waiting_and_reading_but_never_handling():
         connections.admit(key)
     connections.enter("b", Phase.READING)
     connections.enter("c", Phase.HANDLING)
-    clock.now += 9.9
+    clock.advance(9.9)
     assert connections.overdue() == []
-    clock.now += 0.1
+    clock.advance(0.1)
     assert connections.overdue() == ["b"]  # request_timeout: 10 s from its first byte
     assert connections.overdue() == []  # each reported once
-    clock.now += 20
+    clock.advance(20)
     assert connections.overdue() == ["a"]  # idle_timeout: 30 s
-    clock.now += 3600
+    clock.advance(3600)
     assert connections.overdue() == []  # handling is never cut
     connections.enter("c", Phase.WAITING)  # the reply went out: a new idle period starts
-    clock.now += 29
+    clock.advance(29)
     assert connections.overdue() == []
-    clock.now += 1
+    clock.advance(1)
     assert connections.overdue() == ["c"]
 
 
@@ -126,9 +119,9 @@ def test_a_trickled_request_keeps_its_first_deadline():
     connections.admit("slow")
     connections.enter("slow", Phase.READING)
     for _ in range(9):
-        clock.now += 1
+        clock.advance(1)
         connections.enter("slow", Phase.READING)  # more bytes: same phase, same deadline
-    clock.now += 1
+    clock.advance(1)
     assert connections.overdue() == ["slow"]
 
 
@@ -137,7 +130,7 @@ def test_when_full_the_owner_holding_the_most_makes_room_from_its_own():
     connections = table(4, clock)
     connections.admit("client", owner="10.0.0.1")  # the oldest idle one: not the flood's
     for key in ("f1", "f2", "f3"):
-        clock.now += 1
+        clock.advance(1)
         connections.admit(key, owner="10.0.0.9")
     assert connections.admit("newcomer", owner="10.0.0.2") == ["f1"]
     assert connections.admit("f4", owner="10.0.0.9") == ["f2"]  # the flood competes with itself
@@ -170,11 +163,11 @@ def test_a_connection_that_never_sent_a_request_has_a_shorter_deadline():
     connections.admit("client")
     for phase in (Phase.READING, Phase.HANDLING, Phase.WAITING):
         connections.enter("client", phase)
-    clock.now += 2
+    clock.advance(2)
     assert connections.overdue() == ["silent"]
-    clock.now += 27.9
+    clock.advance(27.9)
     assert connections.overdue() == []
-    clock.now += 0.1
+    clock.advance(0.1)
     assert connections.overdue() == ["client"]
 
 
