@@ -85,18 +85,19 @@ def api_server() -> Iterator[ApiServer]:
 
 @pytest.fixture
 def client_for(tmp_path, clock: FakeClock):
-    """Build clients of a fake service, closed after the test: in memory on the fake clock
-    (for a `FakeApi`), over HTTP on the real one (for an `ApiServer`)."""
+    """Build clients of a test service, closed after the test: in memory on the fake clock
+    (for a `FakeApi`), over HTTP on the real one (for a server on a socket: an `ApiServer`,
+    a `HostileServer`)."""
     from runway_widget.client.apiframe import ApiframeClient
     from runway_widget.store import JobStore
 
     made: list[ApiframeClient] = []
 
-    def make(service: FakeApi, **options: Any) -> ApiframeClient:
+    def make(service: Any, **options: Any) -> ApiframeClient:
         options.setdefault("api_key", TEST_API_KEY)
         options.setdefault("base_url", service.base_url)
         options.setdefault("store", JobStore(tmp_path / "jobs.jsonl"))
-        if not isinstance(service, ApiServer):
+        if isinstance(service, FakeApi) and not isinstance(service, ApiServer):
             options.setdefault("transport", service.transport())
             options.setdefault("clock", clock)
             options.setdefault("sleep", clock.sleep)

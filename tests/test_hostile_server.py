@@ -12,7 +12,6 @@ import logging
 import math
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from api_server import ApiServer
@@ -58,24 +57,16 @@ def bad() -> Iterator[HostileServer]:
 
 
 @pytest.fixture
-def make_client(bad: HostileServer, tmp_path: Path):
-    made: list[ApiframeClient] = []
-
+def make_client(bad: HostileServer, client_for):
     def make(**options) -> ApiframeClient:
         options.setdefault("api_key", KEY)
-        options.setdefault("base_url", bad.base_url)
-        options.setdefault("store", JobStore(tmp_path / "jobs.jsonl"))
         options.setdefault("timeout", 2.0)
         options.setdefault("requests_per_second", float("inf"))
         options.setdefault("backoff_factor", 0.01)
         options.setdefault("max_retries", 1)
-        client = ApiframeClient(**options)
-        made.append(client)
-        return client
+        return client_for(bad, **options)
 
-    yield make
-    for client in made:
-        client.close()
+    return make
 
 
 # -- the kernel reads only from its own backend --------------------------------------------------
