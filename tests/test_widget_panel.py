@@ -93,15 +93,15 @@ def test_one_finished_job_opens_by_itself_and_at_most_a_few_stay_open(make_panel
     from runway_widget.widget.media.players import MAX_OPEN
 
     panel = make_panel()
-    jobs = []
-    for i in range(MAX_OPEN + 1):
+    views = []
+    for i in range(MAX_OPEN + 1):  # one at a time: each finish opens its player
         panel.form.prompt.value = f"clip number {i}"
-        jobs.append(panel.submit())
-    clock.run_until(lambda: all(job.state == "finished" for job in jobs))
-    views = [panel.view(job) for job in jobs]
-    # Each job opened its player as it finished, closing the one opened before.
-    wait_for(lambda: [v.opened for v in views].count(True) == 1 and
-             any(playing_bytes(v) for v in views), "one open player")
+        job = panel.submit()
+        views.append(panel.view(job))
+        clock.run_until(lambda job=job: job.state == "finished")
+        # Each job opened its player as it finished, closing the one opened before.
+        wait_for(lambda: playing_bytes(views[-1]) and
+                 [v.opened for v in views].count(True) == 1, "only the newest clip open")
     for view in views:
         view.act("open")
     wait_for(lambda: sum(playing_bytes(v) for v in views) == MAX_OPEN, "the open players")
