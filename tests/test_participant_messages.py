@@ -113,7 +113,7 @@ def test_account_through_a_gateway_says_what_is_left(laptop, capsys):
         assert main(["account"]) == 0
         assert capsys.readouterr().out == (
             f"participant: ana (workshop at {gateway.base_url})\n"
-            "jobs left: 1\ncredits left: unlimited\njobs used: 0, running now: 0\n")
+            "jobs left: 1\ncredits left: unlimited\njobs used: 0, running now: 0, queued: 0\n")
         assert main(["generate", "a boat", "--out", str(laptop / "boat.mp4")]) == 0
         capsys.readouterr()
         assert main(["generate", "a second boat"]) == 1

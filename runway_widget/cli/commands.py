@@ -218,9 +218,9 @@ def _print_seat(client: ApiframeClient, info: dict[str, Any]) -> None:
     _out(f"participant: {client.participant or '?'} (workshop at {client.base_url})")
     _out(f"jobs left: {left('jobs_left')}")
     _out(f"credits left: {left('credits')}")
-    _out(f"jobs used: {info.get('total_images', '?')}, running now: {info.get('running', 0)}")
-    if "queued" in info:
-        _out(f"queued: {info['queued']}")
+    queued = f", queued: {info['queued']}" if "queued" in info else ""
+    _out(f"jobs used: {info.get('total_images', '?')}, running now: {info.get('running', 0)}"
+         + queued)
     if info.get("jobs_left") == 0 or info.get("credits") == 0:
         _say("your workshop quota is used up: ask the instructor for more")
 
