@@ -23,7 +23,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ class GatewayServer:
     from its "busy" answers, see ``upstream_limit``). ``queue=False`` sends each submission
     at once, in its own request, as before the queue: past the upstream's limit participants
     then get its refusals (a comparison for ``benchmarks/room_burst.py``). With
-    ``upstream="demo"``, ``demo_concurrency`` is the demo backend's limit.
+    ``upstream="demo"``, ``demo_concurrency`` is the demo backend's limit. ``clock`` (a wall
+    clock) stamps the ledger and times the queue's pauses and aging and the heartbeats.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class GatewayServer:
         upstream_concurrency: int | None = None,
         demo_concurrency: int | None = None,
         queue: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if upstream_concurrency is not None and upstream_concurrency < 1:
             raise ValueError("upstream_concurrency must be at least 1 (None: learn it)")
@@ -121,7 +124,7 @@ class GatewayServer:
         self.engine = open_engine(db)
         write_stated(self.engine, upstream_concurrency)
         self.roster = Roster(self.engine)
-        self.ledger = Ledger(self.engine)
+        self.ledger = Ledger(self.engine, clock)
         self.sharing = Sharing(self.engine)
         self._db_pool = ThreadPoolExecutor(DB_WORKERS, thread_name_prefix="gateway-db")
         # what the gateway may fetch or post to at addresses others chose (SPEC §8)

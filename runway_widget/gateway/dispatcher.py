@@ -29,7 +29,6 @@ import enum
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -197,7 +196,7 @@ class Dispatcher:
                 self._hand_out(claim)
                 if claim.wait is not None:
                     wait = min(wait, claim.wait)
-                if claim.jobs or time.time() - self._snapshot.taken >= SNAPSHOT_SECONDS:
+                if claim.jobs or self.queue.clock() - self._snapshot.taken >= SNAPSHOT_SECONDS:
                     self._snapshot = self.queue.snapshot()
                 if self._snapshot.length:  # people wait: their places are read again soon
                     wait = min(wait, SNAPSHOT_SECONDS)
@@ -264,7 +263,7 @@ class Dispatcher:
                 "submissions paused %.1fs",
                 job.job_id,
                 limit.window,
-                max(0.0, limit.paused_until - time.time()),
+                max(0.0, limit.paused_until - self.queue.clock()),
             )
             return
         if sent.outcome is Outcome.UNREACHABLE:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -95,7 +94,7 @@ class Submissions:
         meter: Meter | None = None,
     ) -> None:
         self.ledger = ledger
-        self.queue = JobQueue(ledger.engine)
+        self.queue = JobQueue(ledger.engine, ledger.clock)
         self.queueing = queue
         self.reservations = Reservations(ledger)
         self.dispatcher = Dispatcher(
@@ -160,7 +159,11 @@ class Submissions:
             wanted.participant_id, wanted.credits, wanted.request, sender=self._sender
         )
         job = QueuedJob(
-            reserved.job_id, wanted.participant_id, reserved.task_id, wanted.request, time.time()
+            reserved.job_id,
+            wanted.participant_id,
+            reserved.task_id,
+            wanted.request,
+            self.ledger.clock(),
         )
         sent = self.dispatcher.send(job, self._upstream.client)
         row = self.dispatcher.record(job, sent)

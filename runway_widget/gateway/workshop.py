@@ -102,7 +102,7 @@ class Workshop:
         # fetches of tasks another process follows read the ledger: cheaply, when it can
         self._read_job = raw_job_reader(reads) if reads is not None else ledger.job
         self.meter = meter or Meter()
-        self.followers = Followers(ledger.engine, heartbeat)
+        self.followers = Followers(ledger.engine, heartbeat, ledger.clock)
         self.upstream = upstream
         self._db = db_executor
         self.submissions = Submissions(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from sqlalchemy import ColumnElement, Engine, delete, insert, select, true, update
 
@@ -44,10 +44,16 @@ _j, _proc = jobs.c, processes.c
 class Followers:
     """This process's row among the gateway processes, and the tasks it claims to follow."""
 
-    def __init__(self, engine: Engine, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        heartbeat: float = HEARTBEAT_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if heartbeat <= 0:
             raise ValueError("the heartbeat period must be positive")
         self.engine = engine
+        self.clock = clock  # a wall clock: beats are compared across processes
         self.id = secrets.token_hex(8)
         self.heartbeat = heartbeat
         self._beat_at = 0.0
@@ -67,7 +73,7 @@ class Followers:
 
     def sweep(self) -> list[JobRow]:
         """Beat, then adopt orphaned tasks, unless this process was itself cut off."""
-        late = time.time() - self._beat_at > self.stale_seconds
+        late = self.clock() - self._beat_at > self.stale_seconds
         return self.claim() if self.beat() and not late else []
 
     def beat(self) -> bool:
@@ -78,7 +84,7 @@ class Followers:
         with self._lock:
             if self._left:
                 return False
-            now = time.time()
+            now = self.clock()
             with self.engine.begin() as conn:
                 found = conn.execute(
                     update(processes).where(_proc.id == self.id).values(heartbeat_at=now)
@@ -91,7 +97,7 @@ class Followers:
 
     def claim(self) -> list[JobRow]:
         """Take over the unfinished tasks of dead, absent or unset followers; returns them."""
-        live = select(_proc.id).where(_proc.heartbeat_at >= time.time() - self.stale_seconds)
+        live = select(_proc.id).where(_proc.heartbeat_at >= self.clock() - self.stale_seconds)
         with self.engine.connect() as conn:
             old = conn.execute(
                 select(_j.follower)

@@ -229,10 +229,12 @@ class JobRow:
 
 
 class Ledger:
-    """Quota reservations and job states in the gateway's database."""
+    """Quota reservations and job states in the gateway's database; ``clock`` stamps them
+    (a wall clock: several processes compare its stamps)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
+        self.clock = clock
 
     def reserve(
         self,
@@ -257,7 +259,7 @@ class Ledger:
     def reserve_many(self, wanted: Sequence[Wanted]) -> list[Reservation | QuotaRefused]:
         """Reservations in one transaction (one commit), in order: each quota check sees
         those before it, exactly as separate transactions would."""
-        now = time.time()
+        now = self.clock()
         with self.engine.begin() as conn:
             return [_reserve_in(conn, one, now) for one in wanted]
 
@@ -269,7 +271,7 @@ class Ledger:
             "b_job": job_id,
             "b_task": upstream_task_id,
             "b_follower": follower,
-            "b_at": time.time(),
+            "b_at": self.clock(),
         }
         with self.engine.begin() as conn:
             moved = conn.execute(_ACCEPTED, {**values, "b_before": JobState.SENDING}).first()
@@ -283,7 +285,9 @@ class Ledger:
     def refused(self, job_id: int, message: str) -> bool:
         """The upstream said no to the job: give the whole reservation back."""
         with self.engine.begin() as conn:
-            return _refund(conn, _j.id == job_id, JobState.SENDING, JobState.REFUSED, message)
+            return _refund(
+                conn, _j.id == job_id, JobState.SENDING, JobState.REFUSED, message, self.clock()
+            )
 
     def cancel(self, participant_id: int, task_id: str) -> JobRow | None:
         """Withdraw the participant's job while it waits in the queue, and give its quota
@@ -291,7 +295,9 @@ class Ledger:
         left the queue already); None when it is not theirs or not known."""
         owned = and_(_j.task_id == task_id, _j.participant_id == participant_id)
         with self.engine.begin() as conn:
-            _refund(conn, owned, JobState.QUEUED, JobState.CANCELLED, CANCELLED_MESSAGE)
+            _refund(
+                conn, owned, JobState.QUEUED, JobState.CANCELLED, CANCELLED_MESSAGE, self.clock()
+            )
             row = conn.execute(select(*JOB_COLUMNS).where(owned)).first()
         return JobRow(*row) if row is not None else None
 
@@ -312,7 +318,7 @@ class Ledger:
                 conn.execute(
                     select(jobs.c.id).where(
                         jobs.c.state == JobState.RESERVED,
-                        jobs.c.created_at < time.time() - older_than,
+                        jobs.c.created_at < self.clock() - older_than,
                     )
                 )
                 .scalars()
@@ -361,7 +367,7 @@ class Ledger:
                 recorded.cause = exc
 
     def _write(self, tasks: Sequence[Task]) -> None:
-        now = time.time()
+        now = self.clock()
         running = [
             {
                 "b_task": task.task_id,
@@ -402,7 +408,7 @@ class Ledger:
             conn.execute(
                 update(jobs)
                 .where(jobs.c.task_id == task_id)
-                .values(video_path=path, updated_at=time.time())
+                .values(video_path=path, updated_at=self.clock())
             )
 
     def job(self, task_id: str) -> JobRow | None:
@@ -439,7 +445,7 @@ class Ledger:
         return {**row._mapping, "queued": int(queued)}
 
     def _end(self, job_id: int, before: JobState, after: JobState, **values: Any) -> bool:
-        values.setdefault("updated_at", time.time())
+        values.setdefault("updated_at", self.clock())
         with self.engine.begin() as conn:
             return _end_in(conn, _j.id == job_id, before, after, values)
 
@@ -504,12 +510,13 @@ def _refund(
     before: JobState,
     after: JobState,
     message: str,
+    now: float,
 ) -> bool:
     """Move one job from ``before`` to ``after`` and give its reservation back, exactly once."""
     moved = conn.execute(
         update(jobs)
         .where(where, _j.state == before)
-        .values(state=after, message=_shown(message), updated_at=time.time())
+        .values(state=after, message=_shown(message), updated_at=now)
         .returning(_j.participant_id, _j.credits)
     ).first()
     if moved is None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,14 +100,16 @@ class QueueSnapshot:
 
 
 class JobQueue:
-    """Claims, returns and orders the queued jobs of the ledger's database."""
+    """Claims, returns and orders the queued jobs of the ledger's database; ``now`` is
+    ``clock()`` unless given (a wall clock: pauses and ages are shared across processes)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
+        self.clock = clock
 
     def claim(self, sender: str, now: float | None = None) -> Claim:
         """Claim for ``sender`` (a process id) the next jobs the limit has room for."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         with self.engine.connect() as conn:  # a read first: a queue that cannot move
             seen = _room(conn, limit_of(conn), now)  # takes no lock
             idle = conn.execute(_ANY_QUEUED).first() is None
@@ -149,7 +151,7 @@ class JobQueue:
     ) -> UpstreamLimit:
         """The upstream answered "busy": the job goes back to its place, the window comes
         down and everyone pauses (see ``upstream_limit``). Returns the limit now."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         with self.engine.begin() as conn:
             limit, stated = locked_limit(conn)
             others = conn.execute(
@@ -170,7 +172,7 @@ class JobQueue:
     ) -> None:
         """These jobs were certainly not taken (the upstream unreachable, no room to send
         them): back to their places; with ``pause``, everyone waits before the next try."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         with self.engine.begin() as conn:
             if pause:
                 limit, _stated = locked_limit(conn)
@@ -195,10 +197,10 @@ class JobQueue:
             gone: ColumnElement[bool] = true()
         else:
             live = select(processes.c.id).where(
-                processes.c.heartbeat_at >= time.time() - stale_seconds
+                processes.c.heartbeat_at >= self.clock() - stale_seconds
             )
             gone = _j.follower.is_(None) | _j.follower.not_in(live)
-        now = time.time()
+        now = self.clock()
         with self.engine.begin() as conn:
             rows = conn.execute(
                 update(jobs)
@@ -216,7 +218,7 @@ class JobQueue:
 
     def snapshot(self, now: float | None = None) -> QueueSnapshot:
         """Every waiting task's position, in the order claims take them."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         rows = self._in_order(now)
         positions = {row.task_id: index for index, row in enumerate(rows, start=1)}
         oldest = min((row.created_at for row in rows), default=None)
@@ -225,7 +227,7 @@ class JobQueue:
     def waiting(self, now: float | None = None) -> list[dict[str, Any]]:
         """Each waiting job in order: its ``place``, ``participant_id`` and ``name``,
         ``task_id``, seconds ``waited``, and whether its owner was put ``first``."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         return [
             {
                 "place": place,
@@ -258,7 +260,7 @@ class JobQueue:
     def status(self, now: float | None = None) -> dict[str, Any]:
         """For people (``/admin``, the gallery, ``gateway queue``): how long the queue is,
         the longest wait, what runs upstream, the limit and any pause."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         with self.engine.connect() as conn:
             waiting, oldest = conn.execute(
                 select(func.count(), func.min(_j.created_at)).where(_j.state == JobState.QUEUED)
