@@ -11,8 +11,9 @@ from collections import Counter
 
 import pytest
 import requests
+from sqlalchemy import select
 
-from runway_widget.gateway.db.database import open_engine
+from runway_widget.gateway.db.database import jobs, open_engine
 from runway_widget.gateway.db.roster import Limits, Roster
 from runway_widget.gateway.upstream import Upstream
 from tests.api_server import TEST_API_KEY, ApiServer
@@ -55,13 +56,21 @@ def _fire(urls: list[str], token: str) -> Counter[int]:
     return Counter(statuses)
 
 
-def _sent(api: ApiServer, expected: int) -> int:
-    """Submissions the upstream received, once the gateway's queue sent what it will."""
+def _sent(api: ApiServer, db: str) -> int:
+    """Submissions the upstream received, once no job is left waiting or being sent in the
+    ledger at ``db``: the queue has nothing more to send."""
+    engine = open_engine(db)
+    waiting = select(jobs.c.id).where(jobs.c.state.in_(["queued", "sending"])).limit(1)
     deadline = time.monotonic() + 20
-    while api.count("/runway-imagine") < expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # and nothing more comes
-    return api.count("/runway-imagine")
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if conn.execute(waiting).first() is None:
+                    return api.count("/runway-imagine")
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    raise AssertionError("the queue still held jobs after 20 s")
 
 
 def test_fifty_at_once_against_five_jobs_on_sqlite(tmp_path):
@@ -70,7 +79,7 @@ def test_fifty_at_once_against_five_jobs_on_sqlite(tmp_path):
         with gateway_on(Upstream(client), tmp_path, rate=1000, burst=1000) as gateway:
             token = gateway.add_participant("racer", jobs=QUOTA)
             statuses = _fire([gateway.base_url], token)
-            sent = _sent(api, QUOTA)
+            sent = _sent(api, str(gateway.engine.url))
             report = gateway.report()[0]
         assert statuses == Counter({200: QUOTA, 403: FIRED - QUOTA})
         assert sent == QUOTA
@@ -102,7 +111,7 @@ def test_fifty_at_once_against_five_jobs_on_two_processes_sharing_postgresql(tmp
                     )
                 )
             statuses = _fire([f"http://127.0.0.1:{p}" for p in ports], token)
-            sent = _sent(api, QUOTA)
+            sent = _sent(api, url)
         finally:
             for process in processes:
                 stop_process(process)
