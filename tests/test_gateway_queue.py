@@ -40,6 +40,7 @@ class FakeProvider:
     limit: int | None
     seconds: float
     running: dict[str, float] = field(default_factory=dict)  # upstream id: ends at
+    done: list[str] = field(default_factory=list)  # ended, not reported by `ended` yet
     peak: int = 0
     busy: int = 0
     taken: int = 0
@@ -60,14 +61,17 @@ class FakeProvider:
             return task_id, 0.0
 
     def ended(self, now: float) -> list[str]:
+        """The jobs that ended by ``now`` (or that a submit saw end), each reported once."""
         with self._lock:
-            return self._expire(now)
+            self._expire(now)
+            done, self.done = self.done, []
+            return done
 
-    def _expire(self, now: float) -> list[str]:
-        done = [task_id for task_id, ends in self.running.items() if ends <= now]
-        for task_id in done:
-            del self.running[task_id]
-        return done
+    def _expire(self, now: float) -> None:
+        for task_id, ends in list(self.running.items()):
+            if ends <= now:
+                del self.running[task_id]
+                self.done.append(task_id)
 
 
 @dataclass
@@ -82,6 +86,7 @@ class Room:
         self.queue = JobQueue(self.engine)
         self.roster = Roster(self.engine)
         self.sent: list[tuple[float, str]] = []  # (when, the participant's task id)
+        self.unwritten: list[Task] = []  # updates the database could not take: written again
 
     def person(self, name: str) -> int:
         who = self.roster.authenticate(self.roster.add(name, Limits()))
@@ -97,11 +102,12 @@ class Room:
 
     def round(self, provider: FakeProvider, now: float) -> None:
         """What a process does at ``now``: record ends, claim, send, record answers."""
-        ended = provider.ended(now)
-        if ended:
-            self.ledger.update_tasks(
-                [Task(t, "finished", 100, video_url=f"https://cdn.test/{t}.mp4") for t in ended]
-            )
+        ended = [
+            Task(t, "finished", 100, video_url=f"https://cdn.test/{t}.mp4")
+            for t in provider.ended(now)
+        ]
+        if ended or self.unwritten:  # as the gateway's updates thread does
+            self.unwritten = self.ledger.update_tasks([*self.unwritten, *ended]).retry
         for job in self.queue.claim(self.sender, now=now).jobs:
             self.send(job, provider, now)
 
@@ -266,7 +272,9 @@ def test_two_processes_never_send_a_job_twice_nor_pass_the_limit_together():
         def run(room: Room) -> None:
             try:
                 barrier.wait()
-                for _ in range(400):
+                for _ in range(2000):  # a bound only: the jobs need some 150 rounds in all
+                    if provider.taken == 60:
+                        return
                     with clock:  # one fake clock for both: each round moves it on
                         now = T0 + 1 + next(ticks) * 0.05
                     room.round(provider, now)
