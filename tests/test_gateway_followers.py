@@ -1,7 +1,9 @@
 """Each unfinished task has one follower process; a live process adopts a dead one's tasks.
 
-Real gateway processes on a throwaway PostgreSQL (or SQLite) and a demo upstream, with a
-short ``--heartbeat`` so that a process counts as dead within a couple of seconds.
+The rules (who beats, who is stale, who adopts what) on a fake clock, with `Followers` in
+this process standing for gateway processes; concurrent claims on a throwaway PostgreSQL;
+and end to end, real gateway processes with a short ``--heartbeat`` and a demo upstream:
+one killed, one started on a database from before followers.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from runway_widget.gateway.db.followers import Followers
 from runway_widget.gateway.db.ledger import Ledger
 from runway_widget.gateway.db.roster import Limits, Roster
 from runway_widget.store import JobStore
+from tests.fake_clock import FakeClock
 from tests.gateway_support import (
     free_port,
     needs_postgres,
@@ -145,30 +148,87 @@ def test_a_live_process_adopts_the_tasks_of_a_killed_one(tmp_path):
     assert "adopted 3 task(s)" in (tmp_path / "gateway-b.log").read_text()
 
 
-@needs_postgres
-def test_two_live_processes_never_follow_one_task_and_a_clean_stop_hands_over_at_once(tmp_path):
-    with _room(tmp_path, job_seconds=6.0, heartbeat=1.0) as room:
-        task_ids = [
-            _client(room.token, url, tmp_path).imagine(**BODY)
-            for url in (room.a_url, room.b_url, room.a_url, room.b_url)
-        ]
-        first = _sent(room.engine, task_ids)  # each followed by the process that sent it
-        seen = []
-        for _ in range(8):  # a few sweeps of both processes
-            seen.append(_followers(room.engine, task_ids))
-            time.sleep(0.4)
-        live = _live_processes(room.engine)
-        stop_process(room.a)  # a clean stop: B adopts A's tasks at its next sweep
-        after_stop = _live_processes(room.engine)
-        finished = [_client(room.token, room.b_url, tmp_path).wait(t, timeout=60) for t in task_ids]
-        handed_over = _followers(room.engine, task_ids)
-        submitted = room.demo.stats.get("/runway-imagine")
-    assert submitted == 4
-    assert set(first.values()) <= live and len(live) == 2
-    assert all(followers == first for followers in seen)  # nobody took another's task
-    [follower_b] = after_stop
-    assert set(handed_over.values()) == {follower_b}
-    assert all(t.video_url.startswith(f"{room.b_url}/videos/") for t in finished)
+# -- heartbeats on a fake clock: processes are `Followers` on one database -----------------------
+
+
+@contextlib.contextmanager
+def _processes(folder: Path, count: int) -> Iterator[tuple[FakeClock, Ledger, list[Followers]]]:
+    """``count`` processes on one database and one fake clock, each registered."""
+    clock = FakeClock()
+    engine = open_engine(f"sqlite:///{folder / 'gateway.sqlite3'}")
+    try:
+        ledger = Ledger(engine, clock)
+        group = [Followers(engine, heartbeat=10, clock=clock) for _ in range(count)]
+        for one in group:
+            one.beat()
+        yield clock, ledger, group
+    finally:
+        engine.dispose()
+
+
+def _running(ledger: Ledger, by: Followers, count: int) -> list[str]:
+    """``count`` tasks submitted (and so followed) by ``by``; their task ids."""
+    roster = Roster(ledger.engine)
+    who = roster.authenticate(roster.add(f"p-{by.id}", Limits()))
+    assert who is not None
+    task_ids = []
+    for i in range(count):
+        job = ledger.reserve(who.id, 5, {}, sender=by.id)
+        assert ledger.accepted(job.job_id, f"{by.id}-{i}", by.id)
+        task_ids.append(job.task_id)
+    return task_ids
+
+
+def test_live_processes_never_take_each_others_tasks_sweep_after_sweep(tmp_path):
+    with _processes(tmp_path, 2) as (clock, ledger, (a, b)):
+        tasks = _running(ledger, a, 2) + _running(ledger, b, 2)
+        first = _followers(ledger.engine, tasks)
+        adopted = []
+        for _ in range(20):  # twenty beats each, well past the stale period
+            clock.advance(a.heartbeat)
+            adopted += a.sweep() + b.sweep()
+        assert adopted == []
+        assert _followers(ledger.engine, tasks) == first
+        assert _live_processes(ledger.engine) == {a.id, b.id}
+        assert a.taken(_sent_by(first, a)) == [] and b.taken(_sent_by(first, b)) == []
+        assert len(_sent_by(first, a)) == len(_sent_by(first, b)) == 2
+
+
+def test_a_clean_stop_hands_the_tasks_over_at_the_next_sweep(tmp_path):
+    with _processes(tmp_path, 2) as (_clock, ledger, (a, b)):
+        tasks = _running(ledger, a, 3)
+        a.leave()  # no time passes: its row is gone, so its tasks are orphans at once
+        adopted = {row.task_id for row in b.sweep()}
+        assert adopted == set(tasks)
+        assert set(_followers(ledger.engine, tasks).values()) == {b.id}
+        assert not a.beat() and _live_processes(ledger.engine) == {b.id}  # it beats no more
+
+
+def test_a_silent_process_is_adopted_only_once_its_beats_are_stale(tmp_path):
+    with _processes(tmp_path, 2) as (clock, ledger, (a, b)):
+        tasks = _running(ledger, a, 3)  # then a goes silent: killed, or frozen
+        for _ in range(3):  # three missed beats: alive still, by the rule
+            clock.advance(b.heartbeat)
+            assert b.sweep() == []
+        clock.advance(0.001)  # its last beat is now older than the stale period
+        assert {row.task_id for row in b.sweep()} == set(tasks)
+        assert b.sweep() == []  # adopted exactly once
+
+
+def test_a_process_whose_own_beat_came_late_claims_nothing_and_hands_over(tmp_path):
+    with _processes(tmp_path, 3) as (clock, ledger, (a, b, c)):
+        tasks = _running(ledger, a, 2)
+        orphans = _running(ledger, c, 1)
+        c.leave()
+        clock.advance(a.stale_seconds + 1)  # a and b both missed their beats (cut off)
+        assert b.sweep() == []  # late itself: it beats, but adopts nobody's tasks
+        assert {row.task_id for row in b.sweep()} == set(tasks + orphans)
+        assert a.sweep() == []  # late too, back: it claims nothing either
+        assert sorted(a.taken(tasks)) == sorted(tasks)  # and learns that b follows its tasks
+
+
+def _sent_by(followers: dict[str, str | None], one: Followers) -> list[str]:
+    return [task for task, follower in followers.items() if follower == one.id]
 
 
 def _old_database(url: str) -> None:
