@@ -1,13 +1,17 @@
-"""The ledger's task updates: many in one transaction, each job ended exactly once."""
+"""The ledger's task updates: many in one transaction, each job ended exactly once; what an
+earlier version left behind, judged on a fake clock."""
 
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
-from runway_widget.gateway.db.database import open_engine
+from runway_widget.gateway.db.database import jobs, open_engine
 from runway_widget.gateway.db.ledger import Ledger
 from runway_widget.gateway.db.roster import Limits, Roster
+from runway_widget.gateway.workshop import ORPHAN_SECONDS
 from runway_widget.models import Task
+from tests.fake_clock import FakeClock
 
 
 @pytest.fixture
@@ -84,3 +88,25 @@ def test_an_end_seen_twice_frees_the_running_slot_once(ledger):
 def test_updates_for_tasks_the_ledger_does_not_follow_change_nothing(ledger):
     ledger.update_tasks([Task("nobody's", status="finished", video_url="https://cdn.test/x.mp4")])
     assert ledger.jobs_by_upstream(["nobody's"]) == []
+
+
+def test_a_reservation_cut_short_is_unknown_once_older_than_any_submit_takes(tmp_path):
+    clock = FakeClock()
+    engine = open_engine(f"sqlite:///{tmp_path / 'clocked.sqlite3'}")
+    try:
+        ledger = Ledger(engine, clock)
+        who = Roster(engine).authenticate(Roster(engine).add("ada", Limits(jobs=3)))
+        assert who is not None
+        job = ledger.reserve(who.id, 5, {"prompt": "p"})
+        with engine.begin() as conn:  # as an earlier version left it, dying mid-submit
+            conn.execute(update(jobs).where(jobs.c.id == job.job_id).values(state="reserved"))
+        clock.advance(ORPHAN_SECONDS - 1)  # its submit might still be under way elsewhere
+        assert ledger.orphans_to_unknown(ORPHAN_SECONDS) == 0
+        clock.advance(2)
+        assert ledger.orphans_to_unknown(ORPHAN_SECONDS) == 1
+        row = ledger.job(job.task_id)
+        account = ledger.account(who.id)
+    finally:
+        engine.dispose()
+    assert row is not None and row.state == "unknown"
+    assert account is not None and (account["jobs_used"], account["running"]) == (1, 0)

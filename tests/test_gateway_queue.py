@@ -20,11 +20,13 @@ import pytest
 from sqlalchemy import Engine, update
 
 from runway_widget.gateway.db.database import jobs, open_engine
+from runway_widget.gateway.db.followers import Followers
 from runway_widget.gateway.db.ledger import Ledger, Reservation
 from runway_widget.gateway.db.limit_row import write_stated
 from runway_widget.gateway.db.queue import AGING_SECONDS, JobQueue, QueuedJob
 from runway_widget.gateway.db.roster import Limits, Roster
 from runway_widget.models import Task
+from tests.fake_clock import FakeClock
 from tests.gateway_support import needs_postgres, postgres_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -213,6 +215,21 @@ def test_a_restart_takes_the_queue_up_and_never_resends_what_was_being_sent(room
     sent = [task_id for _at, task_id in restarted.sent]
     assert len(sent) == len(set(sent)) == 4 == provider.taken  # the rest, once each
     assert in_flight.task_id not in sent  # it may have gone out: never again
+
+
+def test_a_send_is_lost_only_once_its_process_has_missed_its_beats(room):
+    clock = FakeClock(T0)
+    sender = Followers(room.engine, heartbeat=10, clock=clock)  # the process sending it
+    sender.beat()
+    reserved = room.submit(room.person("ada"), T0)
+    [job] = room.queue.claim(sender.id, now=T0).jobs  # then the process goes silent
+    queue = JobQueue(room.engine, clock)  # as a peer's sweep sees it
+    clock.advance(sender.stale_seconds)  # alive still, by the rule: its send may be under way
+    assert queue.lost_sends(sender.stale_seconds) == 0
+    assert room.ledger.job(reserved.task_id).state == "sending"
+    clock.advance(0.001)
+    assert queue.lost_sends(sender.stale_seconds) == 1
+    assert room.ledger.job(job.task_id).state == "unknown"  # it may have gone out: never again
 
 
 def test_retry_after_pauses_every_process_sharing_the_database(room):
