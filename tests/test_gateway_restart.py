@@ -37,8 +37,7 @@ def test_a_killed_gateway_resumes_every_unfinished_task_from_the_ledger(tmp_path
         ]
         _sent(db, task_ids)
         first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        time.sleep(0.5)
+        first.wait(10)  # its port is free again once it is reaped
         second = serve_process(port, *args, env=env, log=log)
         try:
             finished = [client.wait(t, timeout=60, poll_interval=0.3) for t in task_ids]
