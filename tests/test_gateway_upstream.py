@@ -10,6 +10,7 @@ import pytest
 from runway_widget.errors import TaskFailedError
 from runway_widget.gateway.upstream import Upstream
 from tests.api_server import TEST_API_KEY, ApiServer, Reply, error
+from tests.fake_clock import FakeClock
 from tests.gateway_support import (
     call,
     ended,
@@ -18,6 +19,7 @@ from tests.gateway_support import (
     upstream_client,
     upstream_id,
 )
+from tests.widget_helpers import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -108,21 +110,34 @@ def test_a_dropped_or_timed_out_submit_is_unknown_too(api, gateway, tmp_path, re
     assert gateway.report()[0]["unknown"] == 1
 
 
-def test_an_upstream_that_certainly_did_not_take_a_job_keeps_it_in_the_queue(
-    api, gateway, tmp_path
-):
-    lee = participant(gateway, tmp_path, jobs=1)
-    api.script(
-        "/runway-imagine",
-        error(503, "down", **{"Retry-After": "0"}),
-        error(429, "slow down", **{"Retry-After": "0"}),
-        error(400, "Too many running jobs for your plan"),
-    )
-    task_id = lee.imagine(prompt="later", generation_type="text2video")
-    sent = upstream_id(gateway, task_id)  # on the fourth try: nobody saw the refusals
+def test_an_upstream_that_certainly_did_not_take_a_job_keeps_it_in_the_queue(api, tmp_path):
+    clock = FakeClock()
+    client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
+    with gateway_on(Upstream(client), tmp_path, clock=clock) as gateway:
+        lee = participant(gateway, tmp_path, jobs=1)
+        api.script(
+            "/runway-imagine",
+            error(503, "down"),  # unreachable: the first pause, 1 s
+            error(429, "slow down", **{"Retry-After": "20"}),
+            error(400, "Too many running jobs for your plan"),  # no Retry-After: doubled
+        )
+        task_id = lee.imagine(prompt="later", generation_type="text2video")
+        queue, pauses = gateway.workshop.submissions.queue, []
+        for tries in (1, 2, 3):  # each answer puts the job back and pauses everyone
+            paused = wait_for(
+                lambda tries=tries: api.count("/runway-imagine") == tries
+                and queue.status()["paused_for"],
+                f"the pause after try {tries}",
+            )
+            pauses.append(paused)
+            assert gateway.ledger.job(task_id).state == "queued"  # it keeps its place
+            clock.advance(paused)
+            gateway.workshop.submissions.dispatcher.poke()
+        sent = upstream_id(gateway, task_id)  # on the fourth try: nobody saw the refusals
+        row = gateway.report()[0]
+    assert pauses == [1.0, 20.0, 4.0]  # the first pause, as the upstream said, doubled twice
     assert sent.startswith("task-")
     assert api.count("/runway-imagine") == 4
-    row = gateway.report()[0]
     assert (row["jobs_used"], row["refused"], row["unknown"]) == (1, 0, 0)
 
 
