@@ -149,7 +149,12 @@ class SubmissionUnknownError(NoReplyError):
 
 
 class ApiStatusError(ApiframeError):
-    """The server answered with an error; ``status_code`` and ``body`` say what it was."""
+    """The server answered with an error; ``status_code`` and ``body`` say what it was, and
+    ``retry_after`` the seconds it asked to wait (429, 503), when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
 
 class BadRequestError(ValidationError, ApiStatusError):
@@ -162,10 +167,6 @@ class KeyRefusedError(AuthenticationError, ApiStatusError):
 
 class RateLimitError(ApiStatusError):
     """Too many requests, still after retrying; ``retry_after`` is the server's hint in seconds."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
 
 
 class ServerError(ApiStatusError):

@@ -120,10 +120,11 @@ def test_an_upstream_that_certainly_did_not_take_a_job_keeps_it_in_the_queue(api
             error(503, "down"),  # unreachable: the first pause, 1 s
             error(429, "slow down", **{"Retry-After": "20"}),
             error(400, "Too many running jobs for your plan"),  # no Retry-After: doubled
+            error(503, "down", **{"Retry-After": "9"}),  # unreachable, as the upstream said
         )
         task_id = lee.imagine(prompt="later", generation_type="text2video")
         queue, pauses = gateway.workshop.submissions.queue, []
-        for tries in (1, 2, 3):  # each answer puts the job back and pauses everyone
+        for tries in (1, 2, 3, 4):  # each answer puts the job back and pauses everyone
             paused = wait_for(
                 lambda tries=tries: api.count("/runway-imagine") == tries
                 and queue.status()["paused_for"],
@@ -133,11 +134,11 @@ def test_an_upstream_that_certainly_did_not_take_a_job_keeps_it_in_the_queue(api
             assert gateway.ledger.job(task_id).state == "queued"  # it keeps its place
             clock.advance(paused)
             gateway.workshop.submissions.dispatcher.poke()
-        sent = upstream_id(gateway, task_id)  # on the fourth try: nobody saw the refusals
+        sent = upstream_id(gateway, task_id)  # on the fifth try: nobody saw the refusals
         row = gateway.report()[0]
-    assert pauses == [1.0, 20.0, 4.0]  # the first pause, as the upstream said, doubled twice
+    assert pauses == [1.0, 20.0, 4.0, 9.0]  # the first pause, as said, doubled twice, as said
     assert sent.startswith("task-")
-    assert api.count("/runway-imagine") == 4
+    assert api.count("/runway-imagine") == 5
     assert (row["jobs_used"], row["refused"], row["unknown"]) == (1, 0, 0)
 
 

@@ -114,8 +114,8 @@ def _status_error(
             status_code=status,
             body=body,
         )
+    retry_after = parse_retry_after(reply.headers.get("Retry-After"))
     if status == 429:
-        retry_after = parse_retry_after(reply.headers.get("Retry-After"))
         hint = f"; the server asks to wait {retry_after:g}s" if retry_after is not None else ""
         return RateLimitError(
             f"too many requests to {path} (HTTP 429), still after retrying{hint}",
@@ -128,6 +128,7 @@ def _status_error(
         return ServerError(
             f"the server failed on {path} (HTTP {status}): {detail}"
             + (f"; {UNKNOWN_SUBMISSION_HINT}" if ambiguous else ""),
+            retry_after=retry_after,
             status_code=status,
             body=body,
         )

@@ -98,7 +98,7 @@ def judge(exc: BaseException) -> Sent:
     if isinstance(exc, RateLimitError) or _says_too_many(exc):
         return Sent(Outcome.BUSY, error=exc, retry_after=getattr(exc, "retry_after", None))
     if isinstance(exc, NetworkError) or (isinstance(exc, ServerError) and exc.status_code == 503):
-        return Sent(Outcome.UNREACHABLE, error=exc)
+        return Sent(Outcome.UNREACHABLE, error=exc, retry_after=getattr(exc, "retry_after", None))
     if isinstance(exc, (SubmissionUnknownError, ServerError)) or not isinstance(exc, ApiframeError):
         return Sent(Outcome.UNKNOWN, error=exc, message=UNKNOWN_OUTCOME)
     if isinstance(exc, AuthenticationError):
@@ -267,7 +267,7 @@ class Dispatcher:
             )
             return
         if sent.outcome is Outcome.UNREACHABLE:
-            self.queue.unsent([job], pause=True)
+            self.queue.unsent([job], pause=True, retry_after=sent.retry_after)
             logger.warning("job %d waits again: %s", job.job_id, sent.error)
             return
         row = self.record(job, sent)
