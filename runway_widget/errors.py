@@ -23,11 +23,17 @@
 
 ``except NoReplyError`` catches "the server may not have seen it"; ``except ApiStatusError``
 catches "the server said no". Messages say what to do next, and never contain a secret.
+
+What to do next is also structured: ``hint`` (a `Hint`, or None) names it apart from
+``detail`` (what happened), so that a front end without a command line (the panel, a
+dashboard) words the advice for its own readers. ``str(error)`` joins the two in the words
+for Python code and the terminal, where the ``runway-widget`` command is at hand.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from typing import Any, NamedTuple, Protocol
 
 __all__ = [
@@ -99,17 +105,41 @@ class TaskState(Protocol):
     def is_failed(self) -> bool: ...
 
 
+class Hint(str, Enum):
+    """What the reader can do next, for each front end to word in its own terms."""
+
+    CHECK_HISTORY = "check_history"  # the job may or may not exist: look before resubmitting
+    CHECK_TASK_ID = "check_task_id"  # the server does not know the id: check it, and its backend
+    WAIT_AGAIN = "wait_again"  # waiting ran out, the task goes on: wait again or fetch it later
+
+
+def advice(hint: Hint, task_id: str | None = None) -> str:
+    """``hint`` in the words for Python code and the terminal (``task_id``: the task concerned)."""
+    if hint is Hint.CHECK_HISTORY:
+        return "the task may or may not exist: check `runway-widget history` before resubmitting"
+    if hint is Hint.CHECK_TASK_ID:
+        return ("check the id, or the backend it was submitted to "
+                "(`runway-widget history` lists both)")
+    return f"it is not lost: wait again, or `runway-widget fetch {shorten(task_id)}` later"
+
+
 class ApiframeError(Exception):
     """Base class: ``except ApiframeError`` catches every failure of this package.
 
     ``refusal``: a workshop gateway's machine-readable reason (``"token_revoked"``, …; the
     values of `runway_widget.models.RefusalCode`), or None when the server gave none.
+    ``detail``: what happened; ``hint``: what to do next, or None (the module's docstring).
+    ``message`` (and ``str(error)``) is both, worded for Python code and the terminal.
     """
 
     def __init__(self, message: str, *, status_code: int | None = None, body: Any = None,
-                 refusal: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+                 refusal: str | None = None, hint: Hint | None = None,
+                 task_id: str | None = None) -> None:
+        worded = message if hint is None else f"{message}; {advice(hint, task_id)}"
+        super().__init__(worded)
+        self.detail = message
+        self.hint = hint
+        self.message = worded
         self.status_code = status_code
         self.body = body
         self.refusal = refusal
@@ -204,11 +234,8 @@ class TaskNotFoundError(ApiStatusError):
     """The server does not know this task_id (or, from a batch, one of these ids)."""
 
     def __init__(self, task_id: str, **kwargs: Any) -> None:
-        super().__init__(
-            f"task {shorten(task_id)} is unknown to the server: check the id, or the backend "
-            "it was submitted to (`runway-widget history` lists both)",
-            **kwargs,
-        )
+        super().__init__(f"task {shorten(task_id)} is unknown to the server",
+                         hint=Hint.CHECK_TASK_ID, **kwargs)
         self.task_id = task_id
 
 
@@ -229,11 +256,10 @@ class TaskTimeoutError(ApiframeError):
         if task is not None and task.percentage is not None:
             last += f" at {task.percentage}%"
         short = shorten(task_id)
-        super().__init__(
-            f"task {short} still running after {timeout:g}s ({last}); it is not lost: "
-            f"wait again, or `runway-widget fetch {short}` later"
-            if timeout is not None
-            else f"stopped waiting for task {short} ({last})"
-        )
+        if timeout is None:
+            super().__init__(f"stopped waiting for task {short} ({last})")
+        else:
+            super().__init__(f"task {short} still running after {timeout:g}s ({last})",
+                             hint=Hint.WAIT_AGAIN, task_id=task_id)
         self.task = task
         self.task_id = task_id

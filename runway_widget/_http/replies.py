@@ -19,6 +19,7 @@ from ..errors import (
     ApiframeError,
     BadRequestError,
     CancelRefusedError,
+    Hint,
     KeyRefusedError,
     NetworkError,
     QuotaExceededError,
@@ -37,7 +38,6 @@ from .session import Reply, ReplyTooLarge, UnwantedStatus
 from .transport import TransportError
 
 __all__ = [
-    "UNKNOWN_SUBMISSION_HINT",
     "download_error",
     "error_messages",
     "refusal_code",
@@ -46,9 +46,6 @@ __all__ = [
     "unusable_reply",
 ]
 
-UNKNOWN_SUBMISSION_HINT = (
-    "the task may or may not exist: check `runway-widget history` before resubmitting"
-)
 _CODE = re.compile(r"[a-z_]{1,64}")  # what a refusal code looks like; anything else is dropped
 EXCERPT_CHARS = 160
 MESSAGE_CHARS = 300  # each server message, as quoted in an error
@@ -126,8 +123,8 @@ def _status_error(
     if status >= 500:
         ambiguous = submission and status != 503
         return ServerError(
-            f"the server failed on {path} (HTTP {status}): {detail}"
-            + (f"; {UNKNOWN_SUBMISSION_HINT}" if ambiguous else ""),
+            f"the server failed on {path} (HTTP {status}): {detail}",
+            hint=Hint.CHECK_HISTORY if ambiguous else None,
             retry_after=retry_after,
             status_code=status,
             body=body,
@@ -146,7 +143,7 @@ def unusable_reply(reply: Reply, url: str, *, redact: Redactor, submission: bool
     body = _body(reply, redact)
     if submission:
         return SubmissionUnknownError(
-            f"{message}; {UNKNOWN_SUBMISSION_HINT}", status_code=reply.status, body=body
+            message, hint=Hint.CHECK_HISTORY, status_code=reply.status, body=body
         )
     return UnexpectedReplyError(message, status_code=reply.status, body=body)
 
@@ -165,7 +162,7 @@ def transport_error(
     text = redact(_described(exc))
     if submission and not _certainly_not_sent(exc):
         return SubmissionUnknownError(
-            f"no answer to the submission to {where} ({text}): {UNKNOWN_SUBMISSION_HINT}"
+            f"no answer to the submission to {where} ({text})", hint=Hint.CHECK_HISTORY
         )
     return NetworkError(f"could not reach {where}: {text}")
 
@@ -210,8 +207,8 @@ def _coded_error(
         )
     if submission and refusal(body, RefusalCode.SUBMISSION_UNKNOWN) is not None:
         return SubmissionUnknownError(
-            f"the workshop gateway got no answer from its upstream (HTTP {status}): "
-            f"{UNKNOWN_SUBMISSION_HINT}",
+            f"the workshop gateway got no answer from its upstream (HTTP {status})",
+            hint=Hint.CHECK_HISTORY,
             status_code=status, body=body, refusal=RefusalCode.SUBMISSION_UNKNOWN.value,
         )
     for code, says in _UPSTREAM_FAILURES.items():

@@ -23,16 +23,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ..client.apiframe import UNKNOWN_SUBMISSION_HINT, ApiframeClient
+from ..client.apiframe import ApiframeClient
 from ..errors import (
     ApiframeError,
     CancelRefusedError,
+    Hint,
     QuotaExceededError,
     TaskFailedError,
     TaskNotFoundError,
     TaskState,
     TaskTimeoutError,
     ValidationError,
+    advice,
     plural,
 )
 from ..models import (
@@ -130,7 +132,7 @@ def _generate(args: argparse.Namespace) -> int:
             task_id = client.imagine(request)
         except KeyboardInterrupt:
             raise CommandError(
-                f"interrupted during the submission: {UNKNOWN_SUBMISSION_HINT}", EXIT_INTERRUPTED
+                f"interrupted during the submission: {advice(Hint.CHECK_HISTORY)}", EXIT_INTERRUPTED
             ) from None
         _say(f"Submitted task {task_id} (follow it any time: runway-widget fetch {task_id})")
         task = _wait_or_explain(client, task_id, args.timeout)

@@ -32,7 +32,6 @@ from urllib.parse import quote
 import requests
 
 from .._http.addresses import is_loopback_url, is_own_loopback_url
-from .._http.replies import UNKNOWN_SUBMISSION_HINT
 from .._http.session import Session
 from .._http.transport import HTTPTransport, Transport
 from .._secrets import mask_secret
@@ -57,7 +56,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BASE_URL",
     "FETCH_MANY_LIMIT",
-    "UNKNOWN_SUBMISSION_HINT",
     "UPLOAD_LIMIT",
     "ApiframeClient",
     "mask_secret",

@@ -106,7 +106,7 @@ def judge(exc: BaseException) -> Sent:
     if isinstance(exc, ValidationError):
         reason = "; ".join(exc.problems) or "no reason given"
     else:
-        reason = exc.message
+        reason = exc.detail  # its advice is for the gateway's own terminal
     return Sent(Outcome.REFUSED, error=exc, message=f"the upstream refused: {reason}{UNTOUCHED}")
 
 

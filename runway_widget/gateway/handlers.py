@@ -391,7 +391,7 @@ def _upstream_error(exc: ApiframeError, *, submission: bool = False) -> ApiError
             code=RefusalCode.UPSTREAM_KEY_REFUSED,
         )
     return ApiError(
-        502, f"the upstream refused: {exc.message}{untouched}", code=RefusalCode.UPSTREAM_REFUSED
+        502, f"the upstream refused: {exc.detail}{untouched}", code=RefusalCode.UPSTREAM_REFUSED
     )
 
 

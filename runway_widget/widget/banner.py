@@ -3,18 +3,19 @@
 `MESSAGES` maps an error class (by name, so an error added later to `runway_widget.errors`
 needs no import here) to what the user reads: a title, a hint, and whether it is a warning
 (something to check) or an error (nothing happened). The most specific class in the error's
-MRO wins.
+MRO wins. An error's own `Hint` (what to do next) is worded here, by `HINTS`, for a panel and
+for a dashboard, whose visitors have no command line.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
+from ..errors import Hint
 from . import html, ui_updates
 from .shared_models import SharedModels, is_shown, set_shown
 
@@ -38,12 +39,7 @@ def _retry_hint(exc: BaseException) -> str | None:
 
 MESSAGES: dict[str, Message] = {
     "ValidationError": Message("The service rejected the request"),
-    "SubmissionUnknownError": Message(
-        "The request was sent but no answer came back",
-        "The job may or may not exist (and may be charged). Check your job history "
-        "(`runway-widget history`, or the APIFRAME dashboard) before resubmitting.",
-        warn=True,
-    ),
+    "SubmissionUnknownError": Message("The request was sent but no answer came back", warn=True),
     "AuthenticationError": Message("The API key was refused or is missing"),
     "QuotaExceededError": Message(
         "Your workshop quota does not allow this job: nothing was sent",
@@ -98,15 +94,16 @@ REFUSAL_MESSAGES = {
         "The provider refused the workshop's key: nothing was sent", warn=True),
     "upstream_refused": Message("The provider refused the request: nothing was sent"),
 }
-DASHBOARD_HINTS = {"SubmissionUnknownError": "The job may or may not exist (and may be "
-                   "charged). Ask the organiser to check the job history before resubmitting."}
-# A clause that tells the user to run a command: ": check `runway-widget history` before …"
-_COMMAND_CLAUSE = re.compile(r"[:;,(]?\s*[^:;,.()]*`runway-widget[^`]*`[^;,.()]*\)?")
-
-
-def without_commands(text: str) -> str:
-    """``text`` without clauses that point to the command line (a dashboard has none)."""
-    return _COMMAND_CLAUSE.sub("", text).strip()
+# What to do next, by the error's `Hint`: (on a panel, on a dashboard). A submission's
+# errors are the banner's only ones, so only their hints are here.
+HINTS = {
+    Hint.CHECK_HISTORY: (
+        "The job may or may not exist (and may be charged). Check your job history "
+        "(`runway-widget history`, or the APIFRAME dashboard) before resubmitting.",
+        "The job may or may not exist (and may be charged). Ask the organiser to check the "
+        "job history before resubmitting.",
+    ),
+}
 
 
 def message_for(exc: BaseException) -> Message:
@@ -129,16 +126,16 @@ def details_for(exc: BaseException, message: Message, *, dashboard: bool = False
     if isinstance(problems, list) and problems:
         lines = [str(p) for p in problems]
     elif type(exc).__module__.startswith("runway_widget"):
-        lines = [str(exc)]
+        lines = [getattr(exc, "detail", None) or str(exc)]
     else:
         lines = [f"{type(exc).__name__}: {exc}"]
-    hint = message.hint(exc) if callable(message.hint) else message.hint
-    if dashboard:
-        hint = DASHBOARD_HINTS.get(type(exc).__name__, hint)
+    kind = getattr(exc, "hint", None)
+    if isinstance(kind, Hint) and kind in HINTS:
+        hint: str | None = HINTS[kind][1 if dashboard else 0]
+    else:
+        hint = message.hint(exc) if callable(message.hint) else message.hint
     if hint:
         lines.append(hint)
-    if dashboard:
-        lines = [line for line in map(without_commands, lines) if line]
     return lines
 
 
