@@ -16,7 +16,7 @@ import requests
 apiframe = pytest.importorskip(
     "apiframe", reason='the fidelity test needs the official SDK: pip install "apiframe-sdk"'
 )
-pytest.importorskip("av", reason="the demo backend needs the demo extra")
+pytest.importorskip("av", reason="the demo backend needs PyAV")
 
 from apiframe.exceptions import ApiframeError as SdkError  # noqa: E402
 from apiframe.exceptions import AuthenticationError as SdkAuthenticationError  # noqa: E402

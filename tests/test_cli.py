@@ -384,7 +384,7 @@ def test_generate_on_the_demo_backend(home, tmp_path, monkeypatch, capsys):
     assert JobStore().jobs()[0].status == "finished"
 
 
-def test_missing_demo_extra_is_one_clear_line(home, tmp_path):
+def test_missing_demo_libraries_is_one_clear_line(home, tmp_path):
     blocked = "import sys; sys.modules['av'] = None; "
     code = "from runway_widget.cli import main; sys.exit(main(['generate', 'x', '--demo']))"
     result = subprocess.run(
@@ -395,7 +395,7 @@ def test_missing_demo_extra_is_one_clear_line(home, tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 1
-    assert_one_clear_error(result.stderr, 'pip install "runway_widget[demo]"')
+    assert_one_clear_error(result.stderr, "pip install av numpy Pillow")
 
 
 def test_demo_server_runs_until_ctrl_c(home, tmp_path):

@@ -645,7 +645,7 @@ def test_shared_demo_server_is_one_per_process():
     assert requests.get(found[0].base_url + "/account", timeout=5).status_code == 401
 
 
-def test_import_without_the_demo_extra_says_what_to_install():
+def test_import_without_the_demo_libraries_says_what_to_install():
     code = (
         "import sys; sys.modules['av'] = None\n"
         "try:\n    import runway_widget.demo\n"
@@ -654,7 +654,7 @@ def test_import_without_the_demo_extra_says_what_to_install():
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert 'pip install "runway_widget[demo]"' in result.stdout
+    assert "pip install av numpy Pillow" in result.stdout
 
 
 # --- hostile clients -------------------------------------------------------------------------

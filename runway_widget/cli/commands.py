@@ -431,7 +431,7 @@ def _demo_module() -> Any:
     try:
         from .. import demo
     except ImportError as exc:
-        raise CommandError(str(exc) or 'the demo needs: pip install "runway_widget[demo]"') from exc
+        raise CommandError(str(exc) or "the demo needs: pip install av numpy Pillow") from exc
     return demo
 
 

@@ -1,8 +1,7 @@
 """The embedded demo backend: the same HTTP API as the real service, rendering real clips.
 
-Needs the ``demo`` extra (PyAV, numpy, Pillow)::
-
-    pip install "runway_widget[demo]"
+It renders with PyAV, numpy and Pillow, which install with the package; without them (an
+install that skipped dependencies) importing it says what to install.
 
 ``shared_demo_server()`` gives the one server a process uses for demo mode: started on first
 use, stopped when the interpreter exits.
@@ -19,7 +18,8 @@ try:
     import PIL  # noqa: F401
 except ImportError as exc:
     raise ImportError(
-        'the demo backend needs PyAV, numpy and Pillow: pip install "runway_widget[demo]"',
+        "the demo backend needs PyAV, numpy and Pillow, which come with runway_widget: "
+        "pip install av numpy Pillow",
         name=exc.name,
     ) from exc
 
