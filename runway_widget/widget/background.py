@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-log = logging.getLogger("runway_widget.widget")
+logger = logging.getLogger("runway_widget.widget")
 
 
 class Lane:
@@ -54,7 +54,7 @@ class Lane:
             if key in self._pending:
                 return False
             if len(self._pending) >= self._queue_limit:
-                log.warning("%s lane full: dropped %r", self.name, key)
+                logger.warning("%s lane full: dropped %r", self.name, key)
                 return False
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
@@ -79,11 +79,11 @@ class Lane:
         self._done(key)  # started: asking again now queues it again (it may come too late)
         try:
             if self._clock() - queued_at > self._max_wait:
-                log.info("%s lane: %r waited too long, dropped", self.name, key)
+                logger.info("%s lane: %r waited too long, dropped", self.name, key)
                 return
             fn(*args)
         except Exception:
-            log.exception("%s lane: background work failed", self.name)
+            logger.exception("%s lane: background work failed", self.name)
 
     def _done(self, key: Hashable) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..models import Task
 from ..store import JobHistory, JobRecord, JobStore
 
-log = logging.getLogger("runway_widget.history")
+logger = logging.getLogger("runway_widget.history")
 
 HISTORY_MODES = ("user", "session")
 ENDED_MESSAGE = "ended with its demo backend: the kernel that ran it stopped"
@@ -109,7 +109,7 @@ def demo_task_alive(backend: str, task_id: str) -> bool:
 
     try:
         from ..demo import DEMO_API_KEY
-    except ImportError:  # without the demo extras, no demo server here can be running it
+    except ImportError:  # without PyAV, numpy or Pillow, no demo server here can be running it
         return False
 
     client = ApiframeClient(  # one quick try each, not held back by the read budget
@@ -119,7 +119,7 @@ def demo_task_alive(backend: str, task_id: str) -> bool:
     try:
         client.fetch(task_id)
     except ApiframeError as exc:
-        log.debug("demo task %s at %s is gone: %s", task_id, backend, exc)
+        logger.debug("demo task %s at %s is gone: %s", task_id, backend, exc)
         return False
     finally:
         client.close()

@@ -16,7 +16,7 @@ from ..errors import ApiframeError
 from .problems import FieldProblems
 from .shared_models import SharedModels, set_shown
 
-log = logging.getLogger("runway_widget.widget")
+logger = logging.getLogger("runway_widget.widget")
 
 
 def upload_button(shared: SharedModels, enabled: bool) -> widgets.FileUpload:
@@ -50,7 +50,7 @@ def connect_upload(button: widgets.FileUpload, target: widgets.Text, name: str,
             problems.set_line(name, f"upload failed: {exc}")
             return
         except Exception as exc:  # a failed upload must never raise into the frontend
-            log.warning("image upload failed: %s", type(exc).__name__)
+            logger.warning("image upload failed: %s", type(exc).__name__)
             problems.set_line(name, f"upload failed: {type(exc).__name__}")
             return
         problems.set_line(name, None)

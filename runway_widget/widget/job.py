@@ -18,7 +18,7 @@ from typing import Any
 
 from ..models import GenerationRequest, Task, waiting_label
 
-log = logging.getLogger("runway_widget.widget.job")
+logger = logging.getLogger("runway_widget.widget.job")
 
 Observer = Callable[["Job"], object]
 
@@ -220,7 +220,7 @@ class Job:
             try:
                 observer(self)
             except Exception:
-                log.exception("an observer of job %s failed", self.task_id)
+                logger.exception("an observer of job %s failed", self.task_id)
 
     # ----- text -----------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ..tracking.tracker import TaskTracker, TrackHandle
     from ..tracking.webhooks import WebhookReceiver
 
-log = logging.getLogger("runway_widget.widget")
+logger = logging.getLogger("runway_widget.widget")
 
 
 def _default_client() -> ApiframeClient:

@@ -23,7 +23,7 @@ from .job import Job
 if TYPE_CHECKING:
     from ..client.apiframe import ApiframeClient
 
-log = logging.getLogger("runway_widget.widget")
+logger = logging.getLogger("runway_widget.widget")
 
 # A second Generate click that reaches the kernel this soon after an identical submit was
 # queued behind the first one (the button was not yet disabled in the browser): ignore it.
@@ -96,7 +96,7 @@ class Submitter:
             raise
         except Exception as exc:  # a click handler's traceback would be invisible
             if not isinstance(exc, ApiframeError):
-                log.exception("submit failed")
+                logger.exception("submit failed")
             self._banner.show_error(exc)
             if isinstance(exc, ApiframeError) and self._on_refused is not None:
                 self._on_refused(exc)

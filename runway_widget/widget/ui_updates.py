@@ -23,7 +23,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-log = logging.getLogger("runway_widget.widget")
+logger = logging.getLogger("runway_widget.widget")
 
 _lock = threading.RLock()
 _local = threading.local()
@@ -128,7 +128,7 @@ def _built_by_package() -> bool:
 def _violation(text: str) -> None:
     with _lock:
         _violations.append(text)
-    log.error("thread contract: %s", text)
+    logger.error("thread contract: %s", text)
     raise ThreadContractError(text)
 
 

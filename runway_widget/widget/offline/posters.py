@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-log = logging.getLogger("runway_widget.widget.offline.posters")
+logger = logging.getLogger("runway_widget.widget.offline.posters")
 
 POSTER_WIDTH = 192
 POSTER_LIMIT = 15 * 1024
@@ -119,7 +119,7 @@ class PosterCache:
         try:
             data = poster_jpeg(video)
         except PosterError as exc:
-            log.info("no poster for task %s: %s", task_id, exc)
+            logger.info("no poster for task %s: %s", task_id, exc)
             return None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -127,5 +127,5 @@ class PosterCache:
             temporary.write_bytes(data)
             os.replace(temporary, path)
         except OSError as exc:
-            log.info("poster of task %s not cached: %s", task_id, exc)
+            logger.info("poster of task %s not cached: %s", task_id, exc)
         return data

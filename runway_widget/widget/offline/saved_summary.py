@@ -27,7 +27,7 @@ from .summary import SummaryRow, summary_html, summary_text
 if TYPE_CHECKING:
     from ..job import JobState
 
-log = logging.getLogger("runway_widget.widget.offline")
+logger = logging.getLogger("runway_widget.widget.offline")
 
 CLIP_LIMIT = 64 * 1024 * 1024  # the most of a clip read to make its poster
 
@@ -94,7 +94,7 @@ class SavedSummary:
         try:
             return self._media.read_backend_url(url, CLIP_LIMIT)
         except (MediaUnavailable, MediaTooLarge) as exc:
-            log.info("no poster from %s: %s", url, exc)
+            logger.info("no poster from %s: %s", url, exc)
             return None
 
     def render(self) -> tuple[str, str]:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-log = logging.getLogger("runway_widget.widget")
+logger = logging.getLogger("runway_widget.widget")
 
 UPDATE_DELAY = 1.0  # seconds: changes within this window go out as one update
 
@@ -99,7 +99,7 @@ class SavedView:
         try:
             bundle = self.bundle()
         except Exception:
-            log.exception("could not build the panel's summary")
+            logger.exception("could not build the panel's summary")
             return
         if not _in_ipython():
             return
