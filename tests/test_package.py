@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = """
 import json, sys, threading
@@ -86,3 +89,18 @@ def test_log_level_from_the_environment():
         ).stdout
         levels[value] = int(out)
     assert levels == {"debug": 10, "bogus": 0, "": 0}
+
+
+def test_the_readme_maps_every_module_and_no_other():
+    """The module map in the README's "How it works" names each module of the tree, once."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## How it works\n", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"^\| `([\w/]+\.py)` \|", section, flags=re.MULTILINE)
+    package = ROOT / "runway_widget"
+    tree = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py" or path.parent == package
+    }
+    assert sorted(named) == sorted(set(named)), "a module named twice"
+    assert set(named) == tree
