@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runway_widget.cli.terminal import inert, inert_json
+from runway_widget._terminal import inert, inert_json
 
 
 @pytest.mark.parametrize(

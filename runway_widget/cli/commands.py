@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._terminal import inert, inert_json
 from .._version import __version__
 from ..client.apiframe import ApiframeClient
 from ..errors import (
@@ -49,7 +50,6 @@ from ..models import (
     waiting_label,
 )
 from .destination import DestinationError, check_output, fallback_folder, free_name
-from .terminal import inert, inert_json
 
 if TYPE_CHECKING:
     from ..store import JobRecord

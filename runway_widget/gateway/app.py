@@ -58,7 +58,8 @@ from .sharing import cookie_secret as cookie_secret_for
 from .upstream import Upstream
 from .web.gallery import ClipFeed
 from .web.login import BrowserLogin, HubLogin, TokenLogin
-from .web.pages import PageContext, page_routes
+from .web.pages import PageContext
+from .web.routes import page_routes
 from .workshop import Workshop
 
 __all__ = ["GatewayServer", "bind_port"]

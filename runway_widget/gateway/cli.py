@@ -16,7 +16,7 @@ import getpass
 import sys
 from typing import Any
 
-from ..cli.terminal import inert
+from .._terminal import inert
 
 __all__ = ["register"]
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..cli.terminal import inert
+from .._terminal import inert
 
 __all__ = ["register_queue_commands"]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..cli.terminal import inert, inert_json
+from .._terminal import inert, inert_json
 from ..errors import plural
 from .web.report import limit_text, over_quota_text, quota_text
 

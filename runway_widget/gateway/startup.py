@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ..cli.terminal import inert
+from .._terminal import inert
 
 __all__ = ["UpstreamCheck", "banner", "check_upstream", "register_serve"]
 

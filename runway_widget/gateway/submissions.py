@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from ..cli.terminal import inert
+from .._terminal import inert
 from ..errors import SubmissionUnknownError, ValidationError
 from ..models import GenerationRequest
 from .db.database import JobState

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from ..cli.terminal import inert
+from .._terminal import inert
 from ..errors import shorten
 from ..models import Task
 from .db.ledger import JobRow, Ledger, Recorded

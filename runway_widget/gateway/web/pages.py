@@ -27,7 +27,7 @@ from ..db.roster import Participant, Roster
 from .gallery import ClipFeed, parse_cursor
 from .login import BrowserLogin
 
-__all__ = ["ASSETS", "JsonPageHandler", "PageContext", "PageHandler", "page_routes"]
+__all__ = ["ASSETS", "JsonPageHandler", "PageContext", "PageHandler", "public_routes"]
 
 ASSETS = Path(__file__).with_name("templates")
 POLL_MS = 1500
@@ -230,18 +230,13 @@ class AssetHandler(StaticFileHandler):
         return super().validate_absolute_path(root, absolute_path)
 
 
-def page_routes(prefix: str, pages: PageContext) -> list[tuple[str, Any, dict[str, Any]]]:
-    """The pages under ``prefix``, and whatever the login needs (the OAuth callback)."""
-    from .admin import admin_routes
-
-    args = {"pages": pages}
+def public_routes(prefix: str, args: dict[str, Any]) -> list[tuple[str, Any, dict[str, Any]]]:
+    """The pages anyone signed in may open, and their assets."""
     return [
         (prefix + "/?", HomePage, args),
         (prefix + "/gallery", GalleryPage, args),
         (prefix + "/gallery.json", GalleryFeed, args),
-        *admin_routes(prefix, args),
         (prefix + "/assets/(.*)", AssetHandler, {"path": str(ASSETS)}),
-        *pages.login.routes(prefix),
     ]
 
 
