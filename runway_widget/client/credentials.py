@@ -23,7 +23,11 @@ from typing import Any
 
 import platformdirs
 
+from .._http.deadlines import DeadlinePassed
 from .._http.replies import error_messages, refusal_code
+from .._http.session import Reply, ReplyTooLarge, Session
+from .._http.transport import ReadTimeout, Transport, TransportError
+from .._version import __version__
 from ..errors import ApiframeError, shorten
 from ..models import is_http_url
 
@@ -43,8 +47,8 @@ GATEWAY_URL_ENV = "RUNWAY_GATEWAY_URL"
 HUB_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
 HUB_USER_ENV = "JUPYTERHUB_USER"
 JOIN_FILE = "gateway.json"
-JOIN_TIMEOUT = 15.0
-JOIN_REPLY_LIMIT = 64 * 1024
+JOIN_DEADLINE = 15.0  # the whole join, however slowly the gateway answers
+JOIN_REPLY_LIMIT = 64 * 1024  # a token and a name; more is not a gateway
 
 
 class JoinError(ApiframeError):
@@ -105,16 +109,24 @@ def load_joined() -> dict[str, str] | None:
             "name": name if isinstance(name, str) else ""}
 
 
-def join_gateway(url: str, code: str, name: str) -> dict[str, Any]:
+def join_gateway(
+    url: str,
+    code: str,
+    name: str,
+    *,
+    deadline: float = JOIN_DEADLINE,
+    transport: Transport | None = None,
+) -> dict[str, Any]:
     """Take a seat at a workshop gateway and store the personal token; returns what was stored.
 
     The token is written to `config_path` with mode 0600 (its owner only); only the name
     and URL are returned for display, never the token. A token this machine already holds
     for the same gateway is sent along, so the gateway can refuse a revoked participant's
-    machine a new seat under another name.
+    machine a new seat under another name. The call goes through the package's `Session`
+    (``transport``: the wire unless given): one attempt, no redirect followed, the whole
+    exchange within ``deadline`` seconds and the reply within `JOIN_REPLY_LIMIT` bytes.
+    Every failure is a `JoinError`.
     """
-    import requests
-
     base = url.strip().rstrip("/")
     if not is_http_url(base):
         example = f"http://{base}" if "://" not in base else "http://192.168.1.20:8765"
@@ -126,35 +138,45 @@ def join_gateway(url: str, code: str, name: str) -> dict[str, Any]:
     earlier = load_joined()
     if earlier is not None and earlier["url"] == base:  # told only to the gateway that made it
         sent["previous"] = earlier["token"]  # a revoked one keeps this machine out
-    try:
-        response = requests.post(
-            base + "/join",
-            json=sent,
-            timeout=JOIN_TIMEOUT,
-            allow_redirects=False,
-            stream=True,
-        )
-        with response:
-            raw = response.raw.read(JOIN_REPLY_LIMIT + 1, decode_content=True)
-    except requests.Timeout:
-        raise JoinError(f"no answer from {base} within {JOIN_TIMEOUT:g} s: check the "
-                        "address with the instructor") from None
-    except (requests.RequestException, OSError):
-        raise JoinError(f"nothing answers at {base}: check the address and the port on the "
-                        "board, and that the gateway is running") from None
-    try:
-        body = json.loads(raw) if len(raw) <= JOIN_REPLY_LIMIT else None
-    except ValueError:
-        body = None
-    if response.status_code != 200 or not isinstance(body, dict) or "token" not in body:
+    reply = _post_join(base, sent, deadline, transport)
+    body = _json_or_none(reply.body)
+    if reply.status != 200 or not isinstance(body, dict) or "token" not in body:
         messages = error_messages(body)
-        reason = messages[0] if messages else f"HTTP {response.status_code}, not a gateway?"
+        reason = messages[0] if messages else f"HTTP {reply.status}, not a gateway?"
         raise JoinError(f"could not join the workshop at {base}: {reason}",
-                        status_code=response.status_code, body=body,
-                        refusal=refusal_code(body))
+                        status_code=reply.status, body=body, refusal=refusal_code(body))
     stored = {"url": base, "token": str(body["token"]), "name": str(body.get("name", name))}
     _write_private(config_path(), json.dumps(stored))
     return {"url": base, "name": stored["name"], "path": str(config_path())}
+
+
+def _post_join(
+    base: str, sent: dict[str, str], deadline: float, transport: Transport | None
+) -> Reply:
+    """``POST /join`` once, bounded; a failure on the way is a `JoinError` naming the fix."""
+    session = Session(transport, user_agent=f"runway_widget/{__version__}", timeout=deadline)
+    try:
+        return session.call("POST", base + "/join", policy="once", deadline=deadline,
+                            limit=JOIN_REPLY_LIMIT, json=sent)
+    except (DeadlinePassed, ReadTimeout):
+        raise JoinError(f"no complete answer from {base} within {deadline:g} s: check the "
+                        "address with the instructor") from None
+    except TransportError:  # refused, no such host, or a connection that broke at once
+        raise JoinError(f"nothing answers at {base}: check the address and the port on the "
+                        "board, and that the gateway is running") from None
+    except ReplyTooLarge:
+        raise JoinError(f"could not join the workshop at {base}: the reply is larger than a "
+                        "gateway's, not a gateway?") from None
+    finally:
+        if transport is None:
+            session.close()
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _same_backend(base_url: str | None, gateway_url: str) -> bool:
