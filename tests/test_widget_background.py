@@ -42,6 +42,26 @@ def test_a_lane_queues_each_key_once_refuses_when_full_and_drops_stale_work(cloc
         lane.shutdown()
 
 
+def test_a_lane_tells_of_work_it_will_never_run(clock):
+    lane = Lane("test", workers=1, queue_limit=2, max_wait=10.0, clock=clock)
+    release, started = threading.Event(), threading.Event()
+    dropped: list[str] = []
+    try:
+        assert lane.submit("a", lambda: (started.set(), release.wait(10)))
+        started.wait(10)
+        assert lane.submit("b", print, dropped=lambda: dropped.append("b"))
+        assert not lane.submit("b", print, dropped=lambda: dropped.append("b again"))  # queued
+        assert lane.submit("c", print, dropped=lambda: dropped.append("c"))
+        assert not lane.submit("d", print, dropped=lambda: dropped.append("d"))  # full
+        assert dropped == ["d"]
+        clock.advance(11)  # b and c have now waited longer than max_wait
+        release.set()
+        wait_for(lambda: len(dropped) == 3, "the stale work to be dropped")
+        assert sorted(dropped) == ["b", "c", "d"]
+    finally:
+        lane.shutdown()
+
+
 def test_a_trickled_clip_cannot_hold_a_media_read_past_its_deadline():
     clip = response_bytes(200, b"\x00" * 4096, {"Content-Type": "video/mp4"})
     with HostileServer() as bad:
