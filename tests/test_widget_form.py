@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
-
 import ipywidgets as widgets
 import pytest
+from waiting import wait_for
 from widget_helpers import (
     assert_safe_markup,
+    chosen_file,
     panel_factory,
     png_bytes,
+    previewed,
     shown_html,
     tags,
 )
@@ -173,6 +174,7 @@ def test_local_image_url_preview_comes_through_the_widget(make_panel, demo_like)
     form.generation_type.value = "image2video"
     form.image_url.value = demo_like.base_url + "/samples/lighthouse.png"
     preview = form._image_preview
+    wait_for(lambda: previewed(preview), "the preview's bytes")
     assert len(preview.children) == 1 and isinstance(preview.children[0], widgets.Image)
     assert bytes(preview.children[0].value).startswith(b"\x89PNG")
 
@@ -182,19 +184,11 @@ def test_upload_fills_the_image_url_and_clears_the_upload_widget(make_panel, dem
     form = panel.form
     form.generation_type.value = "image2video"
     data = png_bytes()
-    form.image_upload.value = (
-        {
-            "name": "frame.png",
-            "type": "image/png",
-            "size": len(data),
-            "content": memoryview(data),
-            "last_modified": datetime.datetime.now(tz=datetime.timezone.utc),
-        },
-    )
+    form.image_upload.value = chosen_file(data)
     assert form.image_upload.value == ()
-    url = form.image_url.value
+    url = wait_for(lambda: form.image_url.value, "the uploaded image's URL")
     assert url.startswith(demo_like.base_url), form._errors["image_url"].value
-    assert bytes(form._image_preview.children[0].value) == data
+    assert wait_for(lambda: previewed(form._image_preview), "the preview") == data
     form.prompt.value = "the uploaded frame comes alive"
     job = panel.submit()
     assert job is not None

@@ -17,6 +17,7 @@ from widget_helpers import (
     is_mp4,
     panel_factory,
     playing_bytes,
+    previewed,
     shown_html,
 )
 
@@ -200,6 +201,7 @@ def test_use_as_input_fills_the_form_with_the_video(make_panel, clock):
     assert form.generation_type.value == "video2video"
     assert form.video_url.value == job.task.video_url
     preview = form._video_preview
+    wait_for(lambda: previewed(preview), "the video's preview")
     assert len(preview.children) == 1 and isinstance(preview.children[0], widgets.Video)
     assert is_mp4(preview.children[0].value)
 

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 from waiting import wait_for
-from widget_helpers import finish, panel_factory, playing_bytes
+from widget_helpers import chosen_file, finish, panel_factory, playing_bytes, png_bytes, previewed
 
 from runway_widget.tracking.tracker import THREAD_NAME, TaskTracker
 from runway_widget.tracking.webhooks import WebhookReceiver
@@ -52,6 +52,25 @@ def test_poller_and_media_lane_update_only_through_the_one_path(make_panel, cloc
         threads = ui_updates.updating_threads()
     assert violations == []
     assert THREAD_NAME in threads
+    assert any(name.startswith("runway-widget-media") for name in threads), threads
+    assert any(name.startswith("runway-widget-account") for name in threads), threads
+
+
+def test_previews_and_uploads_update_only_through_the_one_path(make_panel, demo_like):
+    image = png_bytes()
+    demo_like.files["/samples/frame.png"] = image
+    with ui_updates.checked() as violations:
+        panel = make_panel()
+        form = panel.form
+        form.generation_type.value = "image2video"
+        form.end_image_url.value = demo_like.base_url + "/samples/frame.png"  # a local read
+        form.image_upload.value = chosen_file(image)  # a call to the service
+        wait_for(lambda: previewed(form._end_image_preview), "the typed URL's preview")
+        url = wait_for(lambda: form.image_url.value, "the uploaded image's URL")
+        wait_for(lambda: previewed(form._image_preview), "the uploaded image's preview")
+        threads = ui_updates.updating_threads()
+    assert violations == []
+    assert url.startswith(demo_like.base_url)
     assert any(name.startswith("runway-widget-media") for name in threads), threads
     assert any(name.startswith("runway-widget-account") for name in threads), threads
 

@@ -65,6 +65,22 @@ def png_bytes(size: tuple[int, int] = (64, 36)) -> bytes:
     return out.getvalue()
 
 
+def chosen_file(data: bytes, name: str = "frame.png") -> tuple[dict[str, Any], ...]:
+    """A ``FileUpload`` value: one file chosen in the browser."""
+    import datetime
+
+    return ({"name": name, "type": "image/png", "size": len(data), "content": memoryview(data),
+             "last_modified": datetime.datetime.now(tz=datetime.timezone.utc)},)
+
+
+def previewed(preview: widgets.Box) -> bytes:
+    """The bytes a form's preview shows in its player (b"" while it shows a note)."""
+    shown = list(preview.children)
+    if len(shown) == 1 and isinstance(shown[0], (widgets.Image, widgets.Video)):
+        return bytes(shown[0].value)
+    return b""
+
+
 def is_mp4(data: bytes) -> bool:
     return len(data) > 8 and data[4:8] == b"ftyp"
 

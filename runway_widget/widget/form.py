@@ -19,7 +19,8 @@ import ipywidgets as widgets
 
 from ..models import ASPECT_RATIOS, DURATIONS, MODELS, GenerationRequest, Problem
 from . import html, ui_updates
-from .image_upload import connect_upload, upload_button
+from .background import MEDIA, Lane
+from .image_upload import FieldUploads, upload_button
 from .lifecycle import close_tree
 from .media.preview import MediaPreview
 from .media.source import MediaSource
@@ -47,18 +48,24 @@ SECRET_SET = "a webhook secret is set; the next job sends it (it is not kept or 
 
 
 class GenerationForm(widgets.VBox):
-    """Prompt, generation type and options; Generate calls the ``on_submit`` callbacks."""
+    """Prompt, generation type and options; Generate calls the ``on_submit`` callbacks.
+
+    ``upload`` sends an image and returns its URL, in ``upload_lane`` (a panel gives its
+    backend's account lane), never on the kernel thread.
+    """
 
     def __init__(
         self,
         *,
         media: MediaSource | None = None,
         upload: Callable[[bytes], str] | None = None,
+        upload_lane: Lane = MEDIA,
         webhooks: WebhookReceiver | None = None,
         shared: SharedModels | None = None,
     ) -> None:
         self._media = media or MediaSource()
         self._upload = upload
+        self._upload_lane = upload_lane
         self._webhooks = webhooks
         self._own_shared = shared is None
         self._shared = s = shared or SharedModels()
@@ -163,7 +170,8 @@ class GenerationForm(widgets.VBox):
         for button, target, name in ((self.image_upload, self.image_url, "image_url"),
                                      (self.end_image_upload, self.end_image_url,
                                       "end_image_url")):
-            connect_upload(button, target, name, self._upload, self._problem_lines)
+            FieldUploads(button, target, name, self._upload, self._problem_lines,
+                         self._upload_lane)
         self._receive_here.on_click(self._on_receive_here)
         self.generate.on_click(lambda _: self._fire_submit())
 

@@ -110,7 +110,8 @@ class RunwayPanel(widgets.VBox):
         self.header = Header(self.client, self.refresh, shared, on_account=self._on_account)
         self._banner = Banner(shared, dashboard=dashboard)
         self.form = GenerationForm(
-            media=self._media, upload=self.client.upload_image, webhooks=webhooks, shared=shared
+            media=self._media, upload=self.client.upload_image,
+            upload_lane=account_lane(self.client.base_url), webhooks=webhooks, shared=shared
         )
         self._submitter = Submitter(self.client, self.form, self._banner, self._sent,
                                     on_refused=self._refused)
