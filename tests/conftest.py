@@ -11,6 +11,7 @@ import pytest
 from api_server import ApiServer
 from fake_api import TEST_API_KEY, FakeApi
 from fake_clock import FakeClock
+from fresh_install import FreshInstall, install_fresh_clone
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -35,6 +36,12 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def fresh_install(tmp_path_factory: pytest.TempPathFactory) -> FreshInstall:
+    """This checkout cloned and installed in a venv of its own, with no network (fresh_install)."""
+    return install_fresh_clone(tmp_path_factory.mktemp("fresh_install"))
 
 
 @pytest.fixture

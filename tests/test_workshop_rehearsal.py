@@ -1,8 +1,10 @@
 """A rehearsal from nothing: the README's "Running a workshop" section, run word for word.
 
-Every fenced ``bash`` block of that section that follows a ``<!-- rehearsal: WHO -->`` comment
-is run as WHO types it: in WHO's own folder, home, history and config (a laptop each), with the
-installed ``runway-widget`` command. The ``text`` block right after it is what it must print, in
+It starts from nothing: a fresh clone of this checkout, installed with ``pip install -e`` in a
+fresh venv (offline: see fresh_install), and the README read is the clone's. Every fenced ``bash``
+block of that section that follows a ``<!-- rehearsal: WHO -->`` comment is run as WHO types it:
+in WHO's own folder, home, history and config (a laptop each), with that venv's ``runway-widget``
+command first on PATH and no PYTHONPATH. The ``text`` block right after it is what it must print, in
 that order (``…`` stands for anything; other lines may come between). A command that fails must
 have printed one of the ``error:`` lines shown. ``<!-- rehearsal: WHO serves -->`` marks
 ``gateway serve``, which runs in the background until the end, as in a terminal of its own.
@@ -20,7 +22,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fresh_install import FreshInstall
 from tests.gateway_support import free_port
 
 pytestmark = pytest.mark.timeout(300)
@@ -87,15 +89,15 @@ class Laptop:
 
     who: str
     folder: Path
+    install: FreshInstall
     tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items()
+        env = {key: value for key, value in self.install.env(os.environ).items()
                if not key.startswith(("APIFRAME_", "RUNWAY_", "JUPYTERHUB_"))}
         return {
             **env,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
             "HOME": str(self.folder),
             "RUNWAY_WIDGET_HOME": str(self.folder / "home"),
             "RUNWAY_WIDGET_CONFIG_DIR": str(self.folder / "config"),
@@ -105,9 +107,10 @@ class Laptop:
 
 
 class Rehearsal:
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, install: FreshInstall) -> None:
         self.root = root
         self.port = port
+        self.install = install
         self.laptops: dict[str, Laptop] = {}
         self.tokens: dict[str, str] = {}
         self.server: subprocess.Popen[bytes] | None = None
@@ -117,7 +120,7 @@ class Rehearsal:
         if who not in self.laptops:
             folder = self.root / who
             folder.mkdir()
-            self.laptops[who] = Laptop(who, folder)
+            self.laptops[who] = Laptop(who, folder, self.install)
         return self.laptops[who]
 
     def as_typed(self, text: str, who: str) -> str:
@@ -194,8 +197,8 @@ class Rehearsal:
 
 
 @contextlib.contextmanager
-def rehearsal(root: Path) -> Iterator[Rehearsal]:
-    room = Rehearsal(root, free_port())
+def rehearsal(root: Path, install: FreshInstall) -> Iterator[Rehearsal]:
+    room = Rehearsal(root, free_port(), install)
     try:
         yield room
     finally:
@@ -218,9 +221,12 @@ def test_the_readme_rehearses_the_whole_day():
     assert any("revoked your workshop token" in line for line in expected)
 
 
-def test_a_rehearsal_from_nothing_runs_the_readme_word_for_word(tmp_path):
-    steps = workshop_steps(README.read_text(encoding="utf-8"))
-    with rehearsal(tmp_path) as room:
+def test_a_rehearsal_from_nothing_runs_the_readme_word_for_word(fresh_install, tmp_path):
+    steps = workshop_steps((fresh_install.clone / "README.md").read_text(encoding="utf-8"))
+    assert steps == workshop_steps(README.read_text(encoding="utf-8"))
+    with rehearsal(tmp_path, fresh_install) as room:
+        laptop = room.laptop("instructor")
+        fresh_install.assert_from_the_clone(laptop.env, laptop.folder)
         for step in steps:
             room.run(step)
         assert room.server is not None and room.server.poll() is None
