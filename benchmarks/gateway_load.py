@@ -345,8 +345,9 @@ def through_gateway(
                 stop_process(gateway)
             arrivals = receivers.stop()
         finished = {a.task_id: a.at for a in arrivals if a.status == "finished"}
+        upstream_ids = _upstream_ids(db)
         for task_id in run.task_ids:
-            ended = demo.finished_at(task_id)
+            ended = demo.finished_at(upstream_ids.get(task_id, task_id))
             arrived = finished.get(task_id)
             lag = arrived - ended if arrived is not None and ended is not None else math.inf
             run.push_lags.append(lag)
@@ -360,6 +361,21 @@ def through_gateway(
         f"p99 {_pct(served, 0.99):.1f} ms; load {_load()}"
     )
     return run, report
+
+
+def _upstream_ids(db: str) -> dict[str, str]:
+    """The upstream's id of each job by the participant's (the gateway's own, with its queue)."""
+    from sqlalchemy import select
+
+    from runway_widget.gateway.db.database import jobs, open_engine
+
+    engine = open_engine(db)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(jobs.c.task_id, jobs.c.upstream_task_id)).all()
+    finally:
+        engine.dispose()
+    return {task_id: upstream for task_id, upstream in rows if task_id and upstream}
 
 
 def _overspend(db: str) -> int:
