@@ -13,6 +13,21 @@ from fake_api import TEST_API_KEY, FakeApi
 from fake_clock import FakeClock
 from fresh_install import FreshInstall, install_fresh_clone
 
+SLOW_FIRST = ("browser", "hub", "kernel")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files that drive a browser, start a hub or a kernel first, in that order: under
+    pytest-xdist (``--dist loadfile``, see pyproject.toml) the long ones start at once and the
+    quick ones fill the gaps, rather than one browser file running alone at the end."""
+    rank: dict[str, int] = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        marks = {mark.name for mark in item.iter_markers()}
+        here = min((SLOW_FIRST.index(m) for m in marks & set(SLOW_FIRST)), default=len(SLOW_FIRST))
+        rank[path] = min(rank.get(path, here), here)
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
