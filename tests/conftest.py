@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import browser_support
 import pytest
 from api_server import ApiServer
 from fake_api import TEST_API_KEY, FakeApi
@@ -57,6 +58,16 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def fresh_install(tmp_path_factory: pytest.TempPathFactory) -> FreshInstall:
     """This checkout cloned and installed in a venv of its own, with no network (fresh_install)."""
     return install_fresh_clone(tmp_path_factory.mktemp("fresh_install"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module's tests, each in contexts of its own (no cookies,
+    storage or pages shared); skipped when Chromium is missing. Closed with the module: while
+    Playwright's sync API is open its event loop runs in this thread, and any later test's
+    ``asyncio.run()`` would fail."""
+    with browser_support.chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

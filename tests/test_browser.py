@@ -47,12 +47,6 @@ def _write_sleep_notebook(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def playwright_browser() -> Iterator[Any]:
-    with lab_ui.chromium() as browser:
-        yield browser
-
-
-@pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_ui.JupyterLab]:
     lab_ui.require_browser()
     root = tmp_path_factory.mktemp("lab_root")
@@ -74,11 +68,11 @@ class Session:
 
 
 @pytest.fixture
-def session(playwright_browser: Any, lab: lab_ui.JupyterLab, tmp_path: Path) -> Iterator[Session]:
+def session(browser: Any, lab: lab_ui.JupyterLab, tmp_path: Path) -> Iterator[Session]:
     """A fresh page, cut off from every local server but JupyterLab, its console recorded."""
     from playwright.sync_api import Error as PlaywrightError
 
-    context = playwright_browser.new_context(viewport={"width": 1280, "height": 1600})
+    context = browser.new_context(viewport={"width": 1280, "height": 1600})
     page = context.new_page()
     page.set_default_timeout(60_000)
     log = lab_ui.watch_page(page, lab)

@@ -25,12 +25,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 PROMPTS = ("a lighthouse in a storm", "a paper boat on a rainy street", "neon koi at night")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with ui.chromium() as launched:
-        yield launched
-
-
 @pytest.fixture
 def room(tmp_path: Path) -> Iterator[Any]:
     """A gateway with a join code, three participants and their clips, alice over quota."""

@@ -64,12 +64,6 @@ selectors => {
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with ui.chromium() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
 def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A gateway with thirty participants' finished clips, and an admin token."""
     folder = tmp_path_factory.mktemp("gallery")

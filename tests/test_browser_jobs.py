@@ -139,22 +139,22 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_ui.JupyterLab]
 
 
 @pytest.fixture
-def session(lab: lab_ui.JupyterLab, tmp_path: Path) -> Iterator[Session]:
+def session(browser: Any, lab: lab_ui.JupyterLab, tmp_path: Path) -> Iterator[Session]:
+    """A fresh browser context (no cookies, storage or pages of the test before)."""
     from playwright.sync_api import Error as PlaywrightError
 
-    with lab_ui.chromium() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 1400})
-        context.add_init_script(OUTPUT_ARRIVALS)
-        page = context.new_page()
-        page.set_default_timeout(120_000)
-        log = lab_ui.watch_page(page, lab)
-        try:
-            yield Session(page, log, tmp_path)
-        finally:
-            with contextlib.suppress(PlaywrightError):
-                page.screenshot(path=str(tmp_path / "last_page.png"))
-            print(f"console errors: {log.errors}; JupyterLab log tail:\n{lab.log_tail(10)}")
-            context.close()
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    context.add_init_script(OUTPUT_ARRIVALS)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    log = lab_ui.watch_page(page, lab)
+    try:
+        yield Session(page, log, tmp_path)
+    finally:
+        with contextlib.suppress(PlaywrightError):
+            page.screenshot(path=str(tmp_path / "last_page.png"))
+        print(f"console errors: {log.errors}; JupyterLab log tail:\n{lab.log_tail(10)}")
+        context.close()
 
 
 def _shoot(session: Session, name: str) -> None:

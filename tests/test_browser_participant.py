@@ -61,27 +61,27 @@ def lab(room: tuple[Any, Path], tmp_path_factory: pytest.TempPathFactory
 
 
 @contextlib.contextmanager
-def _quickstart(lab: lab_ui.JupyterLab, name: str, width: int) -> Iterator[tuple[Any, Any]]:
+def _quickstart(browser: Any, lab: lab_ui.JupyterLab, name: str, width: int
+                ) -> Iterator[tuple[Any, Any]]:
     """The notebook run in a fresh page ``width`` px wide, cut off from the gateway's port."""
-    with lab_ui.chromium() as browser:
-        context = browser.new_context(viewport={"width": width, "height": 1100})
-        page = context.new_page()
-        page.set_default_timeout(90_000)
-        log = lab_ui.watch_page(page, lab)
-        lab_ui.open_notebook(page, lab, name)
-        lab_ui.run_all(page)
-        page.wait_for_selector(".rw-panel textarea")
-        yield page, log
-        assert log.unexpected_errors() == []
-        context.close()
+    context = browser.new_context(viewport={"width": width, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    log = lab_ui.watch_page(page, lab)
+    lab_ui.open_notebook(page, lab, name)
+    lab_ui.run_all(page)
+    page.wait_for_selector(".rw-panel textarea")
+    yield page, log
+    assert log.unexpected_errors() == []
+    context.close()
 
 
 @pytest.mark.parametrize("width", [1280, 1400])
 def test_the_joined_quickstart_names_the_workshop_and_fits(
-    room: tuple[Any, Path], lab: lab_ui.JupyterLab, tmp_path: Path, width: int
+    browser: Any, room: tuple[Any, Path], lab: lab_ui.JupyterLab, tmp_path: Path, width: int
 ) -> None:
     gateway, _config = room
-    with _quickstart(lab, f"quickstart_{width}.ipynb", width) as (page, _log):
+    with _quickstart(browser, lab, f"quickstart_{width}.ipynb", width) as (page, _log):
         printed = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter"
                                ".stdout']").first.inner_text()
         assert printed.startswith(f"backend: the workshop gateway {gateway.base_url}, as alice")
@@ -93,9 +93,9 @@ def test_the_joined_quickstart_names_the_workshop_and_fits(
 
 
 def test_a_used_up_quota_disables_generate_and_says_who_to_ask(
-    room: tuple[Any, Path], lab: lab_ui.JupyterLab, tmp_path: Path
+    browser: Any, room: tuple[Any, Path], lab: lab_ui.JupyterLab, tmp_path: Path
 ) -> None:
-    with _quickstart(lab, "quickstart_quota.ipynb", 1280) as (page, _log):
+    with _quickstart(browser, lab, "quickstart_quota.ipynb", 1280) as (page, _log):
         page.locator(".rw-panel textarea").first.fill("a paper boat on a rainy street")
         page.locator(".rw-panel button.widget-button", has_text="Generate").first.click()
         lab_ui.wait_for_playable_video(page, timeout=90)  # alice's one job, through the widget

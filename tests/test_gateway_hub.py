@@ -261,15 +261,9 @@ prompt => [...document.querySelectorAll('.rw-panel video')].findIndex(video => {
 CARD_PLAYS = f"prompt => ({CARD_VIDEO_INDEX.strip()})(prompt) >= 0"
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    with ui.chromium() as browser:
-        yield browser
-
-
-def _signed_in(chromium: Any, hub: hub_harness.JupyterHubUnderTest, user: str) -> Any:
+def _signed_in(browser: Any, hub: hub_harness.JupyterHubUnderTest, user: str) -> Any:
     """A browser page logged in to the hub as `user` (DummyAuthenticator takes any password)."""
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(f"{hub.public_url}/hub/login")
@@ -282,9 +276,9 @@ def _signed_in(chromium: Any, hub: hub_harness.JupyterHubUnderTest, user: str) -
 
 @pytest.mark.browser
 def test_the_gallery_signs_in_through_the_hub_and_shows_what_each_may_see(
-    hub: hub_harness.JupyterHubUnderTest, chromium: Any, alices_clip: dict[str, Any]
+    hub: hub_harness.JupyterHubUnderTest, browser: Any, alices_clip: dict[str, Any]
 ) -> None:
-    alice = _signed_in(chromium, hub, "alice")
+    alice = _signed_in(browser, hub, "alice")
     alice.goto(hub.gateway_url + "gallery")  # -> the hub's OAuth -> back to the gallery
     alice.wait_for_selector(".rw-status[data-state='live']")
     assert alice.url == hub.gateway_url + "gallery"
@@ -299,7 +293,7 @@ def test_the_gallery_signs_in_through_the_hub_and_shows_what_each_may_see(
     assert "only the workshop" in alice.inner_text("main")
     alice.context.close()
 
-    teacher = _signed_in(chromium, hub, ADMIN)
+    teacher = _signed_in(browser, hub, ADMIN)
     teacher.goto(hub.gateway_url + "gallery")
     teacher.wait_for_selector(".rw-status[data-state='live']")
     assert teacher.inner_text(".rw-scope") == "the whole room"
@@ -321,14 +315,14 @@ def test_the_gallery_signs_in_through_the_hub_and_shows_what_each_may_see(
 
 @pytest.mark.browser
 def test_a_participant_presses_generate_in_the_panel_with_nothing_typed(
-    hub: hub_harness.JupyterHubUnderTest, chromium: Any, tmp_path: Path
+    hub: hub_harness.JupyterHubUnderTest, browser: Any, tmp_path: Path
 ) -> None:
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "from runway_widget import RunwayPanel\n\nRunwayPanel()")])
     notebook.metadata["kernelspec"] = {"name": "python3", "language": "python",
                                        "display_name": "Python 3 (ipykernel)"}
     nbformat.write(notebook, hub.state_dir / "home" / "alice" / PANEL_NOTEBOOK)
-    page = _signed_in(chromium, hub, "alice")
+    page = _signed_in(browser, hub, "alice")
     try:
         page.goto(f"{hub.public_url}/user/alice/lab/tree/{PANEL_NOTEBOOK}?reset")
         page.wait_for_selector(".jp-NotebookPanel .jp-Notebook")
