@@ -66,15 +66,20 @@ def _notebook(cells: list[str]) -> nbformat.NotebookNode:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with lab_ui.chromium() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"RUNWAY_WIDGET_DEMO_SECONDS": "2",
             "RUNWAY_WIDGET_HOME": str(tmp_path_factory.mktemp("runway_widget_home"))}
+
+
+@pytest.fixture(scope="module")
+def lab(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[lab_ui.JupyterLab]:
+    """One JupyterLab for the module. Its kernels write to the module's history folder, which
+    only the run-save-close test fills; the other notebooks here are opened, never run."""
+    home = tmp_path_factory.mktemp("lab_home")
+    env = {**env, "JUPYTER_DATA_DIR": str(home / "data")}  # where `jupyter trust` writes
+    with lab_ui.JupyterLab(tmp_path_factory.mktemp("lab_root"), home, env=env) as server:
+        yield server
 
 
 @pytest.fixture
@@ -115,47 +120,46 @@ def _wait_for_restored_outputs(page: Any, server: lab_ui.JupyterLab, name: str) 
 
 
 def test_jupyterlab_run_save_close_and_reopen_shows_what_was_made(
-    browser: Any, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, shots: Path
+    browser: Any, lab: lab_ui.JupyterLab, shots: Path
 ) -> None:
-    root = tmp_path_factory.mktemp("lab_root")
+    root = lab.root_dir
     nbformat.write(_notebook([PANEL]), root / "made.ipynb")
-    env = {**env, "RUNWAY_WIDGET_HOME": str(tmp_path_factory.mktemp("made_home"))}
-    with lab_ui.JupyterLab(root, tmp_path_factory.mktemp("lab_home"), env=env) as lab:
-        with _page(browser, lab) as (page, _log):
-            lab_ui.open_notebook(page, lab, "made.ipynb")
-            lab_ui.run_all(page)
-            page.wait_for_selector(".rw-panel textarea")
-            for prompt in PROMPTS:
-                page.locator(".rw-panel textarea").first.fill(prompt)
-                page.locator(".rw-panel button", has_text="Generate").first.click()
-                page.wait_for_timeout(1200)
-            # The summary (hidden while the panel lives) follows the jobs as they finish.
-            page.wait_for_function(f"() => ({SUMMARY_IMAGES_LOADED.strip()})() === 2",
-                                   timeout=90_000)
-            assert not page.locator(".rw-summary").first.is_visible()
-            saved = _save_until_summary(page, root / "made.ipynb", posters=2, shots=shots)
-            assert "widgets" not in saved.metadata, "JupyterLab saves no widget state by default"
-        lab.shut_down_kernels()
+    with _page(browser, lab) as (page, _log):
+        lab_ui.open_notebook(page, lab, "made.ipynb")
+        lab_ui.run_all(page)
+        page.wait_for_selector(".rw-panel textarea")
+        for prompt in PROMPTS:
+            page.locator(".rw-panel textarea").first.fill(prompt)
+            page.locator(".rw-panel button", has_text="Generate").first.click()
+            page.locator(".rw-panel .rw-job", has_text=prompt).first.wait_for()
+        # The summary (hidden while the panel lives) follows the jobs as they finish.
+        page.wait_for_function(f"() => ({SUMMARY_IMAGES_LOADED.strip()})() === 2",
+                               timeout=90_000)
+        assert not page.locator(".rw-summary").first.is_visible()
+        saved = _save_until_summary(page, root / "made.ipynb", posters=2, shots=shots)
+        assert "widgets" not in saved.metadata, "JupyterLab saves no widget state by default"
+    lab.shut_down_kernels()
 
-        with _page(browser, lab) as (page, log):
-            _wait_for_restored_outputs(page, lab, "made.ipynb")
-            text = _visible_outputs(page)
-            assert all(prompt in text for prompt in PROMPTS), text
-            assert "2 finished" in text and "run the cell" in text
-            assert "Error displaying widget" not in text and "model not found" not in text
-            assert page.evaluate(SUMMARY_IMAGES_LOADED) == 2
-            shot = lab_ui.screenshot_path("reopened.png", shots)
-            page.locator(".jp-OutputArea").first.screenshot(path=str(shot))
-            print(f"screenshot: {shot}")
-            for theme in ("JupyterLab Light", "JupyterLab Dark"):
-                if theme.endswith("Dark"):
-                    lab_ui.choose_theme(page, theme)
-                    page.locator(".jp-OutputArea").first.screenshot(
-                        path=str(shots / "reopened_dark.png"))
-                low = [c for c in lab_ui.contrast(page, ".rw-summary") if c["ratio"] < 4.5]
-                assert low == [], (theme, low)
-            assert log.unexpected_errors() == [] or all(
-                "model not found" in e for e in log.unexpected_errors()), log.errors
+    with _page(browser, lab) as (page, log):
+        _wait_for_restored_outputs(page, lab, "made.ipynb")
+        text = _visible_outputs(page)
+        assert all(prompt in text for prompt in PROMPTS), text
+        assert "2 finished" in text and "run the cell" in text
+        assert "Error displaying widget" not in text and "model not found" not in text
+        assert page.evaluate(SUMMARY_IMAGES_LOADED) == 2
+        shot = lab_ui.screenshot_path("reopened.png", shots)
+        page.locator(".jp-OutputArea").first.screenshot(path=str(shot))
+        print(f"screenshot: {shot}")
+        for theme in ("JupyterLab Light", "JupyterLab Dark"):
+            if theme.endswith("Dark"):
+                lab_ui.choose_theme(page, theme)
+                page.locator(".jp-OutputArea").first.screenshot(
+                    path=str(shots / "reopened_dark.png"))
+            low = [c for c in lab_ui.contrast(page, ".rw-summary") if c["ratio"] < 4.5]
+            assert low == [], (theme, low)
+        lab_ui.choose_theme(page, "JupyterLab Light")  # the module's other tests read light
+        assert log.unexpected_errors() == [] or all(
+            "model not found" in e for e in log.unexpected_errors()), log.errors
 
 
 def _save_until_summary(page: Any, path: Path, posters: int, shots: Path
@@ -202,9 +206,17 @@ def executed(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
                          ids=["jupyterlab", "notebook7"])
 def test_reopened_without_a_kernel_the_saved_notebook_shows_its_jobs(
     browser: Any, env: dict[str, str], executed: nbformat.NotebookNode, front_end: type,
-    tmp_path_factory: pytest.TempPathFactory, shots: Path
+    lab: lab_ui.JupyterLab, tmp_path_factory: pytest.TempPathFactory, shots: Path
 ) -> None:
-    root = tmp_path_factory.mktemp("reopen_root")
+    if front_end is lab_ui.JupyterLab:
+        server = lab
+        serving: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    else:
+        home = tmp_path_factory.mktemp("server_home")
+        server = front_end(tmp_path_factory.mktemp("reopen_root"), home,
+                           env={**env, "JUPYTER_DATA_DIR": str(home / "data")})
+        serving = server
+    root = server.root_dir
     with_state = copy.deepcopy(executed)
     without_state = copy.deepcopy(executed)
     without_state.metadata.pop("widgets")
@@ -215,16 +227,13 @@ def test_reopened_without_a_kernel_the_saved_notebook_shows_its_jobs(
                                         "language": "not-a-language"}
     no_kernel.metadata.pop("language_info", None)
     nbformat.write(no_kernel, root / "no_kernel.ipynb")
-    home = tmp_path_factory.mktemp("server_home")
-    server = front_end(root, home, env=env)
     # Trusted, as a notebook the user saved themselves: the widget output is rendered.
-    data_dir = {"JUPYTER_DATA_DIR": str(home / "data")}
-    server._extra_env.update(data_dir)
+    data_dir = {"JUPYTER_DATA_DIR": str(server.home / "data")}
     for name in ("with_state.ipynb", "without_state.ipynb", "no_kernel.ipynb"):
         subprocess.run([sys.executable, "-m", "jupyter", "trust", str(root / name)], check=True,
                        env={**os.environ, **data_dir}, capture_output=True)
     label = front_end.__name__.lower()
-    with server:
+    with serving:
         with _page(browser, server) as (page, _log):
             _wait_for_restored_outputs(page, server, "without_state.ipynb")
             text = _visible_outputs(page)
@@ -339,6 +348,7 @@ def test_two_voila_visitors_do_not_see_each_others_jobs(
 ) -> None:
     pytest.importorskip("voila", reason="voila is not installed (pip install -e '.[test]')")
     nbformat.write(_notebook([PANEL]), tmp_path / "dashboard.ipynb")
+    env = {**env, "RUNWAY_WIDGET_HOME": str(tmp_path / "home")}  # not the lab's history
     first, second = "visitor one's private prompt", "visitor two's private prompt"
     with Voila(tmp_path / "dashboard.ipynb", env) as voila, \
             _page(browser) as (one, _), _page(browser) as (two, _):
