@@ -50,6 +50,13 @@ ROW_BACKGROUNDS = """
 () => [...new Set([...document.querySelectorAll('.rw-summary tr')]
                   .map(row => getComputedStyle(row).backgroundColor))]
 """
+# Every widget output has drawn its widget or ended on the text ``pattern`` (ipywidgets' renderer
+# writes "Loading widget..." and its errors straight into the output node).
+WIDGET_OUTPUTS_SETTLED = """
+pattern => { const outs = [...document.querySelectorAll('.jp-OutputArea-output.lm-Panel')];
+  return outs.length > 0 && outs.every(
+    out => out.children.length > 0 || new RegExp(pattern).test(out.textContent)); }
+"""
 # Shown outputs that are an empty text (the widget's, where it cannot show): none.
 EMPTY_TEXTS_SHOWN = """
 () => [...document.querySelectorAll('.jp-OutputArea-child')].filter(child =>
@@ -113,7 +120,9 @@ def _wait_for_restored_outputs(page: Any, server: lab_ui.JupyterLab, name: str) 
     while server.kernel_state(name) != "idle":
         assert time.monotonic() < deadline, server.log_tail()
         page.wait_for_timeout(250)
-    page.wait_for_timeout(2500)
+    # Restored from the saved state, or "model not found" once the widget manager has asked
+    # the new kernel (which never ran the cell) and restored what it has.
+    page.wait_for_function(WIDGET_OUTPUTS_SETTLED, arg="Error displaying widget")
 
 
 # -- JupyterLab, as a user ------------------------------------------------------------------
@@ -258,7 +267,7 @@ def test_reopened_without_a_kernel_the_saved_notebook_shows_its_jobs(
             page.goto(server.notebook_url("no_kernel.ipynb"))
             page.get_by_role("dialog").get_by_role("button", name="No Kernel").click()
             page.wait_for_selector(".rw-summary", state="attached")
-            page.wait_for_timeout(3000)
+            page.wait_for_function(WIDGET_OUTPUTS_SETTLED, arg="Loading widget")
             assert server.kernel_state("no_kernel.ipynb") is None
             text = _visible_outputs(page)
             assert all(prompt in text for prompt in PROMPTS), text
