@@ -17,6 +17,7 @@ from fresh_install import FreshInstall, install_fresh_clone
 SLOW_FIRST = ("browser", "hub", "kernel")
 
 
+@pytest.hookimpl(tryfirst=True)  # --failed-first and --new-first reorder after this
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files that drive a browser, start a hub or a kernel first, in that order: under
     pytest-xdist (``--dist loadfile``, see pyproject.toml) the long ones start at once and the
