@@ -17,6 +17,13 @@ from fresh_install import FreshInstall, install_fresh_clone
 SLOW_FIRST = ("browser", "hub", "kernel")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker more than there are cores. The long tests mostly wait on a
+    JupyterLab, a hub or a kernel in a process of its own, so a third worker on two cores
+    finishes the suite sooner rather than crowding it."""
+    return (os.cpu_count() or 1) + 1
+
+
 @pytest.hookimpl(tryfirst=True)  # --failed-first and --new-first reorder after this
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files that drive a browser, start a hub or a kernel first, in that order: under
