@@ -12,7 +12,7 @@ from widget_helpers import finish, panel_factory, playing_bytes
 
 from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.store import JobStore
-from runway_widget.widget.background import Lane
+from runway_widget.widget.background import ACCOUNT_LANES, Lane, account_lane
 from runway_widget.widget.media.source import MediaSource, MediaTooLarge, MediaUnavailable
 
 
@@ -133,3 +133,17 @@ def test_on_a_dashboard_save_brings_the_clip_to_the_browser(make_panel, tmp_path
     view.act("save")  # the view's script then offers the bytes as a download
     wait_for(lambda: playing_bytes(view), "the clip's bytes in the visitor's page")
     assert not (tmp_path / "videos").exists()  # nothing written on the server
+
+
+def test_a_new_backend_never_waits_behind_a_retired_backends_hung_call():
+    hung, release = threading.Event(), threading.Event()
+    account_lane("http://hung.invalid").submit("credits", lambda: (hung.set(), release.wait(30)))
+    try:
+        assert hung.wait(5)
+        for i in range(ACCOUNT_LANES - 1):  # the hung backend is now the least recently used
+            account_lane(f"http://other-{i}.invalid")
+        ran = threading.Event()
+        account_lane("http://newcomer.invalid").submit("credits", ran.set)
+        assert ran.wait(5)  # at once, on a lane of its own
+    finally:
+        release.set()

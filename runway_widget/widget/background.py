@@ -133,15 +133,15 @@ _account_lock = threading.Lock()
 
 
 def account_lane(backend: str) -> Lane:
-    """The lane for account calls to ``backend`` (the least recently used one is reused when
-    there are more backends than lanes)."""
+    """The lane for account calls to ``backend``. With more backends than lanes, the least
+    recently used backend's lane is retired (a call still hanging there ends by its own
+    deadline), never handed on: a new backend must not wait behind another's hung call."""
     with _account_lock:
         lane = _account_lanes.pop(backend, None)
         if lane is None:
             if len(_account_lanes) >= ACCOUNT_LANES:
-                _, lane = _account_lanes.popitem(last=False)
-            else:
-                lane = Lane(f"account-{len(_account_lanes)}", workers=1, queue_limit=16,
-                            max_wait=60.0)
+                _, retired = _account_lanes.popitem(last=False)
+                retired.shutdown()
+            lane = Lane("account", workers=1, queue_limit=16, max_wait=60.0)
         _account_lanes[backend] = lane
         return lane
