@@ -38,6 +38,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
 
 
+@pytest.fixture(autouse=True)
+def _fresh_account_lanes() -> Iterator[None]:
+    """Each test's panels get account lanes of their own: the in-memory API has one address
+    for every test, and a call a test left held must not sit ahead of the next test's."""
+    yield
+    from runway_widget.widget import background
+
+    with background._account_lock:
+        lanes = list(background._account_lanes.values())
+        background._account_lanes.clear()
+    for lane in lanes:
+        lane.shutdown()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No test touches the user's history or a real account."""
