@@ -4,10 +4,11 @@
 ``serve_forever()`` runs it in the foreground until SIGINT/SIGTERM (the CLI, a JupyterHub
 service). Replicas on one PostgreSQL are one gateway: they share quotas, followers, rate
 limits (``ratelimit``), the gallery (the ledger) and clips (a folder they all mount), and
-sign browsers in with one cookie secret. Connections are bounded: request bodies by
-``MAX_BODY``, connections by `SlotLimits` (how many, how many per client address, how long
-each may wait), shared out per address by `FairHTTPServer`; proxy headers count only from
-``trusted_proxies``.
+sign browsers in with one cookie secret; a participant's webhook is pushed by the replica
+that took the submission, whichever replica follows the task (``peer_changes``).
+Connections are bounded: request bodies by ``MAX_BODY``, connections by `SlotLimits` (how
+many, how many per client address, how long each may wait), shared out per address by
+`FairHTTPServer`; proxy headers count only from ``trusted_proxies``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from .log_redaction import redact_tokens_in_logs
 from .metrics import Meter
 from .monitoring import DatabaseCheck, MetricsPort, monitoring_routes, watch
 from .participant_webhooks import ParticipantWebhooks
+from .peer_changes import WATCH_SECONDS, PeerChanges
 from .proxies import TrustedProxies, client_network
 from .push import UpstreamWebhookHandler
 from .room_config import RoomConfig
@@ -156,6 +158,10 @@ class GatewayServer:
         self.webhooks = ParticipantWebhooks(lambda: self.base_url, self.outbound)
         self.workshop.submissions.hooks = self.webhooks
         self.workshop.on_change(self.webhooks.deliver)
+        # tasks another process sends or follows: their changes are read from the ledger
+        self.peer_changes = PeerChanges(
+            self.webhooks, self.workshop.followed_elsewhere, self.ledger.jobs, self._db_pool
+        )
         self.room = room or RoomConfig()
         self.hub_mode = hub_auth is not None  # JupyterHub users, not tokens and join codes
         auth, login = self._sign_in(auth, hub_auth)
@@ -370,6 +376,7 @@ class GatewayServer:
         self._sweepers = [
             PeriodicCallback(self.workshop.sweep, period),
             PeriodicCallback(server.cut_overdue, min(SLOT_SWEEP_MS, sweep_ms)),
+            PeriodicCallback(self.peer_changes.watch, 1000 * WATCH_SECONDS),
         ]
         if self.sharing.shared:
             prune = functools.partial(self.sharing.prune, self._db_pool)

@@ -12,6 +12,7 @@ so no thread sees a task half added or half handed over.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 from ..tracking.tracker import TrackHandle
 from .db.database import JobState
@@ -33,6 +34,11 @@ class FollowedTasks:
     def row(self, task_id: str) -> JobRow | None:
         with self._lock:
             return self._rows.get(task_id)
+
+    def unknown(self, task_ids: Iterable[str]) -> list[str]:
+        """Of ``task_ids``, those this process has no row of (another process moves them)."""
+        with self._lock:
+            return [task_id for task_id in task_ids if task_id not in self._rows]
 
     def polled(self) -> list[str]:
         """The tasks this process polls now."""

@@ -5,6 +5,13 @@ and ``webhook_secret`` stay here, in memory (a secret is never written to the da
 each change of their task is POSTed to them as they would see it from ``/fetch``. After a
 gateway restart the secrets are gone, so those tasks are followed by polling only.
 
+Changes come from this process's own tracker, dispatcher and clip copies (through
+`Workshop.on_change`), and, for a task another process sends or follows, from the ledger
+(see ``peer_changes``). Either way a push goes out only when what the participant would see
+changes (status, progress, video, message), so a state is pushed once however often and
+from wherever it is seen, and the task's last state (failed, or finished with its clip)
+ends its target.
+
 Every push follows the outbound rule (``_http.outbound``: the address is checked when the
 name is resolved, once per push, and that address is the one connected to), has a deadline,
 follows no redirect and reads at most a few bytes of the reply.
@@ -20,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._http.deadlines import DeadlinePassed
@@ -31,7 +38,7 @@ from .._version import __version__
 from .db.database import JobState
 from .db.ledger import JobRow
 from .lanes import Lane, LaneFull, OwnerQueues
-from .workshop import participant_task
+from .workshop import GATEWAY_ENDED, participant_task
 
 __all__ = ["ParticipantWebhooks"]
 
@@ -42,6 +49,10 @@ REPLY_LIMIT = 4096  # a receiver's answer is only looked at for its status
 WORKERS = 8
 OWNER_TASKS = 64  # tasks with a push waiting, per participant
 OWNERS = 10_000  # participants with a push in the lane
+ENDED = (JobState.FAILED, *GATEWAY_ENDED)  # shown as failed: nothing follows
+Shown = tuple[Any, ...]
+# what the submission's answer told its owner: a job waiting (or just sent) is not pushed
+AS_SUBMITTED: Shown = ("staged", 0, None, None)
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,13 @@ class _Push:
     url: str
     secret: str | None
     body: dict[str, Any]
+
+
+@dataclass
+class _Target:
+    url: str
+    secret: str | None = field(repr=False)
+    shown: Shown = AS_SUBMITTED  # what the participant was last told of the task
 
 
 class ParticipantWebhooks:
@@ -65,7 +83,7 @@ class ParticipantWebhooks:
         self._video_base = video_base
         self._policy = policy
         self._deadline = deadline
-        self._targets: dict[str, tuple[str, str | None]] = {}
+        self._targets: dict[str, _Target] = {}
         self._queues: OwnerQueues[str, _Push] = OwnerQueues(OWNER_TASKS)
         self._lock = threading.Lock()
         self._lane = Lane("gateway-webhooks", workers, OWNERS)
@@ -80,19 +98,30 @@ class ParticipantWebhooks:
 
     def register(self, task_id: str, url: str, secret: str | None) -> None:
         with self._lock:
-            self._targets[task_id] = (url, secret)
+            self._targets[task_id] = _Target(url, secret)
+
+    def task_ids(self) -> list[str]:
+        """The tasks whose changes are still to be pushed."""
+        with self._lock:
+            return list(self._targets)
 
     def deliver(self, row: JobRow) -> None:
-        """Queue the participant's view of ``row`` for their webhook, if they asked for one."""
+        """Queue the participant's view of ``row`` for their webhook, if they asked for one
+        and it differs from the view last pushed."""
         with self._lock:
             target = self._targets.get(row.task_id)
             if target is None:
                 return
-            if row.state == JobState.FAILED or (
+            body = participant_task(row, self._video_base())
+            shown = _shown(body)
+            if shown == target.shown:
+                return
+            target.shown = shown
+            if row.state in ENDED or (
                 row.state == JobState.FINISHED and row.video_path is not None
             ):
                 del self._targets[row.task_id]  # the last push for this task
-        push = _Push(*target, participant_task(row, self._video_base()))
+        push = _Push(target.url, target.secret, body)
         start = self._queues.put(row.participant_id, row.task_id, push)
         if start is None:
             logger.warning("participant webhook for task %s dropped", row.task_id)
@@ -144,3 +173,8 @@ class ParticipantWebhooks:
             logger.info("participant webhook for task %s failed: %s", task_id, type(exc).__name__)
         except Exception:
             logger.exception("participant webhook for task %s failed", task_id)
+
+
+def _shown(task: dict[str, Any]) -> Shown:
+    """What a push tells: no progress yet is 0 per cent, whether the upstream said so or not."""
+    return (task["status"], task["percentage"] or 0, task["video_url"], task.get("message"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -212,6 +212,11 @@ class Workshop:
     def poll_lag(self) -> float:
         """Seconds the task this process has left longest without a poll has waited."""
         return self._source.lag(self._tasks.polled())
+
+    def followed_elsewhere(self, task_ids: Iterable[str]) -> list[str]:
+        """Of ``task_ids``, those this process neither follows nor moved itself (waiting in
+        the queue, or sent by another process): their changes are only in the ledger."""
+        return self._tasks.unknown(task_ids)
 
     def on_change(self, listener: Notify) -> None:
         """Call ``listener(row)`` (from a worker thread) whenever a task's state changes."""
