@@ -30,10 +30,15 @@ def api():
         yield api
 
 
+UPSTREAM_TIMEOUT = 2.0  # the upstream client's deadline for one request, seconds
+LATE = UPSTREAM_TIMEOUT + 1.0  # an answer that comes after it
+POLL_INTERVAL = (0.05, 0.5)  # the gateway's polls of the upstream: its floor and ceiling
+
+
 @pytest.fixture
 def gateway(api, tmp_path):
-    client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
-    with gateway_on(Upstream(client), tmp_path) as gateway:
+    client = upstream_client(api.base_url, TEST_API_KEY, tmp_path, timeout=UPSTREAM_TIMEOUT)
+    with gateway_on(Upstream(client), tmp_path, poll_interval=POLL_INTERVAL) as gateway:
         yield gateway
 
 
@@ -100,7 +105,7 @@ def test_an_upstream_500_on_submit_is_recorded_as_unknown_and_never_retried(api,
     assert jo.account()["jobs_left"] == 2
 
 
-@pytest.mark.parametrize("reply", [Reply(drop=True), Reply(delay=6.0)], ids=["drop", "timeout"])
+@pytest.mark.parametrize("reply", [Reply(drop=True), Reply(delay=LATE)], ids=["drop", "timeout"])
 def test_a_dropped_or_timed_out_submit_is_unknown_too(api, gateway, tmp_path, reply):
     kim = participant(gateway, tmp_path, jobs=2)
     api.script("/runway-imagine", reply)
@@ -176,7 +181,7 @@ def test_upstream_faults_on_reads_never_reach_participants(api, gateway, tmp_pat
         "/fetch",
         error(502, "bad gateway"),
         error(429, "slow down", **{"Retry-After": "1"}),
-        Reply(delay=6.0),
+        Reply(delay=LATE),
         Reply(body="<html>"),
     )
     before = time.monotonic()
@@ -208,7 +213,9 @@ def test_participant_webhooks_are_honoured_by_the_gateway_alone(api, tmp_path):
     client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
     pushed = []
     with (  # the receiver is on loopback: the instructor allows it for this room
-        gateway_on(Upstream(client), tmp_path, allow_private_webhooks=True) as gateway,
+        gateway_on(
+            Upstream(client), tmp_path, allow_private_webhooks=True, poll_interval=POLL_INTERVAL
+        ) as gateway,
         WebhookReceiver(secret="pat-hook-secret") as receiver,
     ):
         pat = participant(gateway, tmp_path)
