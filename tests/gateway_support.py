@@ -25,6 +25,7 @@ from runway_widget.client.apiframe import ApiframeClient
 from runway_widget.gateway.app import GatewayServer
 from runway_widget.gateway.upstream import Upstream, demo_inputs_fetch
 from runway_widget.store import JobStore
+from tests.fake_clock import FakeClock
 
 _names = itertools.count(1)
 
@@ -66,17 +67,25 @@ def gateway_on(upstream: Upstream, folder: Path, **kwargs: Any) -> Iterator[Gate
 
 
 def participant(
-    gateway: GatewayServer, folder: Path, name: str | None = None, **limits: Any
+    gateway: GatewayServer,
+    folder: Path,
+    name: str | None = None,
+    *,
+    clock: FakeClock | None = None,
+    **limits: Any,
 ) -> ApiframeClient:
-    """A new participant's client (their own token, their own job history)."""
+    """A new participant's client (their own token, their own job history); with ``clock``,
+    its waits between retries pass on that fake clock (its requests stay real HTTP)."""
     name = name or f"participant-{next(_names)}"
     token = gateway.add_participant(name, **limits)
+    timing: dict[str, Any] = {} if clock is None else {"clock": clock, "sleep": clock.sleep}
     return ApiframeClient(
         token,
         gateway.base_url,
         store=JobStore(folder / f"{name}.jsonl"),
         requests_per_second=100,
         timeout=10.0,
+        **timing,
     )
 
 
@@ -176,6 +185,14 @@ def serve_process(
     port: int, *args: str, env: dict[str, str] | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """``runway-widget gateway serve --port PORT ARGS…`` in its own process, once it answers."""
+    return answering(spawn_process(port, *args, env=env, log=log), port)
+
+
+def spawn_process(
+    port: int, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``runway-widget gateway serve --port PORT ARGS…`` started, not waited for: processes
+    spawned together start (and compile the package) in parallel; then `answering`."""
     command = [
         sys.executable,
         "-m",
@@ -187,7 +204,11 @@ def serve_process(
         *args,
     ]
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=out, stderr=out)
+    return subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=out, stderr=out)
+
+
+def answering(process: subprocess.Popen[bytes], port: int) -> subprocess.Popen[bytes]:
+    """``process`` once the gateway it runs answers on ``port`` (killed if it never does)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -195,7 +216,7 @@ def serve_process(
         with contextlib.suppress(requests.RequestException):
             if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
                 return process
-        time.sleep(0.1)
+        time.sleep(0.05)
     process.kill()
     raise RuntimeError("the gateway did not start within 30 s")
 

@@ -35,10 +35,11 @@ from runway_widget.gateway.db.roster import Limits, Roster
 from runway_widget.store import JobStore
 from tests.fake_clock import FakeClock
 from tests.gateway_support import (
+    answering,
     free_port,
     needs_postgres,
     postgres_server,
-    serve_process,
+    spawn_process,
     stop_process,
 )
 
@@ -51,11 +52,27 @@ def _serve(
     url: str, upstream: str, folder: Path, name: str, *options: str
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``gateway serve`` on database ``url``, logging to ``gateway-NAME.log``; and its URL."""
-    port = free_port()
+    [served] = _serve_together(url, upstream, folder, [name], *options)
+    return served
+
+
+def _serve_together(
+    url: str, upstream: str, folder: Path, names: list[str], *options: str
+) -> list[tuple[subprocess.Popen[bytes], str]]:
+    """`_serve` for each of ``names``, the processes starting in parallel."""
     env = {"APIFRAME_API_KEY": DEMO_API_KEY, "RUNWAY_WIDGET_HOME": str(folder)}
     args = ("--db", url, "--upstream", upstream, "--rate", "100", *options)
-    log = folder / f"gateway-{name}.log"
-    return serve_process(port, *args, env=env, log=log), f"http://127.0.0.1:{port}"
+    spawned = []
+    for name in names:
+        port = free_port()
+        log = folder / f"gateway-{name}.log"
+        spawned.append((spawn_process(port, *args, env=env, log=log), port))
+    try:
+        return [(answering(process, port), f"http://127.0.0.1:{port}") for process, port in spawned]
+    except BaseException:
+        for process, _port in spawned:
+            stop_process(process)
+        raise
 
 
 @dataclass
@@ -73,14 +90,12 @@ class _Room:
 def _room(folder: Path, job_seconds: float, heartbeat: float) -> Iterator[_Room]:
     """PostgreSQL, a demo upstream, one participant, and gateway processes A and B."""
     started: list[tuple[subprocess.Popen[bytes], str]] = []
+    beats = ("--heartbeat", str(heartbeat))
     with postgres_server() as url, DemoServer(job_seconds=job_seconds) as demo:
         engine = open_engine(url)
         token = Roster(engine).add("ines", Limits(jobs=6))
         try:
-            for name in "ab":
-                started.append(
-                    _serve(url, demo.base_url, folder, name, "--heartbeat", str(heartbeat))
-                )
+            started = _serve_together(url, demo.base_url, folder, ["a", "b"], *beats)
             (a, a_url), (b, b_url) = started
             yield _Room(engine, demo, token, a, a_url, b, b_url)
         finally:
@@ -128,7 +143,7 @@ def _live_processes(engine: Engine) -> set[str]:
 
 @needs_postgres
 def test_a_live_process_adopts_the_tasks_of_a_killed_one(tmp_path):
-    with _room(tmp_path, job_seconds=3.0, heartbeat=0.5) as room:
+    with _room(tmp_path, job_seconds=1.5, heartbeat=0.5) as room:
         room.b.send_signal(signal.SIGSTOP)  # B's queue sleeps: A sends (and follows) all three
         task_ids = [_client(room.token, room.a_url, tmp_path).imagine(**BODY) for _ in range(3)]
         [submitter] = set(_sent(room.engine, task_ids).values())
@@ -283,7 +298,8 @@ def test_a_database_from_before_followers_gains_the_column_and_resumes_its_tasks
         token = _old_running_job(url, task_id)
         process, gateway_url = _serve(url, demo.base_url, tmp_path, "upgraded")
         try:
-            task = _client(token, gateway_url, tmp_path).wait(task_id, timeout=30)
+            through = _client(token, gateway_url, tmp_path)
+            task = through.wait(task_id, timeout=30, poll_interval=0.2)
             engine = open_engine(url)
             follower = _followers(engine, [task_id])[task_id]
             live = _live_processes(engine)

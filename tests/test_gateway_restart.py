@@ -24,7 +24,7 @@ def test_a_killed_gateway_resumes_every_unfinished_task_from_the_ledger(tmp_path
     db = f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
     token = Roster(open_engine(db)).add("olga", Limits(jobs=5))
     port = free_port()
-    with DemoServer(job_seconds=4.0) as upstream:
+    with DemoServer(job_seconds=1.5) as upstream:
         env = {"APIFRAME_API_KEY": upstream.api_key, "RUNWAY_WIDGET_HOME": str(tmp_path)}
         args = ("--db", db, "--upstream", upstream.base_url)
         log = tmp_path / "gateway.log"

@@ -16,6 +16,7 @@ from runway_widget.errors import ServerError, TaskFailedError
 from runway_widget.gateway.addresses import network_addresses
 from runway_widget.gateway.startup import check_upstream, register_serve
 from runway_widget.gateway.upstream import Upstream
+from tests.fake_clock import FakeClock
 from tests.gateway_support import (
     free_port,
     gateway_on,
@@ -131,7 +132,8 @@ def test_without_the_queue_a_job_the_upstream_never_took_is_told_so_and_costs_no
         else:
             upstream = _upstream_at(f"http://127.0.0.1:{free_port()}", demo.api_key, tmp_path)
         with gateway_on(upstream, tmp_path, queue=False) as gateway:
-            alice = participant(gateway, tmp_path, "alice", jobs=2)
+            # the participant's client retries the 503 after its Retry-After, on a fake clock
+            alice = participant(gateway, tmp_path, "alice", jobs=2, clock=FakeClock())
             with pytest.raises(ServerError) as raised:
                 alice.imagine(prompt="a red kite")
             message = str(raised.value)

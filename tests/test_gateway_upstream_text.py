@@ -209,7 +209,8 @@ def test_a_hostile_upstream_freezes_no_participant(tmp_path, request, kind, capl
     caplog.set_level(logging.INFO, logger="runway_widget.gateway")
     with _database(kind, tmp_path, request) as url, ApiServer() as api:
         client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
-        with gateway_on(Upstream(client), tmp_path, db=url) as gateway:
+        polls = (0.05, 0.5)  # the gateway polls the upstream often: each read is one step
+        with gateway_on(Upstream(client), tmp_path, db=url, poll_interval=polls) as gateway:
             _refuse_poison(gateway.engine)
             eve, ada, bo = (participant(gateway, tmp_path, n) for n in ("eve", "ada", "bo"))
             hostile = [eve.imagine(prompt=f"p{i}", generation_type="text2video") for i in range(4)]
