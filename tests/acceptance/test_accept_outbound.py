@@ -128,10 +128,13 @@ def test_a_providers_clip_inside_the_gateways_network_is_never_copied_nor_served
         "file:///etc/passwd": None,
         f"{upstream.base_url}/clips/own.mp4": "copied",  # the upstream's own origin
     }
-    for video_url, expected in handed.items():
+    task_ids = {}
+    for video_url in handed:  # all sent first: the gateway follows them together
         task_id, sent = _submitted(provider_room, upstream, token)
         upstream.add_task(sent, {"status": "finished", "percentage": 100, "video_url": video_url})
-        task = provider_room.fetch_until(token, task_id, ended)
+        task_ids[video_url] = task_id
+    for video_url, expected in handed.items():
+        task = provider_room.fetch_until(token, task_ids[video_url], ended)
         assert task["status"] == "finished", task
         if expected == "copied":
             assert task["video_url"].startswith(provider_room.base_url + "/videos/")
