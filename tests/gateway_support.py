@@ -59,7 +59,7 @@ def gateway_on(upstream: Upstream, folder: Path, **kwargs: Any) -> Iterator[Gate
     options = {
         "db": f"sqlite:///{folder / 'gateway.sqlite3'}",
         "home": folder,
-        "poll_interval": (0.2, 2.0),
+        "poll_interval": (0.05, 0.5),  # the gateway notices changes upstream soon
         **kwargs,
     }
     with GatewayServer(upstream=upstream, **options) as gateway:
@@ -186,6 +186,22 @@ def serve_process(
 ) -> subprocess.Popen[bytes]:
     """``runway-widget gateway serve --port PORT ARGS…`` in its own process, once it answers."""
     return answering(spawn_process(port, *args, env=env, log=log), port)
+
+
+def serve_processes(
+    ports: list[int], *args: str, env: dict[str, str] | None = None, logs: list[Path] | None = None
+) -> list[subprocess.Popen[bytes]]:
+    """`serve_process` on each of ``ports`` (logging to ``logs``, one each), the processes
+    starting in parallel."""
+    spawned = []
+    try:
+        for i, port in enumerate(ports):
+            spawned.append(spawn_process(port, *args, env=env, log=logs[i] if logs else None))
+        return [answering(process, port) for process, port in zip(spawned, ports, strict=True)]
+    except BaseException:
+        for process in spawned:
+            stop_process(process)
+        raise
 
 
 def spawn_process(

@@ -35,11 +35,10 @@ from runway_widget.gateway.db.roster import Limits, Roster
 from runway_widget.store import JobStore
 from tests.fake_clock import FakeClock
 from tests.gateway_support import (
-    answering,
     free_port,
     needs_postgres,
     postgres_server,
-    spawn_process,
+    serve_processes,
     stop_process,
 )
 
@@ -62,17 +61,11 @@ def _serve_together(
     """`_serve` for each of ``names``, the processes starting in parallel."""
     env = {"APIFRAME_API_KEY": DEMO_API_KEY, "RUNWAY_WIDGET_HOME": str(folder)}
     args = ("--db", url, "--upstream", upstream, "--rate", "100", *options)
-    spawned = []
-    for name in names:
-        port = free_port()
-        log = folder / f"gateway-{name}.log"
-        spawned.append((spawn_process(port, *args, env=env, log=log), port))
-    try:
-        return [(answering(process, port), f"http://127.0.0.1:{port}") for process, port in spawned]
-    except BaseException:
-        for process, _port in spawned:
-            stop_process(process)
-        raise
+    ports = [free_port() for _ in names]
+    logs = [folder / f"gateway-{name}.log" for name in names]
+    processes = serve_processes(ports, *args, env=env, logs=logs)
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    return list(zip(processes, urls, strict=True))
 
 
 @dataclass

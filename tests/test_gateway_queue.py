@@ -170,8 +170,8 @@ def test_a_job_waiting_long_moves_ahead_of_newcomers_nothing_starves(room):
         for _ in range(2):  # two first jobs a second, for one slot a second: the room grows
             newcomers[room.submit(room.person(f"p{len(newcomers)}"), now).task_id] = now
         room.round(provider, now)
-        now += 0.5
-    ahead = [task_id for _at, task_id in room.sent[: room.sent.index((now - 0.5, second))]]
+        now += 1.0
+    ahead = [task_id for _at, task_id in room.sent[: room.sent.index((now - 1.0, second))]]
     # everyone served before her came at most one aging period after her job
     assert max(newcomers[t] for t in ahead if t in newcomers) <= T0 + 1 + AGING_SECONDS
     assert room.queued() > 0  # she was not served because the room ran dry

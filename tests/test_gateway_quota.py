@@ -22,7 +22,7 @@ from tests.gateway_support import (
     gateway_on,
     needs_postgres,
     postgres_server,
-    serve_process,
+    serve_processes,
     stop_process,
     upstream_client,
 )
@@ -94,22 +94,10 @@ def test_fifty_at_once_against_five_jobs_on_two_processes_sharing_postgresql(tmp
         roster.engine.dispose()
         ports = [free_port(), free_port()]
         env = {"APIFRAME_API_KEY": TEST_API_KEY, "RUNWAY_WIDGET_HOME": str(tmp_path)}
-        processes = []
+        args = ("--db", url, "--upstream", api.base_url, "--rate", "1000")
+        logs = [tmp_path / f"gateway-{port}.log" for port in ports]
+        processes = serve_processes(ports, *args, env=env, logs=logs)
         try:
-            for port in ports:
-                processes.append(
-                    serve_process(
-                        port,
-                        "--db",
-                        url,
-                        "--upstream",
-                        api.base_url,
-                        "--rate",
-                        "1000",
-                        env=env,
-                        log=tmp_path / f"gateway-{port}.log",
-                    )
-                )
             statuses = _fire([f"http://127.0.0.1:{p}" for p in ports], token)
             sent = _sent(api, url)
         finally:
