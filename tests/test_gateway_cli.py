@@ -74,7 +74,7 @@ def test_join_codes_and_the_participants_join_command(tmp_path, capsys):
 
 
 def test_cli_generate_runs_through_the_gateway(tmp_path, monkeypatch, capsys):
-    with demo_gateway(tmp_path) as gateway:
+    with demo_gateway(tmp_path, job_seconds=0.3) as gateway:
         token = gateway.add_participant("dan", jobs=1)
         monkeypatch.setenv("APIFRAME_API_KEY", token)
         monkeypatch.setenv("APIFRAME_BASE_URL", gateway.base_url)
@@ -90,7 +90,7 @@ def test_the_unchanged_panel_runs_through_the_gateway(tmp_path):
     from runway_widget.widget import RunwayPanel
     from tests.widget_helpers import finish
 
-    with demo_gateway(tmp_path) as gateway:
+    with demo_gateway(tmp_path, job_seconds=0.3) as gateway:
         token = gateway.add_participant("eve", jobs=1)
         client = ApiframeClient(token, gateway.base_url)
         panel = RunwayPanel(client=client)

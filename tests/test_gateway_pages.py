@@ -22,7 +22,7 @@ TRICKY = '<img src=x onerror="alert(1)"> & "quotes"'
 
 @pytest.fixture
 def gateway(tmp_path):
-    with demo_gateway(tmp_path) as gateway:
+    with demo_gateway(tmp_path, job_seconds=0.3) as gateway:
         yield gateway
 
 
@@ -70,7 +70,7 @@ def test_a_participant_sees_their_own_clips_unless_the_room_is_shared(tmp_path):
     for shared in (False, True):
         folder = tmp_path / str(shared)
         folder.mkdir()
-        with demo_gateway(folder, room=RoomConfig(gallery_room=shared)) as gateway:
+        with demo_gateway(folder, job_seconds=0.3, room=RoomConfig(gallery_room=shared)) as gateway:
             alice = participant(gateway, folder, "alice")
             bob_token = gateway.add_participant("bob")
             alice.wait(alice.imagine(prompt="alice's clip"), timeout=60, poll_interval=0.2)
