@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from runway_widget.errors import TaskFailedError
 from runway_widget.gateway.upstream import Upstream
@@ -236,3 +237,45 @@ def test_participant_webhooks_are_honoured_by_the_gateway_alone(api, tmp_path):
     assert final and final[0].video_url.startswith(gateway.base_url + "/videos/")
     [submitted] = api.requests("/runway-imagine")
     assert "webhook_url" not in submitted.json and b"pat-hook-secret" not in submitted.body
+
+
+def _pollers() -> set[threading.Thread]:
+    from runway_widget.tracking.polling import THREAD_NAME
+
+    return {thread for thread in threading.enumerate() if thread.name == THREAD_NAME}
+
+
+def test_a_send_answered_while_the_gateway_stops_leaves_no_poller_behind(api, tmp_path):
+    """The answer to a send still in flight at the stop is recorded, and the task is left to
+    the ledger (the next start resumes it): no poller outlives the gateway."""
+    asked, release = threading.Event(), threading.Event()
+
+    def held(_seen):
+        asked.set()
+        release.wait(10)
+        return {"task_id": "task-late"}
+
+    api.script("/runway-imagine", Reply(json=held))
+    before = _pollers()
+    client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
+    with gateway_on(Upstream(client), tmp_path) as gateway:
+        kit = participant(gateway, tmp_path)
+        task_id = kit.imagine(prompt="late", generation_type="text2video")
+        assert asked.wait(10)
+        stopping = threading.Thread(target=gateway.stop)
+        stopping.start()
+        wait_for(lambda: not _answers(gateway), "the gateway to stop serving")
+        release.set()  # the answer comes while the stop waits for the send
+        stopping.join(20)
+        row = gateway.ledger.job(task_id)
+        left = _pollers() - before  # before the block's own stop, which would end one
+    assert row is not None and (row.state, row.upstream_task_id) == ("submitted", "task-late")
+    assert left == set()
+
+
+def _answers(gateway) -> bool:
+    try:
+        call(gateway, "GET", "/health")
+    except requests.RequestException:
+        return False
+    return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
@@ -116,6 +117,8 @@ class Workshop:
             meter=self.meter,
         )
         self._tasks = FollowedTasks()
+        self._closing = threading.Lock()  # a task is followed before the stop, or never
+        self._closed = False
         self._listeners: list[Notify] = []
         self._pushes = _Pushes()
         self._updates = TaskUpdates(ledger, self._recorded)
@@ -187,10 +190,15 @@ class Workshop:
                 )
 
     def _track(self, row: JobRow) -> None:
-        """Poll the upstream for the task (by the upstream's id for it)."""
+        """Poll the upstream for the task (by the upstream's id for it); once closing, leave
+        it to the ledger (the next start resumes it): a send answered during the stop must
+        not start a poller that outlives the gateway."""
         upstream_id = row.upstream_task_id or row.task_id
-        self._source.following(upstream_id)
-        handle = self.tracker.track(upstream_id, on_update=self._on_update)
+        with self._closing:
+            if self._closed:
+                return
+            self._source.following(upstream_id)
+            handle = self.tracker.track(upstream_id, on_update=self._on_update)
         if not self._tasks.poll(row.task_id, handle):  # it ended (or went elsewhere) meanwhile
             handle.cancel()
 
@@ -200,6 +208,8 @@ class Workshop:
             logger.warning("%d submission(s) cut short by a stop are now unknown", orphans)
 
     def close(self) -> None:
+        with self._closing:
+            self._closed = True
         self.submissions.close()
         self.clips.close()
         self.tracker.stop()
