@@ -21,6 +21,7 @@ from runway_widget.errors import (
 from runway_widget.gateway.upstream import Upstream
 from runway_widget.models import RefusalCode
 from tests.api_server import TEST_API_KEY, ApiServer, Reply, error
+from tests.fake_clock import FakeClock
 from tests.gateway_support import (
     call,
     demo_gateway,
@@ -95,8 +96,11 @@ def test_callers_too_fast_are_told_so_by_code(tmp_path):
     ids=["503", "429", "500", "401", "418", "400"],
 )
 def test_without_the_queue_an_upstream_failure_names_its_reason(tmp_path, replies, status, code):
+    clock = FakeClock()  # the gateway's client waits out a Retry-After on it, at once
     with ApiServer() as api:
-        client = upstream_client(api.base_url, TEST_API_KEY, tmp_path)
+        client = upstream_client(
+            api.base_url, TEST_API_KEY, tmp_path, clock=clock, sleep=clock.sleep
+        )
         with gateway_on(Upstream(client), tmp_path, queue=False) as gateway:
             token = participant(gateway, tmp_path).api_key
             api.script("/runway-imagine", *replies)
