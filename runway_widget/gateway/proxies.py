@@ -82,6 +82,8 @@ class TrustedProxies:
         return f"TrustedProxies({', '.join(map(str, self.networks)) or 'none'})"
 
     def trusts(self, peer: str) -> bool:
+        if not self.networks:  # the usual case: no proxy, nothing to parse
+            return False
         address = _address(peer)
         return address is not None and any(address in network for network in self.networks)
 

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,6 +121,8 @@ class Workshop:
         self._closed = False
         self._listeners: list[Notify] = []
         self._pushes = _Pushes()
+        # pushes are journalled and delivered here, in the order they came, off the event loop
+        self._push_thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-pushes")
         self._updates = TaskUpdates(ledger, self._recorded)
         self._source = MeteredSource(upstream.client, self.meter)
         self.tracker = TaskTracker(
@@ -212,6 +214,7 @@ class Workshop:
             self._closed = True
         self.submissions.close()
         self.clips.close()
+        self._push_thread.shutdown(wait=True)
         self.tracker.stop()
         self._updates.close()  # every update seen is in the ledger
         try:
@@ -276,8 +279,8 @@ class Workshop:
     # -- updates (on the poller thread, or a pushed webhook) -------------------------------
 
     def push(self, task: Task) -> None:
-        """An update the upstream pushed to the gateway's webhook."""
-        self._pushes.publish(task)
+        """An update the upstream pushed to the gateway's webhook (delivered off the loop)."""
+        self._push_thread.submit(self._pushes.publish, task)
 
     def _on_update(self, task: Task) -> None:
         """From the poller: queued for the updates thread (see ``task_updates``)."""
