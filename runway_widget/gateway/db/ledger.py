@@ -115,7 +115,7 @@ _RESERVE = (
     )
     .returning(_p.running)
 )
-_NEW_JOB = insert(jobs).returning(_j.id)
+_NEW_JOBS = insert(jobs).returning(_j.id, sort_by_parameter_order=True)  # ids in row order
 _ACCEPTED = (
     update(jobs)
     .where(_j.id == bindparam("b_job"), _j.state == bindparam("b_before"))
@@ -261,7 +261,7 @@ class Ledger:
         those before it, exactly as separate transactions would."""
         now = self.clock()
         with self.engine.begin() as conn:
-            return [_reserve_in(conn, one, now) for one in wanted]
+            return _reserve_all(conn, wanted, now)
 
     def accepted(self, job_id: int, upstream_task_id: str, follower: str) -> bool:
         """The upstream took the job as ``upstream_task_id``; ``follower`` (this gateway
@@ -450,31 +450,45 @@ class Ledger:
             return _end_in(conn, _j.id == job_id, before, after, values)
 
 
-def _reserve_in(conn: Connection, wanted: Wanted, now: float) -> Reservation | QuotaRefused:
-    taken = conn.execute(
-        _RESERVE, {"b_participant": wanted.participant_id, "b_credits": wanted.credits}
-    ).first()
-    if taken is None:
-        return _refusal(conn, wanted)
-    task_id, turn = new_task_id(), max(0, int(taken.running) - 1)
-    inserted = conn.execute(
-        _NEW_JOB,
-        {
-            "participant_id": wanted.participant_id,
-            "task_id": task_id,
-            "state": JobState.QUEUED if wanted.sender is None else JobState.SENDING,
-            "credits": wanted.credits,
-            "request": json.dumps(wanted.request, ensure_ascii=False),
-            "status": "staged",
-            "percentage": 0,
-            "turn": turn,
-            "follower": wanted.sender,
-            "sent_at": None if wanted.sender is None else now,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-    return Reservation(int(inserted.scalar_one()), task_id, turn)
+def _reserve_all(
+    conn: Connection, wanted: Sequence[Wanted], now: float
+) -> list[Reservation | QuotaRefused]:
+    """Each quota check in order (each sees those before it), then every granted job's row
+    in one multi-row insert."""
+    outcomes: list[Reservation | QuotaRefused | None] = []
+    granted: list[tuple[int, dict[str, Any]]] = []
+    for one in wanted:
+        taken = conn.execute(
+            _RESERVE, {"b_participant": one.participant_id, "b_credits": one.credits}
+        ).first()
+        if taken is None:
+            outcomes.append(_refusal(conn, one))
+            continue
+        granted.append((len(outcomes), _new_job_row(one, max(0, int(taken.running) - 1), now)))
+        outcomes.append(None)
+    if granted:
+        rows = [row for _index, row in granted]
+        ids = conn.execute(_NEW_JOBS, rows).scalars().all()
+        for (index, row), job_id in zip(granted, ids, strict=True):
+            outcomes[index] = Reservation(int(job_id), row["task_id"], row["turn"])
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _new_job_row(wanted: Wanted, turn: int, now: float) -> dict[str, Any]:
+    return {
+        "participant_id": wanted.participant_id,
+        "task_id": new_task_id(),
+        "state": JobState.QUEUED if wanted.sender is None else JobState.SENDING,
+        "credits": wanted.credits,
+        "request": json.dumps(wanted.request, ensure_ascii=False),
+        "status": "staged",
+        "percentage": 0,
+        "turn": turn,
+        "follower": wanted.sender,
+        "sent_at": None if wanted.sender is None else now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _refusal(conn: Connection, wanted: Wanted) -> QuotaRefused:
