@@ -5,19 +5,29 @@ A JSON line holds ``time`` (ISO 8601, UTC), ``level``, ``logger`` and ``message`
 exception's traceback as ``exc_info``, and an access-log record's fields as ``request``
 (method, path, status, milliseconds, participant, client address; never a header or a
 query). Both formats pass `log_redaction` first, so no ``token=`` reaches either.
+
+Records are formatted and written by a thread of their own (`logging.handlers.QueueListener`):
+the event loop only hands them over, so neither a slow terminal or log pipe nor the
+formatting of each access-log line holds up a request.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import copy
 import logging
+import queue
 import sys
+import threading
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
 from .log_redaction import redact_tokens_in_logs
 
-__all__ = ["LOG_FORMATS", "JsonLines", "configure_logging"]
+__all__ = ["LOG_FORMATS", "HandOff", "JsonLines", "LogWriter", "configure_logging", "handed_off"]
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(name)s %(message)s"
@@ -44,12 +54,101 @@ class JsonLines(JsonFormatter):
             )
 
 
+RECORDS_WAITING = 10_000  # records handed over, not written yet; beyond that they are dropped
+STOP_SECONDS = 5.0  # at exit, the longest the writer is waited for (a log may be stuck)
+
+
+class HandOff(QueueHandler):
+    """Hands records to the writer thread (a `QueueListener`) and never waits for it: when
+    the log cannot keep up, records are dropped and the next one handed over says how many.
+
+    The message is made here (its arguments may change later); the formatting is left to the
+    writer, whose formatter still sees the traceback and the extra fields."""
+
+    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
+        super().__init__(records)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        if self.dropped:
+            note = logging.LogRecord(
+                "runway_widget.gateway",
+                logging.WARNING,
+                __file__,
+                0,
+                f"{self.dropped} log record(s) dropped: the log could not keep up",
+                None,
+                None,
+            )
+            if not self._offer(note):
+                self.dropped += 1
+                return
+            self.dropped = 0
+        if not self._offer(record):
+            self.dropped += 1
+
+    def _offer(self, record: logging.LogRecord) -> bool:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            return False
+        return True
+
+
+class LogWriter(QueueListener):
+    """Writes what was handed off; stopping waits at most ``stop_seconds`` for a stuck log."""
+
+    def __init__(
+        self,
+        records: queue.Queue[logging.LogRecord],
+        handler: logging.Handler,
+        stop_seconds: float = STOP_SECONDS,
+    ) -> None:
+        super().__init__(records, handler)
+        self._records = records
+        self._stop_seconds = stop_seconds
+        self._writer: threading.Thread | None = None
+
+    def start(self) -> None:
+        super().start()
+        self._writer = self._thread
+
+    def enqueue_sentinel(self) -> None:
+        with contextlib.suppress(queue.Full):
+            self._records.put(None, timeout=self._stop_seconds)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self.enqueue_sentinel()
+            writer.join(self._stop_seconds)
+            self._thread = None
+
+
+def handed_off(
+    handler: logging.Handler, stop_seconds: float = STOP_SECONDS
+) -> tuple[HandOff, LogWriter]:
+    """A `HandOff` for the event loop's side, and the started writer to ``handler``."""
+    records: queue.Queue[logging.LogRecord] = queue.Queue(RECORDS_WAITING)
+    listener = LogWriter(records, handler, stop_seconds)
+    listener.start()
+    return HandOff(records), listener
+
+
 def configure_logging(log_format: str = "text") -> None:
-    """INFO and up to stderr in ``log_format``, tokens redacted (the process's only log)."""
+    """INFO and up to stderr in ``log_format``, tokens redacted (the process's only log),
+    written by a thread of its own until the process exits."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonLines())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
     redact_tokens_in_logs(handler)
+    hand_off, listener = handed_off(handler)
+    atexit.register(listener.stop)  # every record handed over is written before the exit
+    logging.basicConfig(level=logging.INFO, handlers=[hand_off])
