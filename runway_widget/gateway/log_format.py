@@ -14,8 +14,6 @@ formatting of each access-log line holds up a request.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import copy
 import logging
 import queue
 import sys
@@ -65,13 +63,13 @@ class HandOff(QueueHandler):
     The message is made here (its arguments may change later); the formatting is left to the
     writer, whose formatter still sees the traceback and the extra fields."""
 
-    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord]) -> None:
         super().__init__(records)
+        self._records = records
         self.dropped = 0
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record = copy.copy(record)
-        record.msg, record.args = record.getMessage(), None
+        record.msg, record.args = record.getMessage(), None  # the same text, made now
         return record
 
     def enqueue(self, record: logging.LogRecord) -> None:
@@ -93,10 +91,9 @@ class HandOff(QueueHandler):
             self.dropped += 1
 
     def _offer(self, record: logging.LogRecord) -> bool:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
+        if self._records.qsize() >= RECORDS_WAITING:
             return False
+        self._records.put(record)
         return True
 
 
@@ -105,7 +102,7 @@ class LogWriter(QueueListener):
 
     def __init__(
         self,
-        records: queue.Queue[logging.LogRecord],
+        records: queue.SimpleQueue[logging.LogRecord],
         handler: logging.Handler,
         stop_seconds: float = STOP_SECONDS,
     ) -> None:
@@ -119,8 +116,7 @@ class LogWriter(QueueListener):
         self._writer = self._thread
 
     def enqueue_sentinel(self) -> None:
-        with contextlib.suppress(queue.Full):
-            self._records.put(None, timeout=self._stop_seconds)  # type: ignore[arg-type]
+        self._records.put(None)  # type: ignore[arg-type]
 
     def stop(self) -> None:
         writer, self._writer = self._writer, None
@@ -134,7 +130,7 @@ def handed_off(
     handler: logging.Handler, stop_seconds: float = STOP_SECONDS
 ) -> tuple[HandOff, LogWriter]:
     """A `HandOff` for the event loop's side, and the started writer to ``handler``."""
-    records: queue.Queue[logging.LogRecord] = queue.Queue(RECORDS_WAITING)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()  # no lock to notify
     listener = LogWriter(records, handler, stop_seconds)
     listener.start()
     return HandOff(records), listener

@@ -37,6 +37,7 @@ class Reservations:
         self._ready = threading.Condition()
         self._waiting: list[tuple[Wanted, Future[Reservation]]] = []
         self._closed = False
+        self._making = False
         self._thread = threading.Thread(
             target=self._run, name="gateway-reservations", daemon=True
         )
@@ -51,6 +52,11 @@ class Reservations:
             self._waiting.append((wanted, future))
             self._ready.notify()
         return await asyncio.wrap_future(future)
+
+    @property
+    def busy(self) -> bool:
+        """Reservations are waiting or being made (a room is pressing Generate)."""
+        return self._making or bool(self._waiting)
 
     def close(self) -> None:
         """Make what was asked for, then stop."""
@@ -67,7 +73,11 @@ class Reservations:
                 if not self._waiting:
                     return
                 batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
-            self._make(batch)
+                self._making = True
+            try:
+                self._make(batch)
+            finally:
+                self._making = False
 
     def _make(self, batch: list[tuple[Wanted, Future[Reservation]]]) -> None:
         try:

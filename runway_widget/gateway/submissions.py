@@ -105,6 +105,7 @@ class Submissions:
             settled,
             upstream_webhook=upstream_webhook,
             meter=meter,
+            arriving=lambda: self.reservations.busy,
         )
         self.hooks: ParticipantHooks | None = None
         self._upstream = upstream
