@@ -9,20 +9,25 @@ them in one transaction (`Ledger.reserve_many`): each quota check is still its o
 conditional ``UPDATE``, in order, seeing the ones before it; only the commit is shared.
 
 Should the database refuse a batch, each of its reservations is tried again in a transaction
-of its own, so no submission fails for another's.
+of its own, so no submission fails for another's. A batch's answers reach the event loop in
+one callback: one wake-up for the batch, not one per reservation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from concurrent.futures import Future
+from collections.abc import Sequence
 
 from ..errors import ServerError
-from .db.ledger import Ledger, QuotaRefused, Reservation, Wanted
+from .db.ledger import Ledger, Reservation, Wanted
 
 __all__ = ["BATCH", "Reservations"]
+
+Asked = tuple[Wanted, "asyncio.Future[Reservation]"]
+Outcome = Reservation | BaseException
 
 logger = logging.getLogger("runway_widget.gateway")
 
@@ -35,7 +40,7 @@ class Reservations:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self._ready = threading.Condition()
-        self._waiting: list[tuple[Wanted, Future[Reservation]]] = []
+        self._waiting: list[Asked] = []
         self._closed = False
         self._making = False
         self._thread = threading.Thread(
@@ -45,13 +50,13 @@ class Reservations:
 
     async def reserve(self, wanted: Wanted) -> Reservation:
         """The reservation (raises `QuotaRefused`, or what the database raised)."""
-        future: Future[Reservation] = Future()
+        future: asyncio.Future[Reservation] = asyncio.get_running_loop().create_future()
         with self._ready:
             if self._closed:
                 raise ServerError("the gateway is stopping: try again shortly", status_code=503)
             self._waiting.append((wanted, future))
             self._ready.notify()
-        return await asyncio.wrap_future(future)
+        return await future
 
     @property
     def busy(self) -> bool:
@@ -79,19 +84,35 @@ class Reservations:
             finally:
                 self._making = False
 
-    def _make(self, batch: list[tuple[Wanted, Future[Reservation]]]) -> None:
+    def _make(self, batch: list[Asked]) -> None:
+        _answer(batch, self._outcomes([wanted for wanted, _future in batch]))
+
+    def _outcomes(self, wanted: list[Wanted]) -> Sequence[Outcome]:
         try:
-            outcomes = self._ledger.reserve_many([wanted for wanted, _future in batch])
+            return self._ledger.reserve_many(wanted)
         except Exception as exc:
-            if len(batch) > 1:  # one at a time: a refusal fails only its own
-                for one in batch:
-                    self._make([one])
-                return
+            if len(wanted) > 1:  # one at a time: a refusal fails only its own
+                return [outcome for one in wanted for outcome in self._outcomes([one])]
             logger.exception("a reservation failed")
-            batch[0][1].set_exception(exc)
-            return
-        for (_wanted, future), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, QuotaRefused):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+            return [exc]
+
+
+def _answer(batch: list[Asked], outcomes: Sequence[Outcome]) -> None:
+    """Settle the batch's futures on their event loop, in one callback per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Reservation], Outcome]]]
+    by_loop = {}
+    for (_wanted, future), outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits these now
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[asyncio.Future[Reservation], Outcome]]) -> None:
+    for future, outcome in settled:
+        if future.done():  # the caller went away (its request was cut)
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
