@@ -30,6 +30,7 @@ refuse a batch, each task is written alone, so one task's update never holds bac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import secrets
@@ -56,7 +57,7 @@ from ...errors import plural
 from ...models import TERMINAL_STATUSES, QuotaLimit, Task
 from .database import JobState, jobs, participants
 from .limit_row import raise_window
-from .raw_statements import RawStatements
+from .raw_statements import Params, RawStatements, compiled
 from .upstream_text import MESSAGE_LIMIT, plain_text, storable_task
 
 __all__ = [
@@ -235,6 +236,7 @@ class Ledger:
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.clock = clock
+        self._reserve = compiled(_RESERVE, engine.dialect)
 
     def reserve(
         self,
@@ -261,7 +263,7 @@ class Ledger:
         those before it, exactly as separate transactions would."""
         now = self.clock()
         with self.engine.begin() as conn:
-            return _reserve_all(conn, wanted, now)
+            return _reserve_all(conn, wanted, now, self._reserve)
 
     def accepted(self, job_id: int, upstream_task_id: str, follower: str) -> bool:
         """The upstream took the job as ``upstream_task_id``; ``follower`` (this gateway
@@ -451,21 +453,31 @@ class Ledger:
 
 
 def _reserve_all(
-    conn: Connection, wanted: Sequence[Wanted], now: float
+    conn: Connection, wanted: Sequence[Wanted], now: float, reserve: tuple[str, Params]
 ) -> list[Reservation | QuotaRefused]:
     """Each quota check in order (each sees those before it), then every granted job's row
-    in one multi-row insert."""
+    in one multi-row insert.
+
+    The first check goes through SQLAlchemy, which takes this process's turn to write
+    (``write_gate``); the others run the same compiled statement on the transaction's own
+    DBAPI cursor, at a sixth of the cost: a room's hundred reservations are one batch."""
+    sql, params = reserve
     outcomes: list[Reservation | QuotaRefused | None] = []
     granted: list[tuple[int, dict[str, Any]]] = []
-    for one in wanted:
-        taken = conn.execute(
-            _RESERVE, {"b_participant": one.participant_id, "b_credits": one.credits}
-        ).first()
-        if taken is None:
-            outcomes.append(_refusal(conn, one))
-            continue
-        granted.append((len(outcomes), _new_job_row(one, max(0, int(taken.running) - 1), now)))
-        outcomes.append(None)
+    with contextlib.closing(conn.connection.driver_connection.cursor()) as cursor:  # type: ignore[union-attr]
+        for one in wanted:
+            values = {"b_participant": one.participant_id, "b_credits": one.credits}
+            if outcomes:
+                cursor.execute(sql, params(**values))
+                taken = cursor.fetchone()
+            else:
+                taken = conn.execute(_RESERVE, values).first()
+            if taken is None:
+                outcomes.append(_refusal(conn, one))
+                continue
+            turn = max(0, int(taken[0]) - 1)
+            granted.append((len(outcomes), _new_job_row(one, turn, now)))
+            outcomes.append(None)
     if granted:
         rows = [row for _index, row in granted]
         ids = conn.execute(_NEW_JOBS, rows).scalars().all()

@@ -19,10 +19,26 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, Executable, create_engine
+from sqlalchemy import Dialect, Engine, Executable, create_engine
 from sqlalchemy.pool import NullPool
 
-__all__ = ["RawStatements"]
+__all__ = ["Params", "RawStatements", "compiled"]
+
+Params = Callable[..., Any]  # bind values by name -> the DBAPI's parameters
+
+
+def compiled(statement: Executable, dialect: Dialect) -> tuple[str, Params]:
+    """``statement`` compiled once for ``dialect``: its SQL, and a function turning bind values
+    (by name) into the DBAPI's parameters (positional or named, as the driver takes them)."""
+    done = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+    order = done.positiontup
+    fixed = dict(done.params)  # the statement's own literals are parameters too
+
+    def params(**values: Any) -> Any:
+        given = {**fixed, **values}
+        return tuple(given[name] for name in order) if order else given
+
+    return str(done), params
 
 
 class RawStatements:
@@ -39,14 +55,10 @@ class RawStatements:
 
     def prepare(self, statement: Executable) -> Callable[..., tuple[Any, ...] | None]:
         """A function of the statement's bind values (by name) returning its first row."""
-        compiled = statement.compile(dialect=self._dialect)  # type: ignore[attr-defined]
-        sql, order = str(compiled), compiled.positiontup
-        fixed = dict(compiled.params)  # the statement's own literals are parameters too
+        sql, params = compiled(statement, self._dialect)
 
         def first(**values: Any) -> tuple[Any, ...] | None:
-            given = {**fixed, **values}
-            params: Any = tuple(given[name] for name in order) if order else given
-            return self._first(sql, params)
+            return self._first(sql, params(**values))
 
         return first
 
