@@ -33,6 +33,7 @@ queue's run and the one without it, for each P.
     pip install -e ".[bench]"
     python benchmarks/room_burst.py                       # about 12 minutes
     python benchmarks/room_burst.py --sizes 30 --job-seconds 1
+    python benchmarks/room_burst.py --sizes --latency-runs 3  # the submit latency only
 """
 
 from __future__ import annotations
@@ -410,7 +411,8 @@ def _pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[30, 100, 300])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[30, 100, 300])
+    parser.add_argument("--latency-runs", type=int, default=1, help="submit-latency runs each")
     parser.add_argument("--job-seconds", type=float, default=2.0)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = parser.parse_args()
@@ -425,8 +427,9 @@ def main() -> None:
             runs[(people, label)] = run = burst(people, label, args.job_seconds)
             print(run.line(), f"({run.took:.0f} s)", flush=True)
     print(f"submit latency, {SIMULTANEOUS} participants at once (load average {_load()}):")
-    for label in ("queue, learned", "no queue", "direct"):
-        print(submit_latency(label).line(), flush=True)
+    for _ in range(args.latency_runs):
+        for label in ("queue, learned", "no queue", "direct"):
+            print(submit_latency(label).line(), flush=True)
     print("both runs, for each room:")
     for people in args.sizes:
         for label in ("queue, learned", "no queue"):
