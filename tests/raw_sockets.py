@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from waiting import wait_for
 
 
 @contextmanager
@@ -22,14 +23,34 @@ def idle_connections(port: int, count: int) -> Iterator[list[socket.socket]]:
             sock.close()
 
 
-def peak_thread_growth(before: int, seconds: float = 2.0) -> int:
-    """The most threads above ``before`` seen while the server accepts its backlog."""
+def ended_by_server(sock: socket.socket) -> bool:
+    """True once the server has ended the connection (EOF or reset, after any reply such as
+    a 503); False while it is still open. Never blocks."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(65536):
+            pass
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def peak_thread_growth(before: int, flood: list[socket.socket], kept: int) -> int:
+    """The most threads above ``before`` seen until the server has taken in the whole
+    ``flood``: every connection of it but the ``kept`` it still serves has been ended."""
     peak = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    ended: set[socket.socket] = set()
+
+    def taken_in() -> bool:
+        nonlocal peak
         peak = max(peak, threading.active_count() - before)
-        time.sleep(0.02)
-    return peak
+        ended.update(sock for sock in flood if sock not in ended and ended_by_server(sock))
+        return len(ended) >= len(flood) - kept
+
+    wait_for(taken_in, f"the server to end all but {kept} of {len(flood)} idle connections", 10)
+    return max(peak, threading.active_count() - before)
 
 
 def raw_exchange(port: int, data: bytes) -> bytes:

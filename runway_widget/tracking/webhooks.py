@@ -23,7 +23,11 @@ from http import HTTPStatus
 from typing import Any
 
 from .._secrets import key_problem, mask_secret, normalize_secret
-from .._server.service import BackgroundHTTPServer, BoundedRequestHandler
+from .._server.service import (
+    DEFAULT_MAX_CONNECTIONS,
+    BackgroundHTTPServer,
+    BoundedRequestHandler,
+)
 from ..errors import ApiframeError
 from ..models import Task, is_http_url
 
@@ -155,6 +159,7 @@ class WebhookReceiver:
     `start()`, the context manager, `subscribe()`, or reading a URL (a URL handed out must
     answer). Updates are delivered one at a time, in arrival order; an update identical to
     the previous one for its task is acknowledged but not delivered again.
+    ``max_connections``: live connections it serves at once (idle ones make room first).
     """
 
     def __init__(
@@ -165,6 +170,7 @@ class WebhookReceiver:
         *,
         public_url: str | None = None,
         max_body: int = 1_000_000,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         secret = _usable_secret(secret)
         if public_url is not None and not is_http_url(public_url):
@@ -177,6 +183,7 @@ class WebhookReceiver:
         self.port = port
         self.public_url = public_url
         self.max_body = max_body
+        self.max_connections = max_connections
         self._lock = threading.RLock()
         self._deliver_lock = threading.Lock()
         self._server: BackgroundHTTPServer | None = None
@@ -223,7 +230,11 @@ class WebhookReceiver:
         with self._lock:
             if self._server is None:
                 self._server = BackgroundHTTPServer(
-                    (self.host, self.port), _Handler, owner=self, name="runway-widget-webhooks"
+                    (self.host, self.port),
+                    _Handler,
+                    owner=self,
+                    name="runway-widget-webhooks",
+                    max_connections=self.max_connections,
                 ).start()
                 logger.debug("webhook receiver listening on %s", _url_for(self._server))
             return self._server
