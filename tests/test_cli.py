@@ -41,6 +41,19 @@ def api(home, monkeypatch) -> Iterator[ApiServer]:
         yield server
 
 
+@pytest.fixture
+def demo_seconds(monkeypatch) -> Iterator[None]:
+    """``--demo`` on a shared demo backend of this test's own, whose jobs take half a second
+    (one started earlier in this process would keep the job time it was started with)."""
+    from runway_widget.demo import shared_demo_server
+
+    monkeypatch.setenv("RUNWAY_WIDGET_DEMO_SECONDS", "0.5")
+    monkeypatch.setenv("RUNWAY_WIDGET_POLL_INTERVAL", "0.1")
+    shared_demo_server().stop()
+    yield
+    shared_demo_server().stop()
+
+
 def script_job(api: ApiServer, task_id: str = "cli-1", *, fail: str | None = None) -> None:
     """The next submission gets ``task_id``, which runs briefly then finishes (or fails)."""
     api.script("/runway-imagine", Reply(json={"task_id": task_id}))
@@ -373,9 +386,7 @@ def test_as_a_subprocess_against_a_local_server(api, home, tmp_path):
 # -- the demo backend -------------------------------------------------------------------------
 
 
-def test_generate_on_the_demo_backend(home, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("RUNWAY_WIDGET_POLL_INTERVAL", "0.2")
-    monkeypatch.setenv("RUNWAY_WIDGET_DEMO_SECONDS", "1.5")
+def test_generate_on_the_demo_backend(home, tmp_path, demo_seconds, capsys):
     code = main(["generate", "a lighthouse in a storm", "--demo", "--out", "demo.mp4"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -721,7 +732,9 @@ def test_a_local_image_with_other_request_errors_uploads_nothing(api, tmp_path, 
     assert api.count() == 0
 
 
-def test_the_readme_image2video_line_runs_offline_on_the_demo(home, tmp_path, monkeypatch, capsys):
+def test_the_readme_image2video_line_runs_offline_on_the_demo(
+    home, tmp_path, monkeypatch, demo_seconds, capsys
+):
     """The README's image2video command, as written, from a clone's root: a local sample."""
     root = Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text(encoding="utf-8")
@@ -730,8 +743,6 @@ def test_the_readme_image2video_line_runs_offline_on_the_demo(home, tmp_path, mo
     assert argv[0] == "runway-widget" and "--demo" in argv
     image = argv[argv.index("--image-url") + 1]
     assert not image.startswith(("http://", "https://")) and (root / image).is_file()
-    monkeypatch.setenv("RUNWAY_WIDGET_DEMO_SECONDS", "1")
-    monkeypatch.setenv("RUNWAY_WIDGET_POLL_INTERVAL", "0.2")
     monkeypatch.chdir(root)
     out = tmp_path / "push-in.mp4"
     code = main([*argv[1:], "--out", str(out)])

@@ -16,6 +16,7 @@ import raw_sockets
 import requests
 from raw_sockets import idle_connections, peak_thread_growth, status_of
 
+from runway_widget.demo import DemoServer
 from runway_widget.models import Task
 from runway_widget.tracking.webhooks import WebhookReceiver
 
@@ -492,6 +493,13 @@ def test_http_client_sender_with_duplicate_content_length_is_refused(receiver):
 # End to end: the demo backend posts each change of a job to the receiver.
 
 
+@pytest.fixture
+def demo_server() -> Iterator[DemoServer]:
+    """Half-second jobs on the real clock: the pushes run on the demo's threads of their own."""
+    with DemoServer(job_seconds=0.5) as demo:
+        yield demo
+
+
 def submit(demo, **fields) -> str:
     body = {"prompt": "a lighthouse in a storm", "generation_type": "text2video", **fields}
     reply = requests.post(
@@ -561,7 +569,7 @@ def track_jobs(demo, tmp_path, count: int, receiver: WebhookReceiver | None):
         store=JobStore(tmp_path / f"jobs-{bool(receiver)}.jsonl"),
         requests_per_second=50,
     )
-    tracker = TaskTracker(client, webhooks=receiver)
+    tracker = TaskTracker(client, webhooks=receiver, min_interval=0.1, max_interval=6.0)
     before = polls(demo)
     try:
         ids = [client.imagine(prompt=f"a kite over dunes {i}", **hook) for i in range(count)]
@@ -576,10 +584,8 @@ def track_jobs(demo, tmp_path, count: int, receiver: WebhookReceiver | None):
 
 
 def test_a_tracker_fed_by_webhooks_polls_far_less(tmp_path):
-    from runway_widget.demo import DemoServer
-
     def job_seconds(payload: dict) -> float:  # finishes spread out, as in a real burst
-        return 2.0 + 1.5 * int(payload["prompt"].rsplit(" ", 1)[-1])
+        return 0.5 + 0.4 * int(payload["prompt"].rsplit(" ", 1)[-1])
 
     with DemoServer(job_seconds=job_seconds) as demo:
         polled, polling_only = track_jobs(demo, tmp_path, 3, receiver=None)
