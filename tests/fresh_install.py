@@ -5,7 +5,8 @@ files, so that what is being edited is what is tried; untracked files stay out, 
 clone). The venv is ``python -m venv``; a ``.pth`` file lends it this environment's installed
 packages (the dependencies, and setuptools and wheel to build with), so nothing is downloaded, and
 ``pip install -e`` of the clone puts the ``runway-widget`` command and the package in it. Nothing
-of the checkout is on its path: ``PYTHONPATH`` is cleared.
+of the checkout is on its path: ``PYTHONPATH`` is cleared. So is ``PYTHONDONTWRITEBYTECODE``: a
+newcomer's Python caches the clone's compiled modules, and each command need not compile them again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-_CLEARED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+_CLEARED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
 _ORIGINS = ('command -v runway-widget; '
             'python -c "import runway_widget; print(runway_widget.__file__)"')
 
