@@ -188,7 +188,7 @@ def test_reads_are_not_redirected_either(make_client, bad):
 def test_a_trickled_reply_cannot_hold_fetch_past_its_deadline(make_client, bad):
     body = json_reply(STAGED)  # ~120 bytes at 5 a second: 25 s if the client waited
     bad.route("/fetch", trickle(body, every=0.2))
-    took, outcome = elapsed(lambda: make_client(deadline=1.5, max_retries=0).fetch("t1"))
+    took, outcome = elapsed(lambda: make_client(deadline=0.5, max_retries=0).fetch("t1"))
     assert isinstance(outcome, NetworkError), outcome
     assert "deadline" in str(outcome)
     assert took < 10
@@ -196,21 +196,21 @@ def test_a_trickled_reply_cannot_hold_fetch_past_its_deadline(make_client, bad):
 
 def test_trickled_headers_cannot_hold_a_call_either(make_client, bad):
     bad.route("/account", trickle(b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"a" * 500, every=0.1))
-    took, outcome = elapsed(lambda: make_client(deadline=1.0, max_retries=0).account())
+    took, outcome = elapsed(lambda: make_client(deadline=0.4, max_retries=0).account())
     assert isinstance(outcome, NetworkError), outcome
     assert took < 10
 
 
 def test_wait_with_a_timeout_ends_on_time_against_a_trickling_server(make_client, bad):
     bad.route("/fetch", trickle(json_reply(STAGED), every=0.5))
-    took, outcome = elapsed(lambda: make_client().wait("t1", timeout=2, poll_interval=0.1))
+    took, outcome = elapsed(lambda: make_client().wait("t1", timeout=0.6, poll_interval=0.1))
     assert isinstance(outcome, TaskTimeoutError), outcome
     assert took < 10
 
 
 def test_a_trickled_submission_is_unknown_not_lost(make_client, bad):
     bad.route("/runway-imagine", trickle(json_reply({"task_id": "t9"}), every=0.3))
-    took, outcome = elapsed(lambda: make_client(deadline=1.0).imagine(prompt="a cat"))
+    took, outcome = elapsed(lambda: make_client(deadline=0.4).imagine(prompt="a cat"))
     assert isinstance(outcome, SubmissionUnknownError), outcome
     assert bad.count("/runway-imagine") == 1
     assert took < 10
@@ -243,10 +243,11 @@ def test_a_download_has_a_size_limit(make_client, bad, tmp_path):
     assert list(tmp_path.glob("*.mp4")) == list(tmp_path.glob(".*part")) == []
 
 
-@pytest.mark.parametrize("every", [0.005, 0.0175])  # cut in the body / in a header name
+# 500 or 140 bytes a second, against 1000: cut in the body / in a header name (at 0.4 s)
+@pytest.mark.parametrize("every", [0.002, 0.007])
 def test_a_trickled_download_ends_with_a_clear_error(make_client, bad, tmp_path, every):
-    bad.route("/slow.mp4", trickle(response_bytes(200, b"\x00" * 2000), every=every))
-    client = make_client(download_min_rate=1000, timeout=1.0)
+    bad.route("/slow.mp4", trickle(response_bytes(200, b"\x00" * 600), every=every))
+    client = make_client(download_min_rate=1000, timeout=0.4)
     took, outcome = elapsed(lambda: client.download(f"{bad.base_url}/slow.mp4", tmp_path / "s.mp4"))
     assert isinstance(outcome, NetworkError), outcome
     assert "deadline" in str(outcome)
