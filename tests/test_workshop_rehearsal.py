@@ -1,4 +1,5 @@
-"""A rehearsal from nothing: the README's "Running a workshop" section, run word for word.
+"""The README from nothing: its first command, and a rehearsal of its "Running a workshop"
+section, run word for word.
 
 It starts from nothing: a fresh clone of this checkout, installed with ``pip install -e`` in a
 fresh venv (offline: see fresh_install), and the README read is the clone's. Every fenced ``bash``
@@ -219,6 +220,25 @@ def test_the_readme_rehearses_the_whole_day():
         assert any(command in line for line in commands), command
     assert any("quota reached" in line for line in expected)
     assert any("revoked your workshop token" in line for line in expected)
+
+
+def test_the_readme_first_command_renders_a_clip_from_a_fresh_clone(fresh_install, tmp_path):
+    """The README's first line, in a fresh venv of a fresh clone (installed offline by the
+    fixture: the line's ``pip install -e .``), renders ``lighthouse.mp4`` on the demo backend."""
+    readme = (fresh_install.clone / "README.md").read_text(encoding="utf-8")
+    first = next(line for line in readme.splitlines() if line.startswith("pip install -e . && "))
+    command = first.removeprefix("pip install -e . && ")
+    assert command.startswith("runway-widget generate ") and "--demo" in command
+    env = {key: value for key, value in fresh_install.env(os.environ).items()
+           if not key.startswith(("APIFRAME_", "RUNWAY_"))}
+    env.update(RUNWAY_WIDGET_HOME=str(tmp_path / "home"), RUNWAY_WIDGET_DEMO_SECONDS="0.5",
+               RUNWAY_WIDGET_CONFIG_DIR=str(tmp_path / "config"),
+               RUNWAY_WIDGET_POLL_INTERVAL="0.2")
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-c", command], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "lighthouse.mp4").read_bytes()[4:8] == b"ftyp"
+    fresh_install.assert_from_the_clone(env, tmp_path)
 
 
 def test_a_rehearsal_from_nothing_runs_the_readme_word_for_word(fresh_install, tmp_path):
