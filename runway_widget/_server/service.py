@@ -19,6 +19,7 @@ import contextlib
 import io
 import logging
 import re
+import selectors
 import socket
 import threading
 import time
@@ -38,6 +39,7 @@ _LENGTH_CEILING = 10**18  # any Content-Length above a server's cap is as good a
 _DISCARD_LIMIT = 128 * 1024 * 1024
 _DRAIN_BYTES = 4 * 1024 * 1024
 _DRAIN_SECONDS = 1.0
+_TICK = 0.1  # seconds between looks for connections past their deadline
 _MAX_REFUSALS_CLOSING = 256
 _BUSY_BODY = b'{"errors": [{"msg": "the server is busy: try again in a moment"}]}'
 _BUSY_REPLY = (
@@ -219,6 +221,8 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
         self._connection_threads: dict[socket.socket, threading.Thread] = {}
         self._connection_threads_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake_reader, self._wake_writer = socket.socketpair()  # closed by server_close
         super().__init__(address, handler)
 
     @property
@@ -227,15 +231,15 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
 
     def start(self) -> BackgroundHTTPServer:
         """Serve from a named daemon thread."""
-        self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name=self.name, daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting, cut open connections and join every thread (but the caller's)."""
-        self.shutdown()
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"\0")
         if self._thread is not None:
             self._thread.join(timeout)
         self.server_close()
@@ -243,6 +247,37 @@ class BackgroundHTTPServer(ThreadingHTTPServer):
             sock.close()
         self._refused_closing = []
         self._close_connections(timeout)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    def _serve(self) -> None:
+        """socketserver's accept loop, with a wake-up socket: `stop` ends it at once, not at
+        its next tick (every stop of a demo backend or a receiver used to wait for one)."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake_reader, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                ready = selector.select(_TICK)
+                if self._stopping.is_set():
+                    return
+                if any(key.fileobj is self for key, _ in ready):
+                    self._accept()
+                self.service_actions()
+
+    def _accept(self) -> None:
+        """One waiting connection to `process_request`, as socketserver hands it on."""
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            return
+        try:
+            self.process_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+            self.shutdown_request(request)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         evicted = self.connections.admit(request)
