@@ -33,16 +33,18 @@ SUBMIT_THEN_CRASH = textwrap.dedent(
 
 
 @pytest.fixture
-def slow_demo():
+def slow_demo(clock):
+    """Jobs on the fake clock: still running after the crash however long it takes, then run
+    to their end as fast as the tracker's polls and the renders go."""
     from runway_widget.demo import DemoServer
 
-    with DemoServer(job_seconds=3.0) as server:
+    with DemoServer(job_seconds=20.0, clock=clock) as server:
         yield server
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 def test_unfinished_jobs_of_the_same_backend_resume_to_completion(
-    slow_demo, tmp_path: Path
+    slow_demo, clock, tmp_path: Path
 ) -> None:
     from runway_widget.client.apiframe import ApiframeClient
     from runway_widget.tracking.tracker import TaskTracker
@@ -74,14 +76,15 @@ def test_unfinished_jobs_of_the_same_backend_resume_to_completion(
         store=store,
         requests_per_second=50,
     )
-    tracker = TaskTracker(client)
+    tracker = TaskTracker(client, clock=clock, wait=clock.wait)
     try:
         pending = [job for job in store.jobs(backend=client.base_url) if not job.is_done]
         assert sorted(job.task_id for job in pending) == sorted(submitted)
         assert all(job.status == "submitted" for job in pending)
 
         handles = [tracker.track(job.task_id) for job in pending]
-        finished = [handle.wait(timeout=60) for handle in handles]
+        with clock.driving():
+            finished = [handle.wait(timeout=60) for handle in handles]
     finally:
         tracker.stop()
         client.close()

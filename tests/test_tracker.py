@@ -102,15 +102,25 @@ def submit(client, count: int, prompt: str = "a lighthouse in a storm") -> list[
 # -- real jobs, end to end ------------------------------------------------------------------------
 
 
+@pytest.fixture
+def demo_server(clock):
+    """The demo backend over HTTP, its 20 s jobs on the fake clock (the clip really rendered)."""
+    from runway_widget.demo import DemoServer
+
+    with DemoServer(job_seconds=20, clock=clock) as server:
+        yield server
+
+
 def test_thirty_demo_tasks_all_reach_their_callbacks_in_batched_requests(demo_server,
-                                                                       demo_client):
+                                                                       demo_client, clock):
     ids = submit(demo_client, 30)
     recorder = Recorder()
-    tracker = TaskTracker(demo_client)
+    tracker = TaskTracker(demo_client, clock=clock, wait=clock.wait)
     try:
         for task_id in ids:
             tracker.track(task_id, on_update=recorder.on_update)
-        finished = [tracker.wait(task_id, timeout=60) for task_id in ids]
+        with clock.driving():
+            finished = [tracker.wait(task_id, timeout=60) for task_id in ids]
     finally:
         tracker.stop()
     assert all(task.is_finished and task.video_url for task in finished)
