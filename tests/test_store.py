@@ -16,6 +16,7 @@ from pathlib import Path
 
 import platformdirs
 import pytest
+from waiting import wait_for
 
 from runway_widget.models import GenerationRequest, Task
 from runway_widget.store import JobStore
@@ -365,6 +366,7 @@ WRITER = textwrap.dedent(
     path, name, go = sys.argv[1], sys.argv[2], sys.argv[3]
     store = JobStore(path)
     request = GenerationRequest(prompt=name * 4000)
+    open(go + "-" + name, "w").close()  # ready: both start writing at once
     while not os.path.exists(go):
         time.sleep(0.002)
     for i in range(500):
@@ -380,7 +382,7 @@ def test_two_processes_appending_at_once_never_interleave(tmp_path: Path) -> Non
         subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(go)])
         for name in ("a", "b")
     ]
-    time.sleep(0.5)
+    wait_for(lambda: all((tmp_path / f"go-{name}").exists() for name in "ab"), "both writers")
     go.touch()
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
 
