@@ -764,10 +764,19 @@ def test_the_key_never_appears_in_repr_errors_logs_or_tracebacks(make_client, ap
 # -- the demo backend -------------------------------------------------------------------------
 
 
+@pytest.fixture
+def demo_server():
+    """Half-second demo jobs on the real clock: the whole job, as a user's client sees it."""
+    from runway_widget.demo import DemoServer
+
+    with DemoServer(job_seconds=0.5) as server:
+        yield server
+
+
 def test_demo_client_runs_a_whole_job(demo_client, tmp_path):
     assert demo_client.is_demo
     task_id = demo_client.imagine(prompt="a lighthouse in a storm", duration=5, aspect_ratio="1:1")
-    task = demo_client.wait(task_id, timeout=60, poll_interval=0.2)
+    task = demo_client.wait(task_id, timeout=60, poll_interval=0.1)
     assert task.is_finished and task.video_url
     path = demo_client.download(task, tmp_path / "demo.mp4")
     assert path.read_bytes()[4:8] == b"ftyp"
