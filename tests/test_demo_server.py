@@ -553,14 +553,15 @@ def test_rate_limit_burst_answers_429_with_retry_after(server, api):
     assert server.faults.rate_limit_burst == 0
 
 
-def test_past_its_concurrency_the_demo_refuses_as_a_provider_does():
-    with DemoServer(job_seconds=1.0, concurrency=2) as demo:
+def test_past_its_concurrency_the_demo_refuses_as_a_provider_does(clock):
+    with DemoServer(job_seconds=1.0, concurrency=2, clock=clock) as demo:
         api = Api(demo)
         running = [api.imagine(), api.imagine()]
         refused = api.post("/runway-imagine", T2V)
         assert refused.status_code == 429
         assert refused.json() == {"errors": [{"msg": "too many running jobs"}]}
         assert 1 <= int(refused.headers["Retry-After"]) <= 2  # until a running job ends
+        clock.advance(1.0)
         wait_for(
             lambda: api.post("/fetch", {"task_id": running[0]}).json()["status"] == "finished",
             "a running job to end",
