@@ -14,7 +14,7 @@ from fake_api import TEST_API_KEY, FakeApi
 from fake_clock import FakeClock
 from fresh_install import FreshInstall, install_fresh_clone
 
-SLOW_FIRST = ("browser", "hub", "kernel")
+SLOW_FIRST = ("browser", "hub", "kernel", "slow")
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -26,9 +26,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 @pytest.hookimpl(tryfirst=True)  # --failed-first and --new-first reorder after this
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files that drive a browser, start a hub or a kernel first, in that order: under
-    pytest-xdist (``--dist loadfile``, see pyproject.toml) the long ones start at once and the
-    quick ones fill the gaps, rather than one browser file running alone at the end."""
+    """Files that drive a browser, start a hub or a kernel first, in that order, then the
+    other long ones (``slow``): under pytest-xdist (``--dist loadfile``, see pyproject.toml)
+    the long ones start at once and the quick ones fill the gaps, rather than one browser
+    file running alone at the end."""
     rank: dict[str, int] = {}
     for item in items:
         path = item.nodeid.split("::")[0]

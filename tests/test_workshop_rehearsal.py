@@ -34,7 +34,7 @@ import pytest
 from tests.fresh_install import FreshInstall
 from tests.gateway_support import free_port
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 README_PORT = "8765"
