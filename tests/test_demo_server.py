@@ -43,7 +43,7 @@ def server(clock) -> Iterator[DemoServer]:
 @pytest.fixture
 def live_server() -> Iterator[DemoServer]:
     """Jobs on the real clock, for what runs on threads of the server's own (webhooks)."""
-    with DemoServer(job_seconds=0.5) as demo:
+    with DemoServer(job_seconds=1.0) as demo:  # 10 % steps 0.1 s apart, each pushed
         yield demo
 
 

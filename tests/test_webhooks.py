@@ -585,7 +585,7 @@ def track_jobs(demo, tmp_path, count: int, receiver: WebhookReceiver | None):
 
 def test_a_tracker_fed_by_webhooks_polls_far_less(tmp_path):
     def job_seconds(payload: dict) -> float:  # finishes spread out, as in a real burst
-        return 0.5 + 0.4 * int(payload["prompt"].rsplit(" ", 1)[-1])
+        return 0.8 + 0.5 * int(payload["prompt"].rsplit(" ", 1)[-1])
 
     with DemoServer(job_seconds=job_seconds) as demo:
         polled, polling_only = track_jobs(demo, tmp_path, 3, receiver=None)
