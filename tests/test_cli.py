@@ -42,16 +42,14 @@ def api(home, monkeypatch) -> Iterator[ApiServer]:
 
 
 @pytest.fixture
-def demo_seconds(monkeypatch) -> Iterator[None]:
-    """``--demo`` on a shared demo backend of this test's own, whose jobs take half a second
-    (one started earlier in this process would keep the job time it was started with)."""
+def demo_seconds(monkeypatch) -> None:
+    """``--demo`` jobs of half a second. The process's shared demo backend may have started
+    before this test (with another job time), and others may still follow its tasks: it is
+    set for the test and set back, never stopped."""
     from runway_widget.demo import shared_demo_server
 
-    monkeypatch.setenv("RUNWAY_WIDGET_DEMO_SECONDS", "0.5")
     monkeypatch.setenv("RUNWAY_WIDGET_POLL_INTERVAL", "0.1")
-    shared_demo_server().stop()
-    yield
-    shared_demo_server().stop()
+    monkeypatch.setattr(shared_demo_server(), "job_seconds", 0.5)
 
 
 def script_job(

@@ -646,7 +646,6 @@ def test_shared_demo_server_is_one_per_process():
     assert len({id(s) for s in found}) == 1
     assert found[0].is_running
     assert requests.get(found[0].base_url + "/account", timeout=5).status_code == 401
-    found[0].stop()  # the next test's demo mode starts one with its own settings
 
 
 def test_import_without_the_demo_libraries_says_what_to_install():
