@@ -17,7 +17,6 @@ import atexit
 import logging
 import queue
 import sys
-import threading
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
@@ -107,22 +106,13 @@ class LogWriter(QueueListener):
         stop_seconds: float = STOP_SECONDS,
     ) -> None:
         super().__init__(records, handler)
-        self._records = records
         self._stop_seconds = stop_seconds
-        self._writer: threading.Thread | None = None
-
-    def start(self) -> None:
-        super().start()
-        self._writer = self._thread
-
-    def enqueue_sentinel(self) -> None:
-        self._records.put(None)  # type: ignore[arg-type]
 
     def stop(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            self.enqueue_sentinel()
-            writer.join(self._stop_seconds)
+        thread = self._thread
+        if thread is not None:
+            self.enqueue_sentinel()  # a SimpleQueue: never waits
+            thread.join(self._stop_seconds)
             self._thread = None
 
 
