@@ -267,9 +267,10 @@ def run_all(page: Any) -> None:
     page.locator('li.lm-Menu-item[data-command="runmenu:run-all"]').click()
 
 
-def run_cell(page: Any, cell: Any) -> None:
-    """Click into a code cell's editor and press Shift+Enter."""
-    cell.locator(".jp-InputArea-editor").click()
+def run_cell(page: Any, cell: Any, timeout: float | None = None) -> None:
+    """Click into a code cell's editor (within ``timeout`` ms, else Playwright's default)
+    and press Shift+Enter."""
+    cell.locator(".jp-InputArea-editor").click(timeout=timeout)
     page.keyboard.press("Shift+Enter")
 
 

@@ -355,9 +355,10 @@ def _run_first_cell(page: Any, attempts: int = 3) -> None:
 
     cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").first
     for _ in range(attempts):
-        if cell.locator(".jp-InputPrompt").inner_text().strip() in ("[ ]:", ""):
-            ui.run_cell(page, cell)
+        _accept_dialogs(page)  # "Select Kernel" may come after the kernel went idle
         try:
+            if cell.locator(".jp-InputPrompt").inner_text().strip() in ("[ ]:", ""):
+                ui.run_cell(page, cell, timeout=15_000)
             page.wait_for_selector(".rw-panel textarea", timeout=30_000)
             return
         except PlaywrightTimeout:
@@ -370,10 +371,15 @@ def _wait_for_kernel(page: Any, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not page.locator(ui.KERNEL_IDLE).count():
         assert time.monotonic() < deadline, "the notebook's kernel never became idle"
-        accept = page.locator(".jp-Dialog button.jp-mod-accept")
-        if accept.count():
-            accept.first.click()
+        _accept_dialogs(page)
         page.wait_for_timeout(250)
+
+
+def _accept_dialogs(page: Any) -> None:
+    """Accept a dialog the lab shows (the kernel to start), which would take every click."""
+    accept = page.locator(".jp-Dialog button.jp-mod-accept")
+    if accept.count():
+        accept.first.click()
 
 
 def test_the_hub_stops_the_gateway_promptly(hub: hub_harness.JupyterHubUnderTest) -> None:
